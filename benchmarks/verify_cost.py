@@ -1,0 +1,109 @@
+"""Verification cost per request: the full `verify` (parse + key lookup + signature + claims)
+next to its baseline, the bare cryptographic primitive on the same bytes.
+
+    python -m benchmarks.verify_cost [--seconds 1.0]
+
+Prints microseconds per call and the ratio full/primitive, for HMAC-SHA256 and Ed25519, on a
+plain link and on a link carrying every optional binding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import ipaddress
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, verify
+from signer.format import parse_link
+
+
+def per_call(fn: Callable[[], object], seconds: float) -> float:
+    """Microseconds per call: best of 5 timed batches sized to `seconds` in total."""
+    batch = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        if time.perf_counter() - start > seconds / 20:
+            break
+        batch *= 2
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        best = min(best, (time.perf_counter() - start) / batch)
+    return best * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time budget per row")
+    args = parser.parse_args()
+    now = time.time()
+    print(f"{'case':34} {'verify µs':>10} {'parse µs':>9} {'primitive µs':>13} {'ratio':>6}")
+    for alg in Algorithm:
+        key = new_key("bench", alg, Status.ACTIVE, now=now)
+        keyring = Keyring([key])
+        cases = {
+            "plain": sign_path("/videos/2026/intro-1080p.mp4", keyring, expires_in=3600, now=now),
+            "all bindings": sign_path(
+                "/hls/ep1/720p/seg042.ts",
+                keyring,
+                expires_in=3600,
+                now=now,
+                starts_at=int(now) - 10,
+                ip="203.0.113.0/24",
+                prefix="/hls/ep1/",
+                method="GET",
+                sub="user-4711",
+            ),
+        }
+        for label, target in cases.items():
+            row = measure(keyring, key, target, now, args.seconds)
+            name = f"{alg.value} / {label}"
+            t_full, t_parse, t_prim = row
+            print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
+
+
+def measure(
+    keyring: Keyring, key: Key, target: str, now: float, seconds: float
+) -> tuple[float, float, float]:
+    """(full verify, parse only, bare primitive) in microseconds per call."""
+    client = ipaddress.ip_address("203.0.113.7")
+    raw_path, _, raw_query = target.partition("?")
+    link = parse_link(raw_path, raw_query)
+    primitive: Callable[[], object]
+    if key.alg is Algorithm.HMAC_SHA256:
+        secret = key.secret
+        assert secret is not None
+
+        def primitive() -> object:
+            expected = hmac.digest(secret, link.signed, hashlib.sha256)
+            return hmac.compare_digest(expected, link.signature)
+    else:
+        assert key.public is not None
+        public = Ed25519PublicKey.from_public_bytes(key.public)
+
+        def primitive() -> object:
+            public.verify(link.signature, link.signed)
+            return None
+
+    def full() -> object:
+        return verify(
+            keyring, method="GET", raw_path=raw_path, raw_query=raw_query, client_ip=client, now=now
+        )
+
+    def parse() -> object:
+        return parse_link(raw_path, raw_query)
+
+    return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The edge verification gateway: verify every request, then stream from private storage."""

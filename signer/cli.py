@@ -1,0 +1,343 @@
+"""`signer`: keys and links from the command line, modelled on `aws s3 presign`."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+from signer.algorithms import Algorithm
+from signer.errors import Reason, Rejected, SignerError
+from signer.format import FORMAT_VERSION, parse_link
+from signer.keys import Keyring, Status, new_key
+from signer.sign import DEFAULT_MAX_LIFETIME, sign_url
+from signer.timeparse import describe, parse_time
+from signer.verify import DEFAULT_SKEW, verify_url
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+EPILOG = f"""\
+examples:
+  signer keygen --keyring keys.json --key-id k1 --alg ed25519
+  signer sign https://media.example.com/videos/intro.mp4 --keyring keys.json --expires-in 3600
+  signer sign https://media.example.com/hls/ep1/master.m3u8 --keyring keys.json \\
+      --expires-in 7200 --prefix /hls/ep1/ --ip 203.0.113.0/24 --sub user-42
+  signer verify 'https://media.example.com/videos/intro.mp4?Expires=...' --keyring public.json
+  signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
+  signer export-public --keyring keys.json --output gateway-keyring.json
+  signer retire --keyring keys.json k1
+
+The keyring defaults to $SIGNER_KEYRING. Times are unix seconds or ISO 8601 with an offset
+(2026-12-01T00:00:00Z). Exit status: 0 success, 1 link rejected (verify), 2 usage or keyring
+error. Token format version {FORMAT_VERSION}: docs/token-format.md.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except SignerError as exc:
+        print(f"signer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"signer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signer",
+        description="Issue and check signed links for the edge gateway, and manage their keys.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], helptext: str, epilog: str = ""
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=helptext,
+            description=helptext,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument(
+            "--keyring",
+            type=Path,
+            default=os.environ.get("SIGNER_KEYRING"),
+            required="SIGNER_KEYRING" not in os.environ,
+            metavar="FILE",
+            help="keyring file (default: $SIGNER_KEYRING)",
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    keygen = command(
+        "keygen",
+        _keygen,
+        "add a new key to a keyring (created if missing)",
+        "example:\n  signer keygen --keyring keys.json --key-id k1 --alg ed25519",
+    )
+    keygen.add_argument("--key-id", required=True, help="1-64 of A-Z a-z 0-9 . _ -")
+    keygen.add_argument(
+        "--alg",
+        type=Algorithm,
+        choices=list(Algorithm),
+        default=Algorithm.ED25519,
+        help="ed25519 (gateways hold only public keys; default) or hmac-sha256",
+    )
+    keygen.add_argument(
+        "--status",
+        type=Status,
+        choices=[Status.ACTIVE, Status.VERIFY],
+        help="default: active in an empty keyring, otherwise verify (stage the "
+        "key on gateways first, then `signer activate`)",
+    )
+
+    activate = command(
+        "activate",
+        _activate,
+        "make a key the signing key (old one -> verify)",
+        "example:\n  signer activate --keyring keys.json k2",
+    )
+    activate.add_argument("key_id", metavar="KEYID")
+
+    rotate = command(
+        "rotate",
+        _rotate,
+        "add a new active key; the old one stays as verify",
+        "example:\n  signer rotate --keyring keys.json --key-id k-2026-12",
+    )
+    rotate.add_argument("--key-id", help="default: k-YYYYMMDD-HHMMSS")
+    rotate.add_argument(
+        "--alg",
+        type=Algorithm,
+        choices=list(Algorithm),
+        help="default: the algorithm of the current active key",
+    )
+
+    retire = command(
+        "retire",
+        _retire,
+        "refuse every link signed by a key from now on",
+        "example:\n  signer retire --keyring keys.json k1",
+    )
+    retire.add_argument("key_id", metavar="KEYID")
+
+    command("list", _list, "show the keys (ids, algorithms, statuses; never secrets)")
+
+    export = command(
+        "export-public",
+        _export,
+        "write the verification-only keyring a gateway needs",
+        "Ed25519 keys lose their private half; retired keys lose all material. HMAC keys are\n"
+        "shared secrets, so an export that contains one must go to a file (written 0600).\n\n"
+        "example:\n  signer export-public --keyring keys.json --output gateway-keyring.json",
+    )
+    export.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write here (default: stdout, refused if the export holds a secret)",
+    )
+
+    sign = command("sign", _sign, "print a signed URL", EPILOG.split("\n\n")[0])
+    sign.add_argument("url", metavar="URL", help="absolute URL or /path (query kept and signed)")
+    when = sign.add_mutually_exclusive_group(required=True)
+    when.add_argument("--expires-in", type=int, metavar="SECONDS", help="lifetime")
+    when.add_argument("--expires-at", type=parse_time, metavar="TIME", help="absolute expiry")
+    sign.add_argument("--starts-at", type=parse_time, metavar="TIME", help="not valid before")
+    sign.add_argument("--ip", help="bind to a client address or CIDR (IPv4 or IPv6)")
+    sign.add_argument("--prefix", help="authorize every path under this prefix (ends with /)")
+    sign.add_argument("--method", choices=["GET", "HEAD", "PUT"], help="default: GET and HEAD")
+    sign.add_argument("--sub", help="opaque subject id (audit; revoke all of a user's links)")
+    sign.add_argument("--content-type", help="PUT: exact type, or a type/ prefix like image/")
+    sign.add_argument("--min-bytes", type=int, help="PUT: smallest accepted body")
+    sign.add_argument("--max-bytes", type=int, help="PUT: largest accepted body")
+    sign.add_argument("--no-overwrite", action="store_true", help="PUT: fail if the key exists")
+    sign.add_argument("--one-time", action="store_true", help="PUT: usable for one upload")
+    sign.add_argument(
+        "--max-lifetime",
+        type=int,
+        default=DEFAULT_MAX_LIFETIME,
+        metavar="SECONDS",
+        help="refuse longer lifetimes (default: 7 days)",
+    )
+
+    check = command(
+        "verify",
+        _verify,
+        "explain whether the gateway would accept a signed URL",
+        'example:\n  signer verify "$URL" --keyring gateway-keyring.json --client-ip 203.0.113.7',
+    )
+    check.add_argument("url", metavar="URL")
+    check.add_argument("--method", default="GET", help="request method (default GET)")
+    check.add_argument("--client-ip", type=ipaddress.ip_address, help="address of the client")
+    check.add_argument("--at", type=parse_time, metavar="TIME", help="judge at this time")
+    check.add_argument(
+        "--skew",
+        type=int,
+        default=DEFAULT_SKEW,
+        metavar="SECONDS",
+        help=f"clock skew allowance (default {DEFAULT_SKEW})",
+    )
+    return parser
+
+
+def _load(path: Path, *, create: bool = False) -> Keyring:
+    if create and not path.exists():
+        return Keyring()
+    return Keyring.load(path)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    keyring = _load(args.keyring, create=True)
+    status = args.status or (Status.VERIFY if keyring.active else Status.ACTIVE)
+    key = new_key(args.key_id, args.alg, status)
+    keyring.with_key(key).save(args.keyring)
+    print(f"added {key.alg} key {key.id!r} as {status} to {args.keyring}")
+    if status is Status.VERIFY:
+        print(
+            f"next: deploy `signer export-public` to the gateways, then "
+            f"`signer activate --keyring {args.keyring} {key.id}`"
+        )
+    return EXIT_OK
+
+
+def _activate(args: argparse.Namespace) -> int:
+    keyring = _load(args.keyring)
+    previous = keyring.active
+    keyring.activated(args.key_id).save(args.keyring)
+    demoted = f"; {previous.id!r} is now verify" if previous and previous.id != args.key_id else ""
+    print(f"{args.key_id!r} is now the active key{demoted}")
+    return EXIT_OK
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    keyring = _load(args.keyring)
+    previous = keyring.active
+    alg = args.alg or (previous.alg if previous else Algorithm.ED25519)
+    key_id = args.key_id or datetime.now(UTC).strftime("k-%Y%m%d-%H%M%S")
+    key = new_key(key_id, alg, Status.ACTIVE)
+    keyring.with_key(key).save(args.keyring)
+    kept = f"; {previous.id!r} kept as verify until its links expire" if previous else ""
+    print(f"new active {alg} key {key_id!r}{kept}")
+    return EXIT_OK
+
+
+def _retire(args: argparse.Namespace) -> int:
+    _load(args.keyring).retired(args.key_id).save(args.keyring)
+    print(f"{args.key_id!r} is retired: links signed with it are refused after the next reload")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    keyring = _load(args.keyring)
+    for key in keyring:
+        material = "private" if key.secret is not None else "public" if key.public else "none"
+        created = datetime.fromtimestamp(key.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{key.id}\t{key.alg}\t{key.status}\tcreated {created}\tmaterial: {material}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    public = _load(args.keyring).public_export()
+    if args.output is None:
+        if public.has_secrets:
+            raise SignerError("the export holds HMAC secrets; write it to a file with --output")
+        sys.stdout.write(public.dumps(public_only=True))
+        return EXIT_OK
+    public.save(args.output, public_only=True)
+    note = " (holds HMAC secrets: mode 0600)" if public.has_secrets else ""
+    print(f"wrote {len(public)} keys to {args.output}{note}")
+    return EXIT_OK
+
+
+def _sign(args: argparse.Namespace) -> int:
+    now = time.time()
+    prefix = None
+    if args.prefix is not None:
+        prefix = unquote(args.prefix, errors="strict")
+    print(
+        sign_url(
+            args.url,
+            _load(args.keyring),
+            expires_in=args.expires_in,
+            expires_at=args.expires_at,
+            starts_at=args.starts_at,
+            ip=args.ip,
+            prefix=prefix,
+            method=args.method,
+            sub=args.sub,
+            content_type=args.content_type,
+            min_bytes=args.min_bytes,
+            max_bytes=args.max_bytes,
+            no_overwrite=args.no_overwrite,
+            one_time=args.one_time,
+            now=now,
+            max_lifetime=args.max_lifetime,
+        )
+    )
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    keyring = _load(args.keyring)
+    now = time.time() if args.at is None else float(args.at)
+    try:
+        verified = verify_url(
+            args.url,
+            keyring,
+            method=args.method.upper(),
+            client_ip=args.client_ip,
+            now=now,
+            skew=args.skew,
+        )
+    except Rejected as exc:
+        print(f"rejected: {exc.reason.value}: {exc.detail}")
+        if exc.reason is Reason.BAD_SIGNATURE:
+            _explain_signature(args.url)
+        return EXIT_REJECTED
+    claims = verified.claims
+    print(f"valid: key {claims.key_id!r}, path {verified.path!r}")
+    print(f"  issued  {describe(claims.issued, now)}")
+    print(f"  expires {describe(claims.expires, now)}")
+    for label, value in (
+        ("prefix", claims.prefix),
+        ("ip", claims.ip),
+        ("method", claims.method),
+        ("sub", claims.sub),
+    ):
+        if value is not None:
+            print(f"  {label:7} {value}")
+    print(f"  token id {verified.token_id} (for `gateway revoke --digest`)")
+    return EXIT_OK
+
+
+def _explain_signature(url: str) -> None:
+    """Show the string-to-sign, as S3 does for SignatureDoesNotMatch; it holds no secret."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    signed = parse_link(parts.path or "/", parts.query).signed
+    print("  the string-to-sign was (between the lines):")
+    print("  ---")
+    for line in signed.decode("ascii").split("\n"):
+        print(f"  {line}")
+    print("  ---")
+    print("  check that your signer used the same key and produced these exact bytes")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

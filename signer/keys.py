@@ -1,0 +1,323 @@
+"""The keyring: keys by id, each with an algorithm, its material and a status.
+
+File format (JSON, `"format": "edge-keyring/1"`), documented in docs/keyring.md:
+
+    {"format": "edge-keyring/1", "keys": [
+      {"id": "k2", "alg": "ed25519", "status": "active", "created": 1767139200,
+       "private": "<base64url seed>", "public": "<base64url>"},
+      {"id": "k1", "alg": "hmac-sha256", "status": "verify", "created": 1764547200,
+       "secret": "<base64url>"}]}
+
+Statuses: `active` signs new links (at most one; signing needs one), `verify` is still accepted
+(the overlap during rotation), `retired` is refused. A keyring is immutable; every change returns
+a new one, so the gateway can swap a reloaded keyring in whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from signer.algorithms import (
+    ED25519_KEY_BYTES,
+    HMAC_SECRET_BYTES,
+    Algorithm,
+    Verifier,
+    ed25519_public,
+    generate,
+    verifier,
+)
+from signer.errors import KeyringError, Rejected
+from signer.format import b64decode, b64encode
+
+KEYRING_FORMAT = "edge-keyring/1"
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+    VERIFY = "verify"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key. `secret` is the HMAC secret or the Ed25519 seed; it never appears in a repr."""
+
+    id: str
+    alg: Algorithm
+    status: Status
+    created: int
+    secret: bytes | None = field(default=None, repr=False)
+    public: bytes | None = None
+
+    @property
+    def can_sign(self) -> bool:
+        return self.secret is not None
+
+    @property
+    def can_verify(self) -> bool:
+        return self.secret is not None if self.alg is Algorithm.HMAC_SHA256 else bool(self.public)
+
+    def verifier(self) -> Verifier:
+        return verifier(self.alg, secret=self.secret, public=self.public)
+
+    def to_json(self, *, public_only: bool = False) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "alg": self.alg.value,
+            "status": self.status.value,
+            "created": self.created,
+        }
+        if self.status is Status.RETIRED and public_only:
+            return entry
+        if self.alg is Algorithm.HMAC_SHA256:
+            if self.secret is not None:
+                entry["secret"] = b64encode(self.secret)
+        else:
+            if self.secret is not None and not public_only:
+                entry["private"] = b64encode(self.secret)
+            if self.public is not None:
+                entry["public"] = b64encode(self.public)
+        return entry
+
+
+def new_key(key_id: str, alg: Algorithm, status: Status, *, now: float | None = None) -> Key:
+    secret, public = generate(alg)
+    created = int(time.time() if now is None else now)
+    return _checked(Key(key_id, alg, status, created, secret, public), f"key {key_id!r}")
+
+
+class Keyring:
+    """An immutable, validated set of keys, ordered as in the file."""
+
+    def __init__(self, keys: Iterable[Key] = ()) -> None:
+        self._keys: dict[str, Key] = {}
+        for key in keys:
+            if key.id in self._keys:
+                raise KeyringError(f"key id {key.id!r} appears twice")
+            self._keys[key.id] = key
+        active = [key.id for key in self._keys.values() if key.status is Status.ACTIVE]
+        if len(active) > 1:
+            raise KeyringError(f"more than one active key: {', '.join(active)}")
+        self._verifiers: dict[str, Verifier] = {
+            key.id: key.verifier()
+            for key in self._keys.values()
+            if key.status is not Status.RETIRED and key.can_verify
+        }
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._keys.values())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"Keyring({', '.join(f'{k.id}:{k.status.value}' for k in self)})"
+
+    def get(self, key_id: str) -> Key | None:
+        return self._keys.get(key_id)
+
+    def verifier_for(self, key_id: str) -> Verifier | None:
+        """The prepared verifier of a usable key; None when unknown, retired or public-less."""
+        return self._verifiers.get(key_id)
+
+    @property
+    def active(self) -> Key | None:
+        return next((key for key in self if key.status is Status.ACTIVE), None)
+
+    def signing_key(self) -> Key:
+        key = self.active
+        if key is None:
+            raise KeyringError("the keyring has no active key (signer keygen or signer activate)")
+        if not key.can_sign:
+            raise KeyringError(f"active key {key.id!r} has no private material (a public export?)")
+        return key
+
+    def count_by_status(self) -> dict[Status, int]:
+        counts = dict.fromkeys(Status, 0)
+        for key in self:
+            counts[key.status] += 1
+        return counts
+
+    # Changes: each returns a new keyring.
+
+    def with_key(self, key: Key) -> Keyring:
+        if key.id in self._keys:
+            raise KeyringError(f"key id {key.id!r} already exists")
+        keys = list(self)
+        if key.status is Status.ACTIVE:
+            keys = [_demoted(k) for k in keys]
+        return Keyring([*keys, key])
+
+    def activated(self, key_id: str) -> Keyring:
+        """Make `key_id` the signing key; the previous active key stays accepted as `verify`."""
+        target = self._require(key_id)
+        if target.status is Status.RETIRED:
+            raise KeyringError(f"key {key_id!r} is retired; generate a new key instead")
+        if not target.can_sign:
+            raise KeyringError(f"key {key_id!r} has no private material here")
+        return Keyring(
+            replace(k, status=Status.ACTIVE) if k.id == key_id else _demoted(k) for k in self
+        )
+
+    def retired(self, key_id: str) -> Keyring:
+        target = self._require(key_id)
+        if target.status is Status.ACTIVE:
+            raise KeyringError(f"key {key_id!r} is active; rotate or activate another key first")
+        return Keyring(replace(k, status=Status.RETIRED) if k.id == key_id else k for k in self)
+
+    def public_export(self) -> Keyring:
+        """What a gateway needs: no Ed25519 private keys, no material for retired keys."""
+        exported = []
+        for key in self:
+            if key.status is Status.RETIRED:
+                exported.append(replace(key, secret=None, public=None))
+            elif key.alg is Algorithm.ED25519:
+                exported.append(replace(key, secret=None))
+            else:
+                exported.append(key)
+        return Keyring(exported)
+
+    @property
+    def has_secrets(self) -> bool:
+        return any(key.secret is not None for key in self)
+
+    def _require(self, key_id: str) -> Key:
+        key = self.get(key_id)
+        if key is None:
+            raise KeyringError(f"no key {key_id!r} in the keyring")
+        return key
+
+    # Serialisation.
+
+    def dumps(self, *, public_only: bool = False) -> str:
+        document = {
+            "format": KEYRING_FORMAT,
+            "keys": [key.to_json(public_only=public_only) for key in self],
+        }
+        return json.dumps(document, indent=2) + "\n"
+
+    @classmethod
+    def loads(cls, text: str, source: str = "keyring") -> Keyring:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KeyringError(
+                f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from None
+        if not isinstance(document, dict) or document.get("format") != KEYRING_FORMAT:
+            raise KeyringError(f"{source}: 'format' must be {KEYRING_FORMAT!r}")
+        entries = document.get("keys")
+        if not isinstance(entries, list):
+            raise KeyringError(f"{source}: 'keys' must be a list")
+        keys = [_parse_entry(entry, f"{source}: keys[{i}]") for i, entry in enumerate(entries)]
+        try:
+            return cls(keys)
+        except KeyringError as exc:
+            raise KeyringError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Keyring:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise KeyringError(f"keyring {os.fspath(path)}: cannot read ({exc.strerror})") from None
+        return cls.loads(text, f"keyring {os.fspath(path)}")
+
+    def save(self, path: str | os.PathLike[str], *, public_only: bool = False) -> None:
+        """Write atomically (temp file + rename); 0600 whenever the file holds a secret."""
+        text = self.dumps(public_only=public_only)
+        secret = any("secret" in e or "private" in e for e in json.loads(text)["keys"])
+        write_atomically(Path(path), text, 0o600 if secret else 0o644)
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _demoted(key: Key) -> Key:
+    return replace(key, status=Status.VERIFY) if key.status is Status.ACTIVE else key
+
+
+def _parse_entry(entry: object, where: str) -> Key:
+    if not isinstance(entry, dict):
+        raise KeyringError(f"{where}: must be an object")
+    key_id = entry.get("id")
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+        raise KeyringError(f"{where}: 'id' must be 1-64 of A-Z a-z 0-9 . _ -")
+    where = f"{where} (id {key_id!r})"
+    try:
+        alg = Algorithm(str(entry.get("alg")))
+    except ValueError:
+        raise KeyringError(f"{where}: 'alg' must be one of {', '.join(Algorithm)}") from None
+    try:
+        status = Status(str(entry.get("status")))
+    except ValueError:
+        raise KeyringError(f"{where}: 'status' must be one of {', '.join(Status)}") from None
+    created = entry.get("created", 0)
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise KeyringError(f"{where}: 'created' must be unix seconds")
+    allowed = {"id", "alg", "status", "created", "comment"}
+    allowed |= {"secret"} if alg is Algorithm.HMAC_SHA256 else {"private", "public"}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise KeyringError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for {alg}")
+    secret_field = "secret" if alg is Algorithm.HMAC_SHA256 else "private"
+    secret = _material(entry, secret_field, where)
+    public = _material(entry, "public", where)
+    return _checked(Key(key_id, alg, status, created, secret, public), where)
+
+
+def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise KeyringError(f"{where}: {name!r} must be a base64url string")
+    try:
+        return b64decode(value, name)
+    except Rejected:
+        raise KeyringError(f"{where}: {name!r} must be base64url without padding") from None
+
+
+def _checked(key: Key, where: str) -> Key:
+    """Material lengths and consistency; messages name the field, never its value."""
+    if key.alg is Algorithm.HMAC_SHA256:
+        if key.secret is not None and len(key.secret) < HMAC_SECRET_BYTES:
+            raise KeyringError(f"{where}: 'secret' must be at least {HMAC_SECRET_BYTES} bytes")
+        if key.secret is None and key.status is not Status.RETIRED:
+            raise KeyringError(f"{where}: an HMAC key that is not retired needs 'secret'")
+        return key
+    for name, value in (("private", key.secret), ("public", key.public)):
+        if value is not None and len(value) != ED25519_KEY_BYTES:
+            raise KeyringError(f"{where}: {name!r} must be {ED25519_KEY_BYTES} bytes")
+    if key.secret is not None:
+        derived = ed25519_public(key.secret)
+        if key.public is not None and key.public != derived:
+            raise KeyringError(f"{where}: 'public' does not match 'private'")
+        key = replace(key, public=derived)
+    if key.public is None and key.status is not Status.RETIRED:
+        raise KeyringError(f"{where}: an Ed25519 key that is not retired needs 'public'")
+    return key

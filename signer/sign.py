@@ -1,0 +1,147 @@
+"""Issuing links: the backend's half of the format."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from signer import algorithms
+from signer.errors import Rejected, SigningError
+from signer.format import (
+    Claims,
+    b64encode,
+    canonical,
+    check_app_query,
+    check_path,
+    check_prefix,
+    encode_claims,
+    string_to_sign,
+    under_prefix,
+)
+from signer.keys import Key, Keyring
+
+#: Links may not live longer than this unless the caller raises the limit explicitly.
+DEFAULT_MAX_LIFETIME = 7 * 24 * 3600
+
+
+def sign_url(url: str, keyring: Keyring, **options: Any) -> str:
+    """Return `url` with a token appended, signed by the keyring's active key.
+
+    `url` is absolute or a bare path; its path is percent-decoded once, so both `/a b.mp4` and
+    `/a%20b.mp4` name the object `a b.mp4`. Existing query parameters are kept verbatim and
+    covered by the signature. Options are those of `sign_path`.
+    """
+    parts = urlsplit(url)
+    if parts.fragment:
+        raise SigningError("the URL must not have a #fragment")
+    path = _decoded(parts.path, "the URL path")
+    target = sign_path(path, keyring, query=parts.query, **options)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")) + target
+
+
+def sign_path(
+    path: str,
+    keyring: Keyring,
+    *,
+    query: str = "",
+    expires_in: int | None = None,
+    expires_at: int | None = None,
+    starts_at: int | None = None,
+    ip: str | None = None,
+    prefix: str | None = None,
+    method: str | None = None,
+    sub: str | None = None,
+    content_type: str | None = None,
+    min_bytes: int | None = None,
+    max_bytes: int | None = None,
+    no_overwrite: bool = False,
+    one_time: bool = False,
+    now: float | None = None,
+    max_lifetime: int = DEFAULT_MAX_LIFETIME,
+) -> str:
+    """Sign a decoded object path (`/videos/a b.mp4`); returns the request target to append.
+
+    `query` holds the application's own parameters, already percent-encoded; `prefix` is a
+    decoded path ending in '/'. Exactly one of `expires_in` (seconds) and `expires_at` (unix
+    seconds) is required, and the lifetime may not exceed `max_lifetime`.
+    """
+    key = keyring.signing_key()
+    issued = int(time.time() if now is None else now)
+    expires = _expiry(issued, expires_in, expires_at, max_lifetime)
+    try:
+        check_path(path)
+        if prefix is not None:
+            check_prefix(prefix)
+    except Rejected as exc:
+        raise SigningError(exc.detail) from None
+    if prefix is not None and not under_prefix(path, prefix):
+        raise SigningError("the path is not under the prefix")
+    network = None
+    if ip is not None:
+        try:
+            network = ipaddress.ip_network(ip, strict=True)
+        except ValueError as exc:
+            raise SigningError(f"ip {ip!r}: {exc}") from None
+    claims = Claims(
+        expires=expires,
+        key_id=key.id,
+        issued=issued,
+        starts=starts_at,
+        ip=network,
+        prefix=prefix,
+        method=method.upper() if method else None,
+        sub=sub,
+        content_type=content_type,
+        min_bytes=min_bytes,
+        max_bytes=max_bytes,
+        no_overwrite=no_overwrite,
+        one_time=one_time,
+    )
+    try:
+        raw_path = canonical(path)
+    except UnicodeEncodeError:
+        raise SigningError("the path is not valid Unicode") from None
+    return sign_target(raw_path, query, claims, key)
+
+
+def sign_target(raw_path: str, app_query: str, claims: Claims, key: Key) -> str:
+    """Sign an already canonical path: the format's signing rule with nothing else around it."""
+    if key.secret is None:
+        raise SigningError(f"key {key.id!r} has no private material")
+    if claims.key_id != key.id:
+        raise SigningError("the claims name another key")
+    try:
+        if app_query:
+            check_app_query(app_query)
+        block = encode_claims(claims)
+    except Rejected as exc:
+        raise SigningError(exc.detail) from None
+    query = f"{app_query}&{block}" if app_query else block
+    signed = string_to_sign(raw_path, query, prefixed=claims.prefix is not None)
+    signature = algorithms.sign(key.alg, key.secret, signed)
+    return f"{raw_path}?{query}&Signature={b64encode(signature)}"
+
+
+def _expiry(issued: int, expires_in: int | None, expires_at: int | None, limit: int) -> int:
+    if (expires_in is None) == (expires_at is None):
+        raise SigningError("give exactly one of expires_in and expires_at")
+    expires = issued + expires_in if expires_in is not None else expires_at
+    assert expires is not None
+    lifetime = expires - issued
+    if lifetime <= 0:
+        raise SigningError("the lifetime must be positive (the link would be born expired)")
+    if lifetime > limit:
+        raise SigningError(
+            f"the lifetime {lifetime}s exceeds the maximum {limit}s; "
+            "raise max_lifetime deliberately if you mean it"
+        )
+    return expires
+
+
+def _decoded(raw: str, what: str) -> str:
+    try:
+        return unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise SigningError(f"{what} is not valid UTF-8 once percent-decoded") from None

@@ -1,0 +1,114 @@
+"""Verification: is this request target a genuine, current link for this request?
+
+Order matters: the format is checked first, then the signature, and only an authentic token's
+claims (time, method, prefix, IP) are judged, so no claim-based reason is ever given for a forgery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from signer.errors import Reason, Rejected
+from signer.format import Claims, IPAddress, parse_link, under_prefix
+from signer.keys import Keyring, Status
+
+#: Seconds of clock difference tolerated between signer and verifier, on Expires and Starts.
+DEFAULT_SKEW = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An accepted link: the decoded object path, what the token says, and its revocation id."""
+
+    path: str
+    claims: Claims
+    token_id: str
+
+
+def token_id(signature: bytes) -> str:
+    """The public identifier of one link: hex of the first 16 bytes of SHA-256(signature)."""
+    return hashlib.sha256(signature).hexdigest()[:32]
+
+
+def verify(
+    keyring: Keyring,
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    client_ip: IPAddress | None,
+    now: float | None = None,
+    skew: float = DEFAULT_SKEW,
+) -> Verified:
+    """Accept the link or raise `Rejected` with its reason."""
+    link = parse_link(raw_path, raw_query)
+    claims = link.claims
+    check = keyring.verifier_for(claims.key_id)
+    if check is None:
+        key = keyring.get(claims.key_id)
+        if key is not None and key.status is Status.RETIRED:
+            raise Rejected(Reason.RETIRED_KEY, f"key {claims.key_id!r} is retired")
+        raise Rejected(Reason.UNKNOWN_KEY, f"no key {claims.key_id!r} in the keyring")
+    if not check(link.signature, link.signed):
+        raise Rejected(Reason.BAD_SIGNATURE)
+    judge(claims, link.path, method=method, client_ip=client_ip, now=now, skew=skew)
+    return Verified(path=link.path, claims=claims, token_id=token_id(link.signature))
+
+
+def judge(
+    claims: Claims,
+    path: str,
+    *,
+    method: str,
+    client_ip: IPAddress | None,
+    now: float | None = None,
+    skew: float = DEFAULT_SKEW,
+) -> None:
+    """The checks on an authentic token's claims, shared by every form a token travels in."""
+    current = time.time() if now is None else now
+    if current >= claims.expires + skew:
+        raise Rejected(Reason.EXPIRED, f"expired at {claims.expires}", claims)
+    if claims.starts is not None and current < claims.starts - skew:
+        raise Rejected(Reason.NOT_YET_VALID, f"valid from {claims.starts}", claims)
+    if not claims.allows_method(method):
+        raise Rejected(
+            Reason.WRONG_METHOD, f"{method} is not allowed by Method={claims.method}", claims
+        )
+    if claims.prefix is not None and not under_prefix(path, claims.prefix):
+        raise Rejected(Reason.OUTSIDE_PREFIX, "the path is outside the token's Prefix", claims)
+    if claims.ip is not None:
+        address = _unmapped(client_ip)
+        if address is None or address not in claims.ip:
+            raise Rejected(Reason.IP_MISMATCH, f"client {address} is outside {claims.ip}", claims)
+
+
+def verify_url(
+    url: str,
+    keyring: Keyring,
+    *,
+    method: str = "GET",
+    client_ip: IPAddress | None = None,
+    now: float | None = None,
+    skew: float = DEFAULT_SKEW,
+) -> Verified:
+    """`verify` for a whole URL (scheme and host are not signed, so they are ignored)."""
+    parts = urlsplit(url)
+    return verify(
+        keyring,
+        method=method,
+        raw_path=parts.path or "/",
+        raw_query=parts.query,
+        client_ip=client_ip,
+        now=now,
+        skew=skew,
+    )
+
+
+def _unmapped(address: IPAddress | None) -> IPAddress | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -1,0 +1,24 @@
+"""Shared fixtures. Keys are generated at test time; only the public test vectors are committed."""
+
+from __future__ import annotations
+
+import pytest
+
+from signer import Algorithm, Keyring, Status, new_key
+
+NOW = 1_790_000_000
+
+
+@pytest.fixture
+def hmac_keyring() -> Keyring:
+    return Keyring([new_key("h1", Algorithm.HMAC_SHA256, Status.ACTIVE, now=NOW)])
+
+
+@pytest.fixture
+def ed_keyring() -> Keyring:
+    return Keyring([new_key("e1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])
+
+
+@pytest.fixture(params=[Algorithm.HMAC_SHA256, Algorithm.ED25519], ids=lambda a: a.value)
+def keyring(request: pytest.FixtureRequest) -> Keyring:
+    return Keyring([new_key("k1", request.param, Status.ACTIVE, now=NOW)])

@@ -1,0 +1,182 @@
+"""The format's parsing rules, one behaviour per case."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signer import Reason, Rejected
+from signer.format import (
+    Claims,
+    b64decode,
+    b64encode,
+    canonical,
+    check_app_query,
+    decode,
+    encode_claims,
+    parse_link,
+)
+
+BLOCK = "Expires=2000000000&KeyID=k1&Issued=1900000000"
+SIG = "&Signature=" + b64encode(bytes(32))
+
+
+def reason_of(path: str, query: str) -> Reason:
+    with pytest.raises(Rejected) as caught:
+        parse_link(path, query)
+    return caught.value.reason
+
+
+@given(st.text())
+def test_canonical_encoding_decodes_back(text: str) -> None:
+    try:
+        raw = canonical(text)
+    except UnicodeEncodeError:
+        return  # lone surrogates cannot be encoded, so they cannot be signed either
+    assert decode(raw, "x") == text
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
+def test_decode_accepts_exactly_the_canonical_spelling(raw: str) -> None:
+    try:
+        text = decode(raw, "x")
+    except Rejected as exc:
+        assert exc.reason is Reason.MALFORMED  # noqa: PT017 (a property over both branches)
+    else:
+        assert canonical(text) == raw
+
+
+@given(st.binary(max_size=80))
+def test_base64url_round_trips(data: bytes) -> None:
+    assert b64decode(b64encode(data), "x") == data
+
+
+@pytest.mark.parametrize("text", ["YQ==", "YQ=", "YR", "Y", "a+b/", "a b"])
+def test_base64url_refuses_padding_stray_bits_and_other_alphabets(text: str) -> None:
+    with pytest.raises(Rejected):
+        b64decode(text, "x")
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "expected"),
+    [
+        ("/a", "", Reason.MISSING),
+        ("/a", "w=1&h=2", Reason.MISSING),
+        ("/a", f"{BLOCK}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}{SIG}&x=1", Reason.MALFORMED),
+        ("/a", f"KeyID=k1&{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", f"Signature=x&{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", f"EXPIRES=1&{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", f"%45xpires=1&{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", f"w=1&&{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", "Expires=2000000000&Issued=1900000000" + SIG, Reason.MALFORMED),
+        ("/a", "Expires=2000000000&KeyID=k1" + SIG, Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Starts" + SIG, Reason.MALFORMED),
+        ("/a", f"{BLOCK}&OneTime=1{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Method=PUT&OneTime=yes{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Method=get{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&IP=::ffff:0:0/96x{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&IP=2001:DB8::1{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&IP=10.0.0.1/32{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Sub={SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Sub=a%0Ab{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Method=PUT&ContentType=Image/png{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Method=PUT&MinBytes=9&MaxBytes=8{SIG}", Reason.MALFORMED),
+        ("/a", "Expires=-1&KeyID=k1&Issued=0" + SIG, Reason.MALFORMED),
+        ("/a", "Expires=1e9&KeyID=k1&Issued=0" + SIG, Reason.MALFORMED),
+        ("/a", "Expires=2000000000&KeyID=k%31&Issued=0" + SIG, Reason.MALFORMED),
+        ("/a", "Expires=2000000000&KeyID=&Issued=0" + SIG, Reason.MALFORMED),
+        ("/", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("a", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a/", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a/./b", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a/%2E%2E/b", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a%00b", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a%FF", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a%2", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a b", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/ä", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a+b", f"{BLOCK}{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Signature=" + b64encode(bytes(31)) + "=", Reason.MALFORMED),
+    ],
+)
+def test_malformed_and_missing_tokens(path: str, query: str, expected: Reason) -> None:
+    assert reason_of(path, query) is expected
+
+
+def test_a_well_formed_target_parses_into_claims_and_signed_bytes() -> None:
+    link = parse_link("/v/a%20b.mp4", f"w=1&{BLOCK}&Sub=u@x&Signature={b64encode(bytes(32))}")
+    assert link.path == "/v/a b.mp4"
+    assert link.claims == Claims(
+        expires=2_000_000_000, key_id="k1", issued=1_900_000_000, sub="u@x"
+    )
+    assert link.signed == b"EDGE-TOKEN-V1\n/v/a%20b.mp4\nw=1&" + BLOCK.encode() + b"&Sub=u@x"
+
+
+def test_a_prefix_token_signs_no_path() -> None:
+    link = parse_link("/hls/1/a.ts", f"{BLOCK}&Prefix=/hls/1/{SIG}")
+    assert link.signed == b"EDGE-TOKEN-V1\n\n" + BLOCK.encode() + b"&Prefix=/hls/1/"
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        (Claims(expires=2, key_id="k", issued=1), "Expires=2&KeyID=k&Issued=1"),
+        (
+            Claims(expires=2, key_id="k", issued=1, prefix="/ü b/", sub="a&b=c"),
+            "Expires=2&KeyID=k&Issued=1&Prefix=/%C3%BC%20b/&Sub=a%26b%3Dc",
+        ),
+        (
+            Claims(
+                expires=9,
+                key_id="k",
+                issued=1,
+                starts=3,
+                method="PUT",
+                content_type="image/",
+                min_bytes=0,
+                max_bytes=5,
+                no_overwrite=True,
+                one_time=True,
+            ),
+            "Expires=9&KeyID=k&Issued=1&Starts=3&Method=PUT&ContentType=image/&MinBytes=0"
+            "&MaxBytes=5&NoOverwrite=1&OneTime=1",
+        ),
+    ],
+)
+def test_claims_encode_in_the_fixed_order(claims: Claims, expected: str) -> None:
+    assert encode_claims(claims) == expected
+
+
+@pytest.mark.parametrize("query", ["a=1", "a", "a=%20&b=", "x=Expires"])
+def test_application_parameters_that_cannot_be_confused_are_allowed(query: str) -> None:
+    check_app_query(query)
+
+
+@pytest.mark.parametrize("query", ["keyid=1", "a=1&&b=2", "", "a=1&SIGNATURE=2", "a=\x7f"])
+def test_application_parameters_that_could_be_confused_are_refused(query: str) -> None:
+    with pytest.raises(Rejected):
+        check_app_query(query)
+
+
+@pytest.mark.parametrize(
+    ("method", "bound", "allowed"),
+    [
+        ("GET", None, True),
+        ("HEAD", None, True),
+        ("PUT", None, False),
+        ("GET", "GET", True),
+        ("HEAD", "GET", True),
+        ("HEAD", "HEAD", True),
+        ("GET", "HEAD", False),
+        ("PUT", "PUT", True),
+        ("GET", "PUT", False),
+        ("HEAD", "PUT", False),
+        ("DELETE", None, False),
+        ("POST", "GET", False),
+    ],
+)
+def test_method_binding(method: str, bound: str | None, allowed: bool) -> None:
+    claims = Claims(expires=2, key_id="k", issued=1, method=bound)
+    assert claims.allows_method(method) is allowed

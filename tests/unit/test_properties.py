@@ -1,0 +1,138 @@
+"""Property-based specification of sign -> verify."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from signer import Algorithm, Keyring, Reason, Rejected, Status, new_key, sign_path, verify
+from signer.format import IPAddress, canonical
+from tests.conftest import NOW
+
+KEYRINGS = {alg: Keyring([new_key("k1", alg, Status.ACTIVE, now=NOW)]) for alg in Algorithm}
+OTHER = Keyring([new_key("k1", Algorithm.HMAC_SHA256, Status.ACTIVE, now=NOW)])
+CLIENT = ipaddress.ip_address("192.0.2.1")
+
+segment_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="/\x00")
+segments = st.text(segment_chars, min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+paths = st.lists(segments, min_size=1, max_size=5).map(lambda parts: "/" + "/".join(parts))
+subjects = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=20)
+tricky_paths = st.one_of(
+    paths,
+    st.sampled_from(["/a%2Fb", "/a b/c d", "/ü/€/𝄞", "/?#[]@!$&'()*+,;=", "/%", "/%25", "/~-._"]),
+)
+algorithms = st.sampled_from(list(Algorithm))
+
+
+def check(
+    keyring: Keyring,
+    target: str,
+    *,
+    method: str = "GET",
+    client_ip: IPAddress | None = CLIENT,
+    now: float = NOW + 1,
+) -> str:
+    path, _, query = target.partition("?")
+    return verify(
+        keyring, method=method, raw_path=path, raw_query=query, client_ip=client_ip, now=now, skew=0
+    ).path
+
+
+def rejection(keyring: Keyring, target: str, **context: object) -> Reason:
+    with pytest.raises(Rejected) as caught:
+        check(keyring, target, **context)  # type: ignore[arg-type]
+    return caught.value.reason
+
+
+@given(alg=algorithms, path=tricky_paths)
+def test_any_path_round_trips(alg: Algorithm, path: str) -> None:
+    target = sign_path(path, KEYRINGS[alg], expires_in=60, now=NOW)
+    assert check(KEYRINGS[alg], target) == path
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(alg=algorithms, path=tricky_paths, sub=st.none() | subjects, data=st.data())
+def test_any_single_byte_change_is_rejected(
+    alg: Algorithm, path: str, sub: str | None, data: st.DataObject
+) -> None:
+    target = sign_path(path, KEYRINGS[alg], query="app=1", expires_in=60, sub=sub, now=NOW)
+    position = data.draw(st.integers(0, len(target) - 1), label="position")
+    replacement = data.draw(st.integers(0, 255), label="byte")
+    assume(chr(replacement) != target[position])
+    mutated = target[:position] + chr(replacement) + target[position + 1 :]
+    with pytest.raises(Rejected):
+        check(KEYRINGS[alg], mutated)
+
+
+@given(alg=algorithms, lifetime=st.integers(1, 7 * 86400), late=st.integers(0, 10**6))
+def test_expired_links_say_expired(alg: Algorithm, lifetime: int, late: int) -> None:
+    target = sign_path("/a", KEYRINGS[alg], expires_in=lifetime, now=NOW)
+    assert check(KEYRINGS[alg], target, now=NOW + lifetime - 1) == "/a"
+    assert rejection(KEYRINGS[alg], target, now=NOW + lifetime + late) is Reason.EXPIRED
+
+
+@given(alg=algorithms, wait=st.integers(1, 86400), early=st.integers(1, 86400))
+def test_links_before_starts_say_not_yet_valid(alg: Algorithm, wait: int, early: int) -> None:
+    target = sign_path("/a", KEYRINGS[alg], expires_in=wait + 10, starts_at=NOW + wait, now=NOW)
+    assert rejection(KEYRINGS[alg], target, now=NOW + wait - early) is Reason.NOT_YET_VALID
+    assert check(KEYRINGS[alg], target, now=NOW + wait) == "/a"
+
+
+@given(
+    alg=algorithms,
+    network=st.ip_addresses().map(ipaddress.ip_network)
+    | st.sampled_from([ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")]),
+    client=st.ip_addresses(),
+)
+def test_ip_binding_accepts_exactly_the_bound_addresses(
+    alg: Algorithm,
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    client: IPAddress,
+) -> None:
+    target = sign_path("/a", KEYRINGS[alg], expires_in=60, ip=str(network), now=NOW)
+    inside = client.version == network.version and client in network
+    if inside:
+        assert check(KEYRINGS[alg], target, client_ip=client) == "/a"
+    else:
+        assert rejection(KEYRINGS[alg], target, client_ip=client) is Reason.IP_MISMATCH
+
+
+def test_ipv4_mapped_client_addresses_match_ipv4_bindings() -> None:
+    target = sign_path(
+        "/a", KEYRINGS[Algorithm.ED25519], expires_in=60, ip="203.0.113.0/24", now=NOW
+    )
+    mapped = ipaddress.ip_address("::ffff:203.0.113.5")
+    assert check(KEYRINGS[Algorithm.ED25519], target, client_ip=mapped) == "/a"
+
+
+def test_an_ip_bound_link_without_a_known_client_is_refused() -> None:
+    target = sign_path("/a", KEYRINGS[Algorithm.ED25519], expires_in=60, ip="203.0.113.5", now=NOW)
+    assert rejection(KEYRINGS[Algorithm.ED25519], target, client_ip=None) is Reason.IP_MISMATCH
+
+
+@given(alg=algorithms, path=paths)
+def test_another_keyrings_key_of_the_same_id_is_a_bad_signature(alg: Algorithm, path: str) -> None:
+    target = sign_path(path, KEYRINGS[alg], expires_in=60, now=NOW)
+    other = KEYRINGS[Algorithm.ED25519] if alg is Algorithm.HMAC_SHA256 else OTHER
+    assert rejection(other, target) is Reason.BAD_SIGNATURE
+
+
+@given(alg=algorithms, path=paths)
+def test_an_unknown_key_id_is_unknown_key(alg: Algorithm, path: str) -> None:
+    target = sign_path(path, KEYRINGS[alg], expires_in=60, now=NOW)
+    stranger = Keyring([new_key("k2", alg, Status.ACTIVE, now=NOW)])
+    assert rejection(stranger, target) is Reason.UNKNOWN_KEY
+
+
+@given(prefix=paths, inside=paths, outside=paths)
+def test_prefix_tokens_cover_exactly_their_subtree(prefix: str, inside: str, outside: str) -> None:
+    keyring = KEYRINGS[Algorithm.ED25519]
+    first = prefix + inside
+    target = sign_path(first, keyring, expires_in=60, prefix=prefix + "/", now=NOW)
+    token = target.partition("?")[2]
+    assert check(keyring, canonical(prefix + inside) + "?" + token) == first
+    assume(not outside.startswith(prefix + "/"))
+    assert rejection(keyring, canonical(outside) + "?" + token) is Reason.OUTSIDE_PREFIX

@@ -1,0 +1,208 @@
+"""The `signer` command line, as a backend developer or operator uses it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from signer import Keyring
+from signer.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    path = tmp_path / "keys.json"
+    assert (
+        run(capsys, "keygen", "--keyring", str(path), "--key-id", "k1", "--alg", "ed25519")[0] == 0
+    )
+    return path
+
+
+def secrets_of(path: Path) -> list[str]:
+    entries = json.loads(path.read_text())["keys"]
+    return [e[f] for e in entries for f in ("secret", "private") if f in e]
+
+
+def test_keygen_writes_a_0600_keyring_and_prints_no_secret(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    code, out, _ = run(
+        capsys, "keygen", "--keyring", str(keys), "--key-id", "h1", "--alg", "hmac-sha256"
+    )
+    assert code == 0
+    assert "as verify" in out
+    code, out, _ = run(capsys, "list", "--keyring", str(keys))
+    assert "k1\ted25519\tactive" in out
+    assert all(secret not in out for secret in secrets_of(keys))
+
+
+def test_sign_then_verify_explains_acceptance(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "https://cdn.example/v/a b.mp4",
+        "--keyring",
+        str(keys),
+        "--expires-in",
+        "600",
+        "--sub",
+        "user-1",
+        "--ip",
+        "10.0.0.0/8",
+    )
+    assert code == 0
+    assert url.startswith("https://cdn.example/v/a%20b.mp4?Expires=")
+    code, out, _ = run(
+        capsys, "verify", url.strip(), "--keyring", str(keys), "--client-ip", "10.9.8.7"
+    )
+    assert code == 0
+    assert out.startswith("valid: key 'k1', path '/v/a b.mp4'")
+    assert "user-1" in out
+
+
+@pytest.mark.parametrize(
+    ("mutate", "extra", "reason"),
+    [
+        (lambda u: u.replace("a.mp4", "b.mp4"), [], "bad_signature"),
+        (lambda u: u, ["--client-ip", "11.0.0.1"], "ip_mismatch"),
+        (lambda u: u, ["--method", "PUT"], "wrong_method"),
+        (lambda u: u, ["--at", "2999-01-01T00:00:00Z"], "expired"),
+        (lambda u: u.split("?")[0], [], "missing_token"),
+    ],
+)
+def test_verify_explains_rejection(
+    keys: Path,
+    capsys: pytest.CaptureFixture[str],
+    mutate,  # type: ignore[no-untyped-def]
+    extra: list[str],
+    reason: str,
+) -> None:
+    _, url, _ = run(
+        capsys,
+        "sign",
+        "/v/a.mp4",
+        "--keyring",
+        str(keys),
+        "--expires-in",
+        "60",
+        "--ip",
+        "10.0.0.0/8",
+    )
+    code, out, _ = run(
+        capsys,
+        "verify",
+        mutate(url.strip()),
+        "--keyring",
+        str(keys),
+        "--client-ip",
+        "10.0.0.1",
+        *extra,
+    )
+    assert code == 1
+    assert out.startswith(f"rejected: {reason}:")
+
+
+def test_a_bad_signature_shows_the_string_to_sign_but_not_the_signature(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url, _ = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "60")
+    forged = url.strip().replace("/v/a.mp4", "/v/b.mp4")
+    _, out, _ = run(capsys, "verify", forged, "--keyring", str(keys))
+    assert "EDGE-TOKEN-V1" in out
+    assert "/v/b.mp4" in out
+    assert forged.rpartition("Signature=")[2] not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--expires-in", "0"], "must be positive"),
+        (["--expires-in", "-5"], "must be positive"),
+        (["--expires-in", str(8 * 86400)], "exceeds the maximum"),
+        (["--expires-at", "2000-01-01T00:00:00Z"], "must be positive"),
+        (["--expires-in", "60", "--prefix", "/other/"], "not under the prefix"),
+        (["--expires-in", "60", "--prefix", "/v"], "must end with '/'"),
+        (["--expires-in", "60", "--ip", "10.0.0.1/8"], "host bits"),
+        (["--expires-in", "60", "--max-bytes", "5"], "need Method=PUT"),
+    ],
+)
+def test_sign_guard_rails(
+    keys: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), *args)
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_a_long_lifetime_needs_an_explicit_limit(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(
+        capsys,
+        "sign",
+        "/v/a.mp4",
+        "--keyring",
+        str(keys),
+        "--expires-in",
+        str(30 * 86400),
+        "--max-lifetime",
+        str(31 * 86400),
+    )
+    assert code == 0
+
+
+def test_a_keyring_without_an_active_key_is_a_clear_error(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Keyring.load(keys).public_export().save(keys, public_only=True)
+    code, _, err = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "60")
+    assert code == 2
+    assert "no private material" in err
+
+
+def test_rotate_then_retire(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, old_url, _ = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "60")
+    assert run(capsys, "rotate", "--keyring", str(keys), "--key-id", "k2")[0] == 0
+    assert run(capsys, "verify", old_url.strip(), "--keyring", str(keys))[0] == 0
+    assert run(capsys, "retire", "--keyring", str(keys), "k1")[0] == 0
+    code, out, _ = run(capsys, "verify", old_url.strip(), "--keyring", str(keys))
+    assert (code, out.split(":")[0:2]) == (1, ["rejected", " retired_key"])
+
+
+def test_export_public_refuses_to_print_hmac_secrets(
+    keys: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "export-public", "--keyring", str(keys))
+    assert code == 0
+    assert json.loads(out)["keys"][0].keys() == {"id", "alg", "status", "created", "public"}
+    run(capsys, "keygen", "--keyring", str(keys), "--key-id", "h1", "--alg", "hmac-sha256")
+    code, out, err = run(capsys, "export-public", "--keyring", str(keys))
+    assert (code, out) == (2, "")
+    assert "--output" in err
+    target = tmp_path / "gw.json"
+    assert run(capsys, "export-public", "--keyring", str(keys), "--output", str(target))[0] == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_installed_console_script_shows_examples() -> None:
+    exe = shutil.which("signer")
+    if exe is None:
+        pytest.skip("the signer console script is not on PATH (run inside the virtualenv)")
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
+    assert "examples:" in result.stdout
+    assert "signer sign" in result.stdout
