@@ -1,31 +1,76 @@
-"""`make run`: a keyring, a signed link, and what the gateway's verifier says about it."""
+"""`make run`: the gateway in front of the embedded directory store, with links to try.
+
+Creates ./demo/ (objects, a signing keyring, the gateway's verification export), prints signed
+links and `curl` commands, then runs the gateway in the foreground until Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
-from signer import Algorithm, Keyring, Rejected, Status, new_key, sign_url, verify_url
+from signer import Algorithm, Keyring, Status, new_key, sign_url
 
-DEMO = Path("demo")
+DEMO = Path("demo").resolve()
+HOST = os.environ.get("DEMO_HOST", "127.0.0.1")
+PORT = int(os.environ.get("DEMO_PORT", "8080"))
+ADMIN_PORT = int(os.environ.get("DEMO_ADMIN_PORT", "9090"))
+
+
+def prepare() -> list[str]:
+    objects = DEMO / "objects"
+    (objects / "docs").mkdir(parents=True, exist_ok=True)
+    (objects / "hello.txt").write_text("Hello from behind the edge gateway.\n")
+    (objects / "docs" / "report 2026.txt").write_text("A private report.\n" * 100)
+    signing = DEMO / "keyring.json"
+    if not signing.exists():
+        Keyring([new_key("demo-1", Algorithm.ED25519, Status.ACTIVE)]).save(signing)
+    keyring = Keyring.load(signing)
+    keyring.public_export().save(DEMO / "gateway-keyring.json", public_only=True)
+    base = f"http://{HOST}:{PORT}"
+    return [
+        sign_url(f"{base}/hello.txt", keyring, expires_in=3600),
+        sign_url(f"{base}/docs/report 2026.txt", keyring, expires_in=3600, sub="demo-user"),
+    ]
 
 
 def main() -> None:
-    DEMO.mkdir(exist_ok=True)
-    keyring_path = DEMO / "keyring.json"
-    if not keyring_path.exists():
-        Keyring([new_key("demo-1", Algorithm.ED25519, Status.ACTIVE)]).save(keyring_path)
-        print(f"created {keyring_path} (mode 0600) with one Ed25519 key")
-    keyring = Keyring.load(keyring_path)
-    url = sign_url("http://127.0.0.1:8080/videos/intro.mp4", keyring, expires_in=3600)
-    print(f"signed link (valid 1 h):\n  {url}")
-    verified = verify_url(url, keyring)
-    print(f"verifier: valid, key {verified.claims.key_id!r}, object {verified.path!r}")
-    forged = url.replace("intro", "outro")
-    try:
-        verify_url(forged, keyring)
-    except Rejected as exc:
-        print(f"verifier on a forged copy: {exc.reason.value}")
-    print("try: .venv/bin/signer verify '<link>' --keyring demo/keyring.json")
+    hello, report = prepare()
+    print(
+        f"""
+Signed links, valid for one hour (open them in a browser, or use curl):
+
+  curl -i '{hello}'
+  curl -i -H 'Range: bytes=0-16' '{report}'
+
+A tampered link is refused with a reason:
+
+  curl -i '{hello.replace("hello", "hellO")}'
+
+More links: .venv/bin/signer sign {f"http://{HOST}:{PORT}/hello.txt"} \\
+                --keyring demo/keyring.json --expires-in 600
+Health and metrics: curl http://127.0.0.1:{ADMIN_PORT}/healthz  /readyz  /metrics
+Starting the gateway (Ctrl-C to stop) ...
+""",
+        flush=True,
+    )
+    gateway = str(Path(sys.executable).with_name("gateway"))
+    os.execv(
+        gateway,
+        [
+            gateway,
+            "serve",
+            "--origin",
+            f"file://{DEMO / 'objects'}",
+            "--keyring",
+            str(DEMO / "gateway-keyring.json"),
+            "--listen",
+            f"{HOST}:{PORT}",
+            "--admin-listen",
+            f"127.0.0.1:{ADMIN_PORT}",
+        ],
+    )
 
 
 if __name__ == "__main__":

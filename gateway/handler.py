@@ -1,0 +1,263 @@
+"""The request pipeline, visible in one place:
+
+    client address -> verify token -> object key -> storage -> conditionals/range -> stream
+
+Nothing touches storage before the token is verified. Every exit goes through `_finish`, which
+records the outcome once for metrics and the access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway import responses
+from gateway.client_address import client_address
+from gateway.http.conditionals import (
+    Outcome,
+    Validators,
+    evaluate,
+    format_http_date,
+    if_range_allows,
+)
+from gateway.http.ranges import parse_range
+from gateway.keyring import KeyringHolder
+from gateway.observability.access_log import AccessRecord
+from gateway.observability.access_log import log as access_log
+from gateway.observability.metrics import Metrics
+from gateway.settings import Settings
+from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
+from gateway.storage.keys import InvalidKey, object_key
+from signer import Rejected, verify
+from signer.format import IPAddress
+
+log = logging.getLogger("gateway.handler")
+
+READ_METHODS = "GET, HEAD"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Everything a request needs, built once at start-up."""
+
+    settings: Settings
+    keyring: KeyringHolder
+    store: ObjectStore
+    metrics: Metrics
+
+
+class Pipeline:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.settings = gateway.settings
+        self.metrics = gateway.metrics
+        self.prefix = gateway.settings.origin.prefix
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        method = request.method
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        proxies = self.settings.proxies
+        client = client_address(
+            peer[0] if peer else None, request.headers.getall(proxies.header, ()), proxies
+        )
+        record = AccessRecord(method, raw_path, str(client) if client else None)
+        try:
+            return await self._serve(request, method, raw_path, raw_query, client, record)
+        finally:
+            self._finish(record)
+
+    async def _serve(
+        self,
+        request: web.Request,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        client: IPAddress | None,
+        record: AccessRecord,
+    ) -> web.StreamResponse:
+        if method not in ("GET", "HEAD"):
+            return _answer(record, responses.method_not_allowed(READ_METHODS), "method_not_allowed")
+        try:
+            verified = verify(
+                self.gw.keyring.current,
+                method=method,
+                raw_path=raw_path,
+                raw_query=raw_query,
+                client_ip=client,
+                skew=self.settings.clock_skew,
+            )
+        except Rejected as exc:
+            if exc.claims is not None:
+                record.key_id, record.sub = exc.claims.key_id, exc.claims.sub
+            return _answer(record, responses.rejected(exc.reason), exc.reason.value)
+        claims = verified.claims
+        record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
+        try:
+            key = object_key(verified.path, self.prefix)
+        except InvalidKey:
+            return _answer(record, responses.invalid_path(), "invalid_path")
+        try:
+            if method == "HEAD":
+                return await self._head(request, key, record)
+            return await self._get(request, key, record)
+        except StorageError as exc:
+            self.metrics.storage_errors.labels(exc.kind).inc()
+            response, reason = responses.storage_failure(exc)
+            return _answer(record, response, reason)
+
+    async def _head(self, request: web.Request, key: str, record: AccessRecord) -> web.Response:
+        meta = await self.gw.store.head(key)
+        early = self._preconditions(request, meta, record)
+        if early is not None:
+            return early
+        spec = parse_range(request.headers.get("Range"))
+        status, headers = 200, self._headers(meta)
+        if spec is not None and if_range_allows(request.headers.get("If-Range"), _validators(meta)):
+            byte_range = spec.resolve(meta.size)
+            if byte_range is None:
+                raise RangeNotSatisfiable(meta.size)
+            status = 206
+            headers["Content-Range"] = byte_range.content_range()
+            headers["Content-Length"] = str(byte_range.length)
+        response = web.Response(status=status, headers=headers)
+        return _answer(record, response, "ok")
+
+    async def _get(
+        self, request: web.Request, key: str, record: AccessRecord
+    ) -> web.StreamResponse:
+        spec = parse_range(request.headers.get("Range"))
+        store = self.gw.store
+        try:
+            body: ObjectBody = await store.get(key, spec)
+        except RangeNotSatisfiable:
+            # Rare: judge preconditions and If-Range on the object as it is, then 416 or 200.
+            meta = await store.head(key)
+            early = self._preconditions(request, meta, record)
+            if early is not None:
+                return early
+            if if_range_allows(request.headers.get("If-Range"), _validators(meta)):
+                raise
+            body = await store.get(key, None)
+        try:
+            early = self._preconditions(request, body.meta, record)
+            if early is not None:
+                return early
+            if body.range is not None and not if_range_allows(
+                request.headers.get("If-Range"), _validators(body.meta)
+            ):
+                await body.release()
+                body = await store.get(key, None)
+            return await self._stream(request, body, record)
+        finally:
+            await body.release()
+
+    async def _stream(
+        self, request: web.Request, body: ObjectBody, record: AccessRecord
+    ) -> web.StreamResponse:
+        meta = body.meta
+        headers = self._headers(meta)
+        status = 200
+        if body.range is not None:
+            status = 206
+            headers["Content-Range"] = body.range.content_range()
+            headers["Content-Length"] = str(body.range.length)
+        response = web.StreamResponse(status=status, headers=headers)
+        record.status, record.reason = status, "ok"
+        metrics = self.metrics
+        metrics.streams.inc()
+        try:
+            await response.prepare(request)
+            metrics.ttfb.labels(record.method).observe(time.perf_counter() - record.started)
+            async with contextlib.aclosing(body.chunks()) as chunks:
+                async for chunk in chunks:
+                    await response.write(chunk)
+                    record.sent += len(chunk)
+            await response.write_eof()
+        except StorageError as exc:
+            # Headers are gone: the only honest signal left is to break the connection, so a
+            # truncated body can never pass for a complete one.
+            metrics.storage_errors.labels(exc.kind).inc()
+            record.reason = "origin_aborted"
+            log.warning("storage failed mid-stream after %d bytes: %s", record.sent, exc)
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionError:
+            record.reason = "client_disconnected"
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client goes away, and so does the shutdown
+            # deadline; either way the finally blocks release storage before we re-raise.
+            gone = request.transport is None or request.transport.is_closing()
+            record.reason = "client_disconnected" if gone else "cancelled"
+            raise
+        finally:
+            metrics.streams.dec()
+            metrics.sent_bytes.inc(record.sent)
+        return response
+
+    def _preconditions(
+        self, request: web.Request, meta: ObjectMeta, record: AccessRecord
+    ) -> web.Response | None:
+        headers = request.headers
+        outcome = evaluate(
+            request.method,
+            headers.get("If-Match"),
+            headers.get("If-None-Match"),
+            headers.get("If-Modified-Since"),
+            headers.get("If-Unmodified-Since"),
+            _validators(meta),
+        )
+        if outcome is Outcome.NOT_MODIFIED:
+            validators = {
+                k: v
+                for k, v in self._headers(meta).items()
+                if k in ("ETag", "Last-Modified", "Cache-Control")
+            }
+            return _answer(record, web.Response(status=304, headers=validators), "not_modified")
+        if outcome is Outcome.PRECONDITION_FAILED:
+            return _answer(
+                record, responses.error(412, "precondition_failed"), "precondition_failed"
+            )
+        return None
+
+    def _headers(self, meta: ObjectMeta) -> dict[str, str]:
+        """Only what clients need; nothing storage-internal (x-amz-*, Server, request ids)."""
+        headers = {
+            "Content-Type": meta.content_type,
+            "Content-Length": str(meta.size),
+            "Accept-Ranges": "bytes",
+            "Cache-Control": self.settings.cache_control,
+        }
+        if meta.etag:
+            headers["ETag"] = meta.etag
+        if meta.last_modified:
+            headers["Last-Modified"] = format_http_date(meta.last_modified)
+        if meta.content_encoding:
+            headers["Content-Encoding"] = meta.content_encoding
+        if meta.content_disposition:
+            headers["Content-Disposition"] = meta.content_disposition
+        if meta.content_language:
+            headers["Content-Language"] = meta.content_language
+        return headers
+
+    def _finish(self, record: AccessRecord) -> None:
+        record.duration = time.perf_counter() - record.started
+        method = Metrics.method_label(record.method)
+        self.metrics.requests.labels(method, str(record.status), record.reason).inc()
+        self.metrics.duration.labels(method).observe(record.duration)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(record.line())
+
+
+def _answer(record: AccessRecord, response: web.Response, reason: str) -> web.Response:
+    record.status, record.reason = response.status, reason
+    return response
+
+
+def _validators(meta: ObjectMeta) -> Validators:
+    return Validators(etag=meta.etag, last_modified=meta.last_modified)

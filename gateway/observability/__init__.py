@@ -1,0 +1,1 @@
+"""Metrics and access logs: what operators see."""

@@ -1,0 +1,69 @@
+"""Structured access logs: one JSON line per request, with the token removed.
+
+The logged path is the raw path only: the query string (where the token and its signature
+live) is never logged. The key id, subject and token id are logged only from tokens whose
+signature was authentic, so a forger cannot write chosen text into the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("gateway.access")
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    method: str
+    path: str
+    client: str | None
+    started: float = field(default_factory=time.perf_counter)
+    status: int = 0
+    reason: str = ""
+    sent: int = 0
+    duration: float = 0.0
+    key_id: str | None = None
+    sub: str | None = None
+    token_id: str | None = None
+
+    def line(self) -> str:
+        record = {
+            "ts": round(time.time(), 3),
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "reason": self.reason,
+            "bytes": self.sent,
+            "duration_ms": round(self.duration * 1000, 3),
+        }
+        if self.key_id is not None:
+            record["key_id"] = self.key_id
+            record["token_id"] = self.token_id
+        if self.sub is not None:
+            record["sub"] = self.sub
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def configure(enabled: bool, level: str) -> None:
+    """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(getattr(h, "_gateway", False) for h in root.handlers):
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        errors._gateway = True  # type: ignore[attr-defined]
+        root.addHandler(errors)
+    log.propagate = False
+    log.handlers.clear()
+    if enabled:
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(out)
+        log.setLevel(logging.INFO)
+    else:
+        log.setLevel(logging.CRITICAL + 1)

@@ -1,0 +1,87 @@
+"""Prometheus metrics, in the gateway's own registry.
+
+Label values are bounded: methods are the few the gateway answers, reasons come from fixed
+enums, statuses are HTTP codes. Never a path, a key id chosen by a client, or a subject.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+_TTFB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "OPTIONS", "DELETE", "PATCH"})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests_total",
+            "Requests answered, by method, status and outcome reason.",
+            ["method", "status", "reason"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request to the last byte sent.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "gateway_time_to_first_byte_seconds",
+            "Time from request to the response headers being sent.",
+            ["method"],
+            buckets=_TTFB_BUCKETS,
+            registry=r,
+        )
+        self.sent_bytes = Counter(
+            "gateway_sent_bytes_total", "Body bytes sent to clients.", registry=r
+        )
+        self.streams = Gauge(
+            "gateway_streams_in_flight",
+            "Object bodies being streamed to clients now.",
+            registry=r,
+        )
+        self.storage_errors = Counter(
+            "gateway_storage_errors_total", "Storage failures, by kind.", ["kind"], registry=r
+        )
+        self.keyring_generation = Gauge(
+            "gateway_keyring_generation",
+            "Increments with every successful keyring load.",
+            registry=r,
+        )
+        self.keyring_keys = Gauge(
+            "gateway_keyring_keys",
+            "Keys in the loaded keyring, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.keyring_reload_failures = Counter(
+            "gateway_keyring_reload_failures_total",
+            "Keyring reloads refused because the new file was invalid.",
+            registry=r,
+        )
+
+    @staticmethod
+    def method_label(method: str) -> str:
+        return method if method in KNOWN_METHODS else "OTHER"

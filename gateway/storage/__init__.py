@@ -1,0 +1,81 @@
+"""Object storage behind the gateway: a small protocol, with `s3.py` and `local.py` behind it.
+
+    StorageError                base of everything a store raises
+    ├── NotFound                the object does not exist              -> 404
+    ├── RangeNotSatisfiable     the range starts past the end          -> 416 (carries the size)
+    ├── OriginError             storage refused, failed or broke       -> 502
+    └── OriginTimeout           storage did not answer in time         -> 504
+
+Stores speak in object keys (already mapped and checked by `gateway.storage.keys`), never in
+request paths or tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from gateway.http.ranges import ByteRange, RangeSpec
+
+
+class StorageError(Exception):
+    """Base of storage failures. `kind` is a bounded label for metrics and logs."""
+
+    kind = "error"
+
+
+class NotFound(StorageError):
+    kind = "not_found"
+
+
+class RangeNotSatisfiable(StorageError):
+    kind = "range_not_satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable for size {size}")
+        self.size = size
+
+
+class OriginError(StorageError):
+    kind = "origin_error"
+
+
+class OriginTimeout(StorageError):
+    kind = "origin_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What the gateway passes on about an object (and nothing storage-internal)."""
+
+    size: int
+    etag: str | None
+    last_modified: datetime | None
+    content_type: str
+    content_encoding: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+
+
+class ObjectBody(Protocol):
+    """An open object read. `release()` must always be called; it is idempotent."""
+
+    meta: ObjectMeta
+    range: ByteRange | None
+
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
+
+    async def release(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    async def head(self, key: str) -> ObjectMeta: ...
+
+    async def get(self, key: str, spec: RangeSpec | None) -> ObjectBody: ...
+
+    async def check(self) -> None:
+        """Raise StorageError unless storage is reachable (for /readyz)."""
+
+    async def close(self) -> None: ...

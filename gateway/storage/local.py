@@ -1,0 +1,129 @@
+"""A directory as an object store: the embedded default for trying the gateway out.
+
+Same semantics as S3 where the gateway can see them (sizes, ranges, validators, 404s), so the
+README's demo behaves like production. Filesystem calls run in the default thread pool so they
+never block the event loop; not meant for heavy traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from gateway.http.ranges import ByteRange, RangeSpec
+from gateway.storage import NotFound, ObjectMeta, OriginError, RangeNotSatisfiable
+
+T = TypeVar("T")
+
+
+class LocalStore:
+    def __init__(self, root: Path, *, chunk_size: int) -> None:
+        self._root = root
+        self._real_root = os.path.realpath(root)
+        self._chunk_size = chunk_size
+        self.open_bodies = 0
+
+    async def start(self) -> None:
+        await self.check()
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> None:
+        if not await _thread(os.path.isdir, self._real_root):
+            raise OriginError(f"origin directory {self._root} does not exist")
+
+    async def head(self, key: str) -> ObjectMeta:
+        return await _thread(self._head, key)
+
+    async def get(self, key: str, spec: RangeSpec | None) -> LocalBody:
+        handle, meta, byte_range = await _thread(self._open, key, spec)
+        return LocalBody(self, handle, meta, byte_range)
+
+    def _resolve(self, key: str) -> str:
+        path = os.path.realpath(os.path.join(self._real_root, key))
+        if not path.startswith(self._real_root + os.sep):
+            raise NotFound(key)  # a symlink pointing outside the root is not an object
+        return path
+
+    def _head(self, key: str) -> ObjectMeta:
+        path = self._resolve(key)
+        try:
+            result = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise OriginError(f"cannot stat object: {exc.strerror}") from None
+        if not os.path.isfile(path):
+            raise NotFound(key)
+        return _meta(path, result)
+
+    def _open(
+        self, key: str, spec: RangeSpec | None
+    ) -> tuple[BinaryIO, ObjectMeta, ByteRange | None]:
+        path = self._resolve(key)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by LocalBody.release)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key) from None
+        except OSError as exc:
+            raise OriginError(f"cannot open object: {exc.strerror}") from None
+        try:
+            meta = _meta(path, os.fstat(handle.fileno()))
+            byte_range = None
+            if spec is not None:
+                byte_range = spec.resolve(meta.size)
+                if byte_range is None:
+                    raise RangeNotSatisfiable(meta.size)
+                handle.seek(byte_range.start)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, meta, byte_range
+
+
+class LocalBody:
+    def __init__(
+        self, store: LocalStore, handle: BinaryIO, meta: ObjectMeta, byte_range: ByteRange | None
+    ) -> None:
+        self._store = store
+        self._handle = handle
+        self.meta = meta
+        self.range = byte_range
+        self._remaining = byte_range.length if byte_range else meta.size
+        self._released = False
+        store.open_bodies += 1
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        while self._remaining > 0:
+            chunk = await _thread(self._handle.read, min(self._store._chunk_size, self._remaining))
+            if not chunk:
+                raise OriginError("object shrank while being read")
+            self._remaining -= len(chunk)
+            yield chunk
+
+    async def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._store.open_bodies -= 1
+            self._handle.close()
+
+
+async def _thread(function: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _meta(path: str, result: os.stat_result) -> ObjectMeta:
+    content_type, encoding = mimetypes.guess_type(path)
+    return ObjectMeta(
+        size=result.st_size,
+        etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
+        last_modified=datetime.fromtimestamp(int(result.st_mtime), tz=UTC),
+        content_type=content_type or "application/octet-stream",
+        content_encoding=encoding,
+    )

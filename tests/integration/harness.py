@@ -1,0 +1,115 @@
+"""Running a real gateway in-process against real storage, and talking to it over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from gateway import settings as settings_module
+from gateway.app import GATEWAY, create_admin_app, create_app
+from gateway.handler import Gateway
+from gateway.settings import Settings
+from signer import Algorithm, Keyring, Status, new_key, sign_path
+
+
+@dataclass
+class Keys:
+    """A signing keyring made at test time, and the gateway's export of it."""
+
+    signing: Keyring
+    gateway_file: Path
+
+    def sign(self, path: str, **options: object) -> str:
+        if "expires_at" not in options:
+            options.setdefault("expires_in", 300)
+        return sign_path(path, self.signing, **options)  # type: ignore[arg-type]
+
+
+def make_keys(directory: Path, alg: Algorithm = Algorithm.ED25519) -> Keys:
+    signing = Keyring(
+        [
+            new_key("old", alg, Status.VERIFY),
+            new_key("gone", alg, Status.VERIFY),
+            new_key("live", alg, Status.ACTIVE),
+        ]
+    ).retired("gone")
+    gateway_file = directory / "gateway-keyring.json"
+    signing.public_export().save(gateway_file, public_only=True)
+    return Keys(signing, gateway_file)
+
+
+def gateway_settings(origin: str, keyring: Path, **extra: str) -> Settings:
+    environ = {
+        "GATEWAY_ORIGIN": origin,
+        "GATEWAY_KEYRING": str(keyring),
+        "GATEWAY_LISTEN": "127.0.0.1:0",
+        "GATEWAY_ADMIN_LISTEN": "127.0.0.1:1",
+        "GATEWAY_ACCESS_LOG": "false",
+    }
+    environ.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
+    return settings_module.load(environ=environ)
+
+
+@dataclass
+class RunningGateway:
+    server: TestServer
+    admin: TestServer
+    app: web.Application
+    session: aiohttp.ClientSession
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    def url(self, target: str) -> URL:
+        """`target` is sent byte for byte: no re-encoding by the client."""
+        return URL(f"http://127.0.0.1:{self.server.port}{target}", encoded=True)
+
+    async def request(
+        self, method: str, target: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        async with self.session.request(method, self.url(target), headers=headers) as response:
+            return response, await response.read()
+
+    async def admin_get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.admin.port}{path}"
+        async with self.session.get(url) as response:
+            return response.status, await response.text()
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.gateway.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    app = create_app(settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    admin = TestServer(create_admin_app(app), host="127.0.0.1")
+    await admin.start_server()
+    session = aiohttp.ClientSession(auto_decompress=False)
+    try:
+        yield RunningGateway(server, admin, app, session)
+    finally:
+        await session.close()
+        await admin.close()
+        await server.close()
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for a condition with a deadline (polling a state, not sleeping for a guess)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.01)
