@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/bootstrap.sh | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest bench vectors clean
+.PHONY: run test lint typecheck pytest bench load vectors clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	sh scripts/bootstrap.sh "$(PYTHON)"
@@ -33,6 +33,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.verify_cost
+
+load: $(STAMP)
+	$(BIN)/python -m benchmarks.gateway_load
 
 vectors: $(STAMP)
 	$(BIN)/python -m scripts.generate_vectors

@@ -129,8 +129,22 @@ class Supervisor:
             status = 200 if alive == self.settings.workers else 503
             return web.Response(status=status, text=f"workers alive: {alive}\n")
 
+        async def readyz(request: web.Request) -> web.Response:
+            health = await healthz(request)
+            if health.status != 200:
+                return health
+            listen = self.settings.listen
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(listen.host, listen.port), timeout=2
+                )
+            except (OSError, TimeoutError):
+                return web.Response(status=503, text="workers not accepting yet\n")
+            writer.close()
+            return web.Response(text="ready\n")
+
         admin.router.add_get("/healthz", healthz)
-        admin.router.add_get("/readyz", healthz)
+        admin.router.add_get("/readyz", readyz)
         runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await runner.setup()
         admin_site = web.TCPSite(

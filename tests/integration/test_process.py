@@ -1,0 +1,256 @@
+"""`gateway serve` as operators run it: start-up errors, signals, draining, workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from signer import Algorithm, Keyring, Status, new_key, sign_path
+from tests.integration.harness import eventually
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+BIG = 32 * 1024 * 1024
+
+
+def gateway_exe() -> str:
+    exe = shutil.which("gateway", path=os.path.dirname(sys.executable)) or shutil.which("gateway")
+    assert exe is not None, "the gateway console script is not installed"
+    return exe
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int
+    keyring: Keyring
+    keyring_file: Path
+
+    def url(self, path: str, **options: object) -> URL:
+        target = sign_path(path, self.keyring, expires_in=300, **options)  # type: ignore[arg-type]
+        return URL(f"http://127.0.0.1:{self.port}{target}", encoded=True)
+
+    def accepting(self) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def output(self) -> str:
+        self.process.wait(timeout=30)
+        assert self.process.stderr is not None
+        return self.process.stderr.read().decode()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    root = tmp_path / "objects"
+    root.mkdir()
+    (root / "small.txt").write_bytes(b"small\n")
+    with (root / "big.bin").open("wb") as handle:
+        handle.truncate(BIG)
+    return root
+
+
+def serve(tmp_path: Path, origin: Path, **extra: str) -> Served:
+    keyring = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)])
+    keyring_file = tmp_path / "gateway-keyring.json"
+    keyring.public_export().save(keyring_file, public_only=True)
+    port, admin_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        {
+            "GATEWAY_ORIGIN": f"file://{origin}",
+            "GATEWAY_KEYRING": str(keyring_file),
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
+            "GATEWAY_CHUNK_SIZE": "65536",
+        }
+    )
+    env.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
+    process = subprocess.Popen(
+        [gateway_exe(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    served = Served(process, port, admin_port, keyring, keyring_file)
+    deadline = time.monotonic() + 30
+    while not _healthy(admin_port, "/readyz"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"gateway did not start: {served.output()}")
+        time.sleep(0.05)
+    return served
+
+
+def _healthy(port: int, path: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, origin: Path) -> Iterator[Served]:
+    served = serve(tmp_path, origin)
+    yield served
+    if served.process.poll() is None:
+        served.process.kill()
+        served.process.wait()
+
+
+# --- start-up errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"GATEWAY_ORIGIN": "ftp://x"},
+            "GATEWAY_ORIGIN: 'ftp://x' must start with s3:// or file://",
+        ),
+        ({"GATEWAY_LISTEN": "nonsense"}, "GATEWAY_LISTEN: 'nonsense' must be host:port"),
+        ({"GATEWAY_WORKERS": "0"}, "GATEWAY_WORKERS: '0' must be an integer from 1 to 256"),
+        ({"GATEWAY_TIMEOUT": "5"}, "GATEWAY_TIMEOUT: not a gateway setting"),
+        ({"GATEWAY_KEYRING": "/nonexistent/keys.json"}, "cannot read"),
+        ({"GATEWAY_ORIGIN": "file:///nonexistent/objects"}, "does not exist"),
+    ],
+)
+def test_bad_settings_fail_at_start_up_naming_the_setting(
+    tmp_path: Path, origin: Path, env: dict[str, str], message: str
+) -> None:
+    keyring_file = tmp_path / "k.json"
+    Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)]).save(keyring_file)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    base.update(
+        {
+            "GATEWAY_ORIGIN": f"file://{origin}",
+            "GATEWAY_KEYRING": str(keyring_file),
+            "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
+            "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+            **env,
+        }
+    )
+    result = subprocess.run(
+        [gateway_exe(), "serve"], env=base, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_help_shows_examples() -> None:
+    result = subprocess.run(
+        [gateway_exe(), "serve", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "examples:" in result.stdout
+    assert "GATEWAY_ORIGIN" in result.stdout
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+async def test_sigterm_stops_accepting_and_lets_streams_finish(gateway: Served) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway.url("/big.bin")) as response,
+    ):
+        assert response.status == 200
+        received = len(await response.content.readexactly(1024 * 1024))
+        gateway.process.send_signal(signal.SIGTERM)
+        await eventually(lambda: not gateway.accepting())
+        while chunk := await response.content.readany():
+            received += len(chunk)
+    assert received == BIG
+    assert gateway.process.wait(timeout=30) == 0
+
+
+async def test_streams_still_running_at_the_deadline_are_cut(tmp_path: Path, origin: Path) -> None:
+    served = serve(tmp_path, origin, shutdown_grace="0.5")
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(served.url("/big.bin")) as response,
+        ):
+            await response.content.readexactly(1024 * 1024)
+            served.process.send_signal(signal.SIGTERM)
+            assert served.process.wait(timeout=30) == 0  # the stalled stream did not hold it
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+
+
+async def test_sighup_reloads_the_keyring(gateway: Served) -> None:
+    rotated = gateway.keyring.with_key(new_key("k2", Algorithm.ED25519, Status.ACTIVE))
+    new_url = Served(
+        gateway.process, gateway.port, gateway.admin_port, rotated, gateway.keyring_file
+    ).url("/small.txt")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(new_url) as response:
+            assert response.status == 403
+        rotated.public_export().save(gateway.keyring_file, public_only=True)
+        gateway.process.send_signal(signal.SIGHUP)
+
+        async def status() -> int:
+            async with session.get(new_url) as response:
+                return response.status
+
+        deadline = time.monotonic() + 10
+        while await status() != 200:
+            assert time.monotonic() < deadline, "the new key was never accepted"
+        async with session.get(gateway.url("/small.txt")) as response:
+            assert response.status == 200  # the old key is now 'verify': still accepted
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+async def test_several_workers_share_the_port_and_stop_together(
+    tmp_path: Path, origin: Path
+) -> None:
+    served = serve(tmp_path, origin, workers="2")
+    try:
+        children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
+
+        def workers() -> list[str]:
+            found = []
+            for pid in children.read_text().split():
+                try:
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        found.append(pid)
+                except OSError:
+                    continue  # exited between the listing and the read
+            return found
+
+        await eventually(lambda: len(workers()) == 2, within=30)
+        pids = workers()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(20):
+                async with session.get(served.url("/small.txt")) as response:
+                    assert (response.status, await response.read()) == (200, b"small\n")
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0
+        assert not _any_alive(pids)
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+
+
+def _any_alive(pids: list[str]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
