@@ -26,6 +26,7 @@ log = logging.getLogger("gateway")
 GATEWAY = web.AppKey("gateway", Gateway)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DRAINING = web.AppKey("draining", list[bool])
+SERVER = "edge-gateway"
 
 
 def make_store(settings: Settings) -> LocalStore | S3Store:
@@ -74,8 +75,12 @@ def create_app(
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[PIPELINE](request)
 
+    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER  # no software versions for scanners
+
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(on_shutdown)
+    app.on_response_prepare.append(server_header)
     app.router.add_route("*", "/{path:.*}", handle)
     return app
 

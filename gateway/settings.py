@@ -87,7 +87,7 @@ def _origin(text: str) -> Origin:
             raise ValueError("the key prefix must not contain '..' segments or backslashes")
         return Origin("s3", parts.netloc, prefix, None)
     if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path:
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ValueError("must be file:///absolute/path")
         return Origin("file", "", "", Path(unquote(parts.path)))
     raise ValueError("must start with s3:// or file://")
@@ -278,7 +278,7 @@ def load(
     if values["s3_region"] is None:
         values["s3_region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     settings = Settings(**values)
-    if settings.listen == settings.admin_listen:
+    if settings.listen == settings.admin_listen and settings.listen.port != 0:
         raise SettingsError(f"{ENV_PREFIX}ADMIN_LISTEN: must differ from {ENV_PREFIX}LISTEN")
     if settings.origin.scheme == "s3" and settings.s3_region is None and settings.s3_endpoint_url:
         settings = settings.replace(s3_region="us-east-1")
@@ -314,6 +314,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = document.get("gateway", document)
     if not isinstance(section, dict):
         raise SettingsError(f"{path}: [gateway] must be a table")
+    outside = sorted(set(document) - {"gateway"}) if "gateway" in document else []
+    if outside:
+        raise SettingsError(f"{path}: {outside[0]}: must go inside the [gateway] table")
     unknown = sorted(set(section) - SETTING_NAMES)
     if unknown:
         raise SettingsError(f"{path}: {unknown[0]}: not a gateway setting")

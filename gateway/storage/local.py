@@ -118,12 +118,18 @@ async def _thread(function: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
+_COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
+
+
 def _meta(path: str, result: os.stat_result) -> ObjectMeta:
     content_type, encoding = mimetypes.guess_type(path)
+    if encoding is not None:
+        # `x.tar.gz` is served as the compressed bytes it is, never with Content-Encoding
+        # (which would make clients unpack it), as an S3 upload without metadata would be.
+        content_type = _COMPRESSED.get(encoding, "application/octet-stream")
     return ObjectMeta(
         size=result.st_size,
         etag=f'"{result.st_size:x}-{result.st_mtime_ns:x}"',
         last_modified=datetime.fromtimestamp(int(result.st_mtime), tz=UTC),
         content_type=content_type or "application/octet-stream",
-        content_encoding=encoding,
     )

@@ -52,7 +52,7 @@ def gateway_settings(origin: str, keyring: Path, **extra: str) -> Settings:
         "GATEWAY_ORIGIN": origin,
         "GATEWAY_KEYRING": str(keyring),
         "GATEWAY_LISTEN": "127.0.0.1:0",
-        "GATEWAY_ADMIN_LISTEN": "127.0.0.1:1",
+        "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
         "GATEWAY_ACCESS_LOG": "false",
     }
     environ.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})

@@ -1,0 +1,726 @@
+"""Specification of `gateway.settings`: defaults, TOML file < GATEWAY_* environment < overrides.
+
+Every test passes `environ` explicitly so the developer's own environment never leaks in. The
+file origin is used as the baseline because an s3 origin additionally needs a region.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gateway.client_address import ForwardedHeader
+from gateway.settings import (
+    ENV_NAMES,
+    ENV_PREFIX,
+    SETTING_NAMES,
+    SETTINGS,
+    Listen,
+    Origin,
+    Settings,
+    SettingsError,
+    describe,
+    load,
+)
+
+ORIGIN = "file:///srv/objects"
+KEYRING = "/etc/gateway/keyring.json"
+REQUIRED = {"GATEWAY_ORIGIN": ORIGIN, "GATEWAY_KEYRING": KEYRING}
+
+
+def env(**settings: str) -> dict[str, str]:
+    """The required settings plus `settings`, as GATEWAY_* variables."""
+    return REQUIRED | {ENV_PREFIX + name.upper(): value for name, value in settings.items()}
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def write_toml(
+    directory: Path, values: dict[str, Any], *, table: bool = False, name: str = "gateway.toml"
+) -> Path:
+    lines = ["[gateway]"] if table else []
+    lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path = directory / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+FILE_REQUIRED = {"origin": ORIGIN, "keyring": KEYRING}
+
+# One non-default value per setting: (name, text as written in env or file, parsed value).
+SAMPLES: list[tuple[str, str, Any]] = [
+    ("listen", "0.0.0.0:8000", Listen("0.0.0.0", 8000)),
+    ("admin_listen", "[::1]:9999", Listen("::1", 9999)),
+    ("origin", "file:///data/objects", Origin("file", "", "", Path("/data/objects"))),
+    ("s3_endpoint_url", "http://127.0.0.1:8333", "http://127.0.0.1:8333"),
+    ("s3_region", "eu-west-1", "eu-west-1"),
+    ("keyring", "/run/keys/gateway.json", Path("/run/keys/gateway.json")),
+    (
+        "trusted_proxies",
+        "10.0.0.0/8, ::1",
+        (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1")),
+    ),
+    ("forwarded_header", "forwarded", ForwardedHeader.FORWARDED),
+    ("clock_skew", "12.5", 12.5),
+    ("cache_control", "no-store", "no-store"),
+    ("connect_timeout", "1.5", 1.5),
+    ("first_byte_timeout", "7", 7.0),
+    ("idle_timeout", "9", 9.0),
+    ("shutdown_grace", "60", 60.0),
+    ("chunk_size", "65536", 65536),
+    ("origin_connections", "32", 32),
+    ("workers", "4", 4),
+    ("access_log", "false", False),
+    ("log_level", "debug", "DEBUG"),
+]
+SAMPLE_IDS = [name for name, _, _ in SAMPLES]
+
+
+# --- defaults and required settings -------------------------------------------------------
+
+
+def test_only_the_required_settings_give_the_documented_defaults() -> None:
+    settings = load(environ=REQUIRED)
+
+    assert settings == Settings(
+        listen=Listen("127.0.0.1", 8080),
+        admin_listen=Listen("127.0.0.1", 9090),
+        origin=Origin("file", "", "", Path("/srv/objects")),
+        s3_endpoint_url=None,
+        s3_region=None,
+        keyring=Path(KEYRING),
+        trusted_proxies=(),
+        forwarded_header=ForwardedHeader.X_FORWARDED_FOR,
+        clock_skew=30.0,
+        cache_control="private, max-age=300",
+        connect_timeout=5.0,
+        first_byte_timeout=30.0,
+        idle_timeout=30.0,
+        shutdown_grace=30.0,
+        chunk_size=262144,
+        origin_connections=256,
+        workers=1,
+        access_log=True,
+        log_level="INFO",
+    )
+
+
+def test_the_required_settings_are_origin_and_keyring() -> None:
+    assert {s.name for s in SETTINGS if s.default is None} == {"origin", "keyring"}
+
+
+@pytest.mark.parametrize("missing", ["GATEWAY_ORIGIN", "GATEWAY_KEYRING"])
+def test_a_missing_required_setting_is_an_error_naming_its_variable(missing: str) -> None:
+    environ = {k: v for k, v in REQUIRED.items() if k != missing}
+
+    with pytest.raises(SettingsError, match=rf"^{missing}: required"):
+        load(environ=environ)
+
+
+def test_nothing_at_all_is_an_error() -> None:
+    with pytest.raises(SettingsError, match="required"):
+        load(environ={})
+
+
+# --- every setting from every source --------------------------------------------------------
+
+
+def test_the_samples_cover_every_setting() -> None:
+    assert set(SAMPLE_IDS) == SETTING_NAMES
+    assert len(SAMPLE_IDS) == len(SETTINGS)
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), SAMPLES, ids=SAMPLE_IDS)
+def test_every_setting_can_be_set_from_its_environment_variable(
+    name: str, text: str, expected: Any
+) -> None:
+    assert getattr(load(environ=REQUIRED), name) != expected  # the sample is not the default
+
+    settings = load(environ=env(**{name: text}))
+
+    assert getattr(settings, name) == expected
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["top-level", "gateway-table"])
+@pytest.mark.parametrize(("name", "text", "expected"), SAMPLES, ids=SAMPLE_IDS)
+def test_every_setting_can_be_set_in_the_toml_file(
+    tmp_path: Path, name: str, text: str, expected: Any, table: bool
+) -> None:
+    config = write_toml(tmp_path, FILE_REQUIRED | {name: text}, table=table)
+
+    settings = load(config, environ={})
+
+    assert getattr(settings, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("workers", 4, 4),
+        ("chunk_size", 65536, 65536),
+        ("clock_skew", 2.5, 2.5),
+        ("connect_timeout", 3, 3.0),
+        ("access_log", False, False),
+        ("access_log", True, True),
+        (
+            "trusted_proxies",
+            ["10.0.0.0/8", "192.0.2.1"],
+            (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.0.2.1")),
+        ),
+        ("trusted_proxies", [], ()),
+    ],
+)
+def test_toml_numbers_booleans_and_lists_are_accepted_natively(
+    tmp_path: Path, name: str, value: Any, expected: Any
+) -> None:
+    config = write_toml(tmp_path, FILE_REQUIRED | {name: value})
+
+    assert getattr(load(config, environ={}), name) == expected
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ({"file"}, 2),
+        ({"env"}, 3),
+        ({"overrides"}, 4),
+        ({"file", "env"}, 3),
+        ({"file", "overrides"}, 4),
+        ({"env", "overrides"}, 4),
+        ({"file", "env", "overrides"}, 4),
+        (set(), 1),
+    ],
+    ids=lambda v: ("+".join(sorted(v)) or "defaults") if isinstance(v, set) else str(v),
+)
+def test_precedence_is_file_then_environment_then_overrides(
+    tmp_path: Path, layers: set[str], expected: int
+) -> None:
+    config = write_toml(tmp_path, {"workers": 2}) if "file" in layers else None
+    environ = env(workers="3") if "env" in layers else dict(REQUIRED)
+    overrides = {"workers": "4"} if "overrides" in layers else None
+
+    assert load(config, environ=environ, overrides=overrides).workers == expected
+
+
+def test_the_environment_supplies_required_settings_missing_from_the_file(
+    tmp_path: Path,
+) -> None:
+    config = write_toml(tmp_path, {"workers": 2})
+
+    settings = load(config, environ=REQUIRED)
+
+    assert (settings.origin.path, settings.keyring, settings.workers) == (
+        Path("/srv/objects"),
+        Path(KEYRING),
+        2,
+    )
+
+
+def test_overrides_supply_required_settings() -> None:
+    settings = load(environ={}, overrides={"origin": ORIGIN, "keyring": KEYRING})
+
+    assert settings.keyring == Path(KEYRING)
+
+
+# --- invalid values ---------------------------------------------------------------------------
+
+INVALID: list[tuple[str, str, str]] = [
+    # (setting, value, what the message must say about why)
+    ("listen", "localhost", "must be host:port"),
+    ("listen", "::1:8080", "must be host:port"),
+    ("listen", "127.0.0.1:http", "must be host:port"),
+    ("listen", "127.0.0.1:", "must be host:port"),
+    ("admin_listen", "127.0.0.1:65536", "port must be 0-65535"),
+    ("admin_listen", "[::1]:99999", "port must be 0-65535"),
+    ("origin", "http://bucket/prefix", "must start with s3:// or file://"),
+    ("origin", "/srv/objects", "must start with s3:// or file://"),
+    ("origin", "s3:///prefix", "must name a bucket"),
+    ("origin", "s3://", "must name a bucket"),
+    ("origin", "s3://bucket/a/../b", "'..'"),
+    ("origin", "s3://bucket/..", "'..'"),
+    ("origin", "s3://bucket/a/%2e%2e/b", "'..'"),
+    ("origin", "s3://bucket/a\\b", "backslash"),
+    ("origin", "file://fileserver/srv/objects", "must be file:///absolute/path"),
+    ("origin", "file://", "must be file:///absolute/path"),
+    ("keyring", "", "must be a file path"),
+    ("keyring", "   ", "must be a file path"),
+    ("clock_skew", "-1", "between 0 and 86400"),
+    ("connect_timeout", "0", "between 0 and 86400"),
+    ("connect_timeout", "-0.5", "between 0 and 86400"),
+    ("first_byte_timeout", "86401", "between 0 and 86400"),
+    ("idle_timeout", "1e9", "between 0 and 86400"),
+    ("shutdown_grace", "inf", "between 0 and 86400"),
+    ("shutdown_grace", "nan", "between 0 and 86400"),
+    ("idle_timeout", "soon", "float"),
+    ("workers", "1.5", "int"),
+    ("workers", "two", "int"),
+    ("workers", "", "int"),
+    ("workers", "0", "must be an integer from 1 to 256"),
+    ("workers", "257", "must be an integer from 1 to 256"),
+    ("chunk_size", "4095", "must be an integer from 4096 to 16777216"),
+    ("origin_connections", "0", "must be an integer from 1 to 10000"),
+    ("access_log", "maybe", "must be true or false"),
+    ("access_log", "", "must be true or false"),
+    ("trusted_proxies", "10.0.0.1/8", "host bits set"),
+    ("trusted_proxies", "10.0.0.0/8, 192.168.1.1/16", "host bits set"),
+    ("trusted_proxies", "10.0.0.300", "not an IP address or CIDR"),
+    ("forwarded_header", "x-real-ip", "must be x-forwarded-for or forwarded"),
+    ("log_level", "verbose", "must be DEBUG, INFO, WARNING or ERROR"),
+    ("log_level", "critical", "must be DEBUG, INFO, WARNING or ERROR"),
+]
+INVALID_IDS = [f"{name}={value!r}" for name, value, _ in INVALID]
+
+
+@pytest.mark.parametrize(("name", "value", "why"), INVALID, ids=INVALID_IDS)
+def test_an_invalid_environment_value_names_the_variable_and_says_why(
+    name: str, value: str, why: str
+) -> None:
+    with pytest.raises(SettingsError) as error:
+        load(environ=env(**{name: value}))
+
+    message = str(error.value)
+    assert message.startswith(f"GATEWAY_{name.upper()}: ")
+    assert why in message
+    assert repr(value) in message  # the offending value is quoted
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["top-level", "gateway-table"])
+@pytest.mark.parametrize(("name", "value", "why"), INVALID, ids=INVALID_IDS)
+def test_an_invalid_file_value_names_the_file_and_key_and_says_why(
+    tmp_path: Path, name: str, value: str, why: str, table: bool
+) -> None:
+    config = write_toml(tmp_path, FILE_REQUIRED | {name: value}, table=table)
+
+    with pytest.raises(SettingsError) as error:
+        load(config, environ={})
+
+    message = str(error.value)
+    assert message.startswith(f"{config}: {name}: ")
+    assert why in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("workers", True, "int"),
+        ("workers", 2.0, "int"),
+        ("listen", 8080, "must be host:port"),
+        ("access_log", 2, "must be true or false"),
+        ("connect_timeout", 0, "between 0 and 86400"),
+    ],
+)
+def test_a_toml_value_of_the_wrong_kind_is_an_error(
+    tmp_path: Path, name: str, value: Any, why: str
+) -> None:
+    config = write_toml(tmp_path, FILE_REQUIRED | {name: value})
+
+    with pytest.raises(SettingsError, match=rf"^{re.escape(str(config))}: {name}: ") as error:
+        load(config, environ={})
+
+    assert why in str(error.value)
+
+
+def test_a_toml_table_where_a_value_belongs_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'origin = "{ORIGIN}"\nkeyring = "{KEYRING}"\n[listen]\nhost = "0.0.0.0"\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(
+        SettingsError, match=rf"^{re.escape(str(config))}: listen: must be a string"
+    ):
+        load(config, environ={})
+
+
+def test_an_invalid_override_names_the_flag() -> None:
+    with pytest.raises(SettingsError, match=r"^--admin-listen: 'nowhere' must be host:port"):
+        load(environ=REQUIRED, overrides={"admin_listen": "nowhere"})
+
+
+# --- unknown names, unreadable files ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable", ["GATEWAY_LISTN", "GATEWAY_WORKER", "GATEWAY_ORIGIN_URL", "GATEWAY_", "GATEWAY_x"]
+)
+def test_an_unknown_gateway_environment_variable_is_an_error_naming_it(variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}: not a gateway setting"):
+        load(environ=REQUIRED | {variable: "1"})
+
+
+@pytest.mark.parametrize("variable", ["PATH", "GATEWAYLISTEN", "MY_GATEWAY_LISTEN", "gateway_x"])
+def test_other_environment_variables_are_ignored(variable: str) -> None:
+    assert load(environ=REQUIRED | {variable: "x"}) == load(environ=REQUIRED)
+
+
+def test_the_lower_case_name_of_a_setting_is_not_its_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^GATEWAY_workers: not a gateway setting"):
+        load(environ=REQUIRED | {"GATEWAY_workers": "2"})
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["top-level", "gateway-table"])
+@pytest.mark.parametrize("key", ["lisen", "GATEWAY_LISTEN", "Workers", "timeout"])
+def test_an_unknown_toml_key_is_an_error_naming_it(tmp_path: Path, key: str, table: bool) -> None:
+    config = write_toml(tmp_path, FILE_REQUIRED | {key: "1"}, table=table)
+
+    with pytest.raises(SettingsError) as error:
+        load(config, environ={})
+
+    assert str(error.value) == f"{config}: {key}: not a gateway setting"
+
+
+def test_a_misspelt_gateway_table_is_an_unknown_key(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gatway]\nworkers = 2\norigin = "file:///x"\n', encoding="utf-8")
+
+    with pytest.raises(
+        SettingsError, match=rf"^{re.escape(str(config))}: gatway: not a gateway setting"
+    ):
+        load(config, environ=REQUIRED)
+
+
+def test_a_setting_outside_an_existing_gateway_table_is_an_error_naming_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'workers = 8\n[gateway]\norigin = "{ORIGIN}"\nkeyring = "{KEYRING}"\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(SettingsError, match="workers"):
+        load(config, environ={})
+
+
+def test_a_gateway_key_that_is_not_a_table_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('gateway = "yes"\n', encoding="utf-8")
+
+    with pytest.raises(SettingsError, match=r"\[gateway\] must be a table"):
+        load(config, environ=REQUIRED)
+
+
+def test_a_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "absent.toml"
+
+    with pytest.raises(SettingsError, match=rf"^{re.escape(str(config))}: cannot read"):
+        load(config, environ=REQUIRED)
+
+
+def test_a_config_file_that_is_not_toml_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("workers = = 2\n", encoding="utf-8")
+
+    with pytest.raises(SettingsError, match=rf"^{re.escape(str(config))}: not valid TOML"):
+        load(config, environ=REQUIRED)
+
+
+# --- cross-setting rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"listen": "127.0.0.1:9000", "admin_listen": "127.0.0.1:9000"},
+        {"admin_listen": "127.0.0.1:8080"},  # the default public listener
+        {"listen": "127.0.0.1:9090"},  # the default admin listener
+        {"listen": "[::1]:8000", "admin_listen": "[::1]:8000"},
+    ],
+)
+def test_the_admin_listener_must_differ_from_the_public_one(settings: dict[str, str]) -> None:
+    with pytest.raises(
+        SettingsError, match=r"^GATEWAY_ADMIN_LISTEN: must differ from GATEWAY_LISTEN"
+    ):
+        load(environ=env(**settings))
+
+
+def test_listeners_on_different_ports_of_one_host_are_fine() -> None:
+    settings = load(environ=env(listen="127.0.0.1:8000", admin_listen="127.0.0.1:8001"))
+
+    assert settings.listen.port != settings.admin_listen.port
+
+
+def test_both_listeners_may_ask_for_any_free_port() -> None:
+    settings = load(environ=env(listen="127.0.0.1:0", admin_listen="127.0.0.1:0"))
+
+    assert settings.listen == settings.admin_listen == Listen("127.0.0.1", 0)
+
+
+S3 = "s3://media/videos"
+
+
+def test_an_s3_origin_without_any_region_is_an_error() -> None:
+    with pytest.raises(SettingsError, match=r"^GATEWAY_S3_REGION: required"):
+        load(environ=env(origin=S3))
+
+
+@pytest.mark.parametrize(
+    ("extra", "region"),
+    [
+        ({"AWS_REGION": "eu-west-3"}, "eu-west-3"),
+        ({"AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+        ({"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "ap-south-1"}, "eu-west-3"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+        ({"GATEWAY_S3_REGION": "us-west-2", "AWS_REGION": "eu-west-3"}, "us-west-2"),
+        ({"GATEWAY_S3_REGION": "us-west-2", "AWS_DEFAULT_REGION": "ap-south-1"}, "us-west-2"),
+    ],
+)
+def test_the_s3_region_comes_from_the_setting_then_aws_region_then_aws_default_region(
+    extra: dict[str, str], region: str
+) -> None:
+    assert load(environ=env(origin=S3) | extra).s3_region == region
+
+
+def test_a_non_aws_endpoint_without_a_region_gets_us_east_1() -> None:
+    settings = load(environ=env(origin=S3, s3_endpoint_url="http://127.0.0.1:8333"))
+
+    assert settings.s3_region == "us-east-1"
+
+
+def test_a_non_aws_endpoint_keeps_an_explicit_region() -> None:
+    environ = env(origin=S3, s3_endpoint_url="http://127.0.0.1:8333", s3_region="eu-central-1")
+
+    assert load(environ=environ).s3_region == "eu-central-1"
+
+
+def test_a_file_origin_needs_no_region() -> None:
+    assert load(environ=REQUIRED).s3_region is None
+
+
+# --- Origin -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("s3://bucket", Origin("s3", "bucket", "", None)),
+        ("s3://bucket/", Origin("s3", "bucket", "", None)),
+        ("s3://bucket/a", Origin("s3", "bucket", "a/", None)),
+        ("s3://bucket/a/b", Origin("s3", "bucket", "a/b/", None)),
+        ("s3://bucket/a/b/", Origin("s3", "bucket", "a/b/", None)),
+        ("s3://bucket//a", Origin("s3", "bucket", "a/", None)),
+        ("s3://bucket/with%20space", Origin("s3", "bucket", "with space/", None)),
+        ("s3://bucket/a..b/...", Origin("s3", "bucket", "a..b/.../", None)),
+        ("  s3://bucket/a  ", Origin("s3", "bucket", "a/", None)),
+        ("file:///srv/x", Origin("file", "", "", Path("/srv/x"))),
+        ("file:///srv/x/", Origin("file", "", "", Path("/srv/x"))),
+        ("file://localhost/srv/x", Origin("file", "", "", Path("/srv/x"))),
+        ("file:///srv/my%20objects", Origin("file", "", "", Path("/srv/my objects"))),
+    ],
+)
+def test_origin_urls_are_parsed_into_scheme_bucket_prefix_and_path(
+    text: str, expected: Origin
+) -> None:
+    environ = env(origin=text, s3_region="us-east-1")
+
+    assert load(environ=environ).origin == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["s3://bucket", "s3://bucket/a/b", "file:///srv/x", "file:///srv/my objects"]
+)
+def test_an_origin_prints_as_a_url_that_parses_back_to_itself(text: str) -> None:
+    origin = load(environ=env(origin=text, s3_region="us-east-1")).origin
+
+    again = load(environ=env(origin=str(origin), s3_region="us-east-1")).origin
+
+    assert again == origin
+
+
+@pytest.mark.parametrize("text", ["file:objects", "file:srv/objects"])
+def test_a_file_origin_must_be_an_absolute_path(text: str) -> None:
+    with pytest.raises(SettingsError, match="must be file:///absolute/path"):
+        load(environ=env(origin=text))
+
+
+# --- Listen -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.0.0.0:80", Listen("0.0.0.0", 80)),
+        (":8080", Listen("0.0.0.0", 8080)),
+        ("localhost:1", Listen("localhost", 1)),
+        (" 127.0.0.1:8000 ", Listen("127.0.0.1", 8000)),
+        ("[::]:443", Listen("::", 443)),
+        ("[2001:db8::1]:65535", Listen("2001:db8::1", 65535)),
+        ("127.0.0.1:0", Listen("127.0.0.1", 0)),
+    ],
+)
+def test_listen_addresses_are_host_and_port(text: str, expected: Listen) -> None:
+    assert load(environ=env(listen=text)).listen == expected
+
+
+@pytest.mark.parametrize(
+    ("listen", "printed"),
+    [(Listen("127.0.0.1", 80), "127.0.0.1:80"), (Listen("::1", 80), "[::1]:80")],
+)
+def test_a_listen_address_prints_ipv6_hosts_in_brackets(listen: Listen, printed: str) -> None:
+    assert str(listen) == printed
+
+
+hosts = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){0,3}", fullmatch=True),
+)
+
+
+@given(host=hosts, port=st.integers(min_value=0, max_value=65535))
+def test_any_printed_listen_address_parses_back_to_itself(host: str, port: int) -> None:
+    listen = Listen(host, port)
+    assume(listen != Listen("127.0.0.1", 9090))  # the default admin listener
+
+    assert load(environ=env(listen=str(listen))).listen == listen
+
+
+@given(port=st.integers(min_value=65536, max_value=99999))
+def test_a_port_above_65535_is_refused(port: int) -> None:
+    with pytest.raises(SettingsError, match="port must be 0-65535"):
+        load(environ=env(listen=f"127.0.0.1:{port}"))
+
+
+# --- timeouts, as properties -------------------------------------------------------------------
+
+TIMEOUTS = ["clock_skew", "connect_timeout", "first_byte_timeout", "idle_timeout", "shutdown_grace"]
+
+
+@given(
+    name=st.sampled_from(TIMEOUTS),
+    seconds=st.floats(min_value=0, max_value=86400, exclude_min=True),
+)
+def test_any_number_of_seconds_in_the_range_is_accepted_exactly(name: str, seconds: float) -> None:
+    assert getattr(load(environ=env(**{name: repr(seconds)})), name) == seconds
+
+
+@given(
+    name=st.sampled_from(TIMEOUTS),
+    seconds=st.floats(max_value=0) | st.floats(min_value=86400, exclude_min=True),
+)
+def test_any_number_of_seconds_outside_the_range_is_refused(name: str, seconds: float) -> None:
+    assume(not math.isnan(seconds))
+    with pytest.raises(SettingsError, match=f"^GATEWAY_{name.upper()}: .* between 0 and 86400"):
+        load(environ=env(**{name: repr(seconds)}))
+
+
+# --- booleans, forwarded header, log level ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        *[(t, True) for t in ("1", "true", "TRUE", "yes", "on", " True ")],
+        *[(t, False) for t in ("0", "false", "False", "no", "OFF", " no ")],
+    ],
+)
+def test_booleans_accept_the_usual_spellings(text: str, expected: bool) -> None:
+    assert load(environ=env(access_log=text)).access_log is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x-forwarded-for", ForwardedHeader.X_FORWARDED_FOR),
+        ("X-Forwarded-For", ForwardedHeader.X_FORWARDED_FOR),
+        ("Forwarded", ForwardedHeader.FORWARDED),
+    ],
+)
+def test_the_forwarded_header_name_is_case_insensitive(
+    text: str, expected: ForwardedHeader
+) -> None:
+    settings = load(environ=env(forwarded_header=text))
+
+    assert settings.forwarded_header is expected
+    assert settings.proxies.header is expected
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", " error "])
+def test_log_levels_are_case_insensitive_and_upper_cased(level: str) -> None:
+    assert load(environ=env(log_level=level)).log_level == level.strip().upper()
+
+
+def test_trusted_proxies_reach_the_proxy_policy() -> None:
+    settings = load(environ=env(trusted_proxies="10.0.0.0/8 2001:db8::/32"))
+
+    assert settings.proxies.networks == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+
+
+@pytest.mark.parametrize("text", ["", "  ", ",", " , "])
+def test_empty_trusted_proxies_means_none(text: str) -> None:
+    assert load(environ=env(trusted_proxies=text)).trusted_proxies == ()
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_endpoint_or_region_means_unset(text: str) -> None:
+    settings = load(environ=env(s3_endpoint_url=text, s3_region=text))
+
+    assert (settings.s3_endpoint_url, settings.s3_region) == (None, None)
+
+
+# --- the table itself ---------------------------------------------------------------------------
+
+
+def test_env_names_are_the_prefix_and_the_upper_cased_setting_names() -> None:
+    assert {s.env for s in SETTINGS} == {"GATEWAY_" + s.name.upper() for s in SETTINGS}
+    assert {s.env for s in SETTINGS} == ENV_NAMES
+    assert len(ENV_NAMES) == len(SETTINGS)
+
+
+def test_the_settings_table_matches_the_settings_object() -> None:
+    assert [s.name for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings) if f.init]
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_describe_lists_every_variable_with_its_default_and_help(setting: Any) -> None:
+    text = describe()
+    default = "(required)" if setting.default is None else repr(setting.default)
+
+    assert setting.env in text
+    assert f"{setting.name}" in text
+    assert f"default {default}" in text
+    assert setting.help in text
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_default_is_itself_a_valid_value(setting: Any) -> None:
+    if setting.default is not None:
+        setting.parse(setting.default)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load(environ=REQUIRED)
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.workers = 2  # type: ignore[misc]
+
+
+def test_replace_changes_only_what_it_names_and_rebuilds_the_proxy_policy() -> None:
+    settings = load(environ=REQUIRED)
+
+    changed = settings.replace(workers=3, forwarded_header=ForwardedHeader.FORWARDED)
+
+    assert changed.workers == 3
+    assert changed.proxies.header is ForwardedHeader.FORWARDED
+    assert changed.replace(workers=1, forwarded_header=ForwardedHeader.X_FORWARDED_FOR) == settings
