@@ -81,7 +81,8 @@ def client_address(
     An untrusted peer is the client, whatever its headers say. Behind a trusted peer, the hops
     are walked right to left, stepping over each trusted one: the first untrusted hop is the
     client; if all are trusted, the leftmost is; with no hops, the peer is. A hop that cannot be
-    read stops the walk at the last trusted address reached.
+    read makes the client unknown (None), which no IP binding matches: returning the proxy
+    instead would let a client that breaks the header borrow the proxy's address.
     """
     if peer is None:
         return None
@@ -93,8 +94,8 @@ def client_address(
     else:
         hops = [hop for value in header_values for hop in _x_forwarded_for_hops(value)]
     for hop in reversed(hops):
-        if hop is None:  # unreadable
-            return current
+        if hop is None:  # unreadable: fail closed
+            return None
         if not proxies.trusts(hop):
             return hop
         current = hop

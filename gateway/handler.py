@@ -232,6 +232,10 @@ class Pipeline:
             "Content-Length": str(meta.size),
             "Accept-Ranges": "bytes",
             "Cache-Control": self.settings.cache_control,
+            # A stored HTML/SVG/PDF must not be sniffed into script, nor leak its own signed
+            # URL to the next site through Referer.
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
         }
         if meta.etag:
             headers["ETag"] = meta.etag

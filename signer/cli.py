@@ -321,7 +321,7 @@ def _verify(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             print(f"  {label:7} {value}")
-    print(f"  token id {verified.token_id} (for `gateway revoke --digest`)")
+    print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
 
 

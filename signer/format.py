@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 
 from signer.errors import Reason, Rejected
 
-FORMAT_VERSION: Final = "1.0"
+FORMAT_VERSION: Final = "1.0.1"
 SIGNING_LABEL: Final = b"EDGE-TOKEN-V1\n"
 
 #: Token parameters, in the only order they may appear. `Signature` is always last.

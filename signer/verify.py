@@ -48,11 +48,13 @@ def verify(
     link = parse_link(raw_path, raw_query)
     claims = link.claims
     check = keyring.verifier_for(claims.key_id)
-    if check is None:
-        key = keyring.get(claims.key_id)
+    key = keyring.get(claims.key_id)
+    if check is None or key is None:
         if key is not None and key.status is Status.RETIRED:
             raise Rejected(Reason.RETIRED_KEY, f"key {claims.key_id!r} is retired")
         raise Rejected(Reason.UNKNOWN_KEY, f"no key {claims.key_id!r} in the keyring")
+    if len(link.signature) != key.alg.signature_length:
+        raise Rejected(Reason.MALFORMED, f"Signature is not {key.alg.signature_length} bytes")
     if not check(link.signature, link.signed):
         raise Rejected(Reason.BAD_SIGNATURE)
     judge(claims, link.path, method=method, client_ip=client_ip, now=now, skew=skew)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,24 @@ class AccessRecord:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+class RedactQueries(logging.Filter):
+    """aiohttp logs unparseable requests with their request line; drop queries (tokens) from
+    such records and from their exception text, and keep no traceback that could echo them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = _QUERY.sub("?<redacted>", message)
+        record.args = ()
+        return True
+
+
 def configure(enabled: bool, level: str) -> None:
     """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
     root = logging.getLogger()
@@ -58,6 +77,10 @@ def configure(enabled: bool, level: str) -> None:
         errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         errors._gateway = True  # type: ignore[attr-defined]
         root.addHandler(errors)
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        noisy = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueries) for f in noisy.filters):
+            noisy.addFilter(RedactQueries())
     log.propagate = False
     log.handlers.clear()
     if enabled:

@@ -46,10 +46,11 @@ class LocalStore:
         return LocalBody(self, handle, meta, byte_range)
 
     def _resolve(self, key: str) -> str:
-        path = os.path.realpath(os.path.join(self._real_root, key))
-        if not path.startswith(self._real_root + os.sep):
-            raise NotFound(key)  # a symlink pointing outside the root is not an object
-        return path
+        """No symlinks below the root: one could lead a Prefix token into another directory."""
+        plain = os.path.normpath(os.path.join(self._real_root, key))
+        if os.path.realpath(plain) != plain or not plain.startswith(self._real_root + os.sep):
+            raise NotFound(key)
+        return plain
 
     def _head(self, key: str) -> ObjectMeta:
         path = self._resolve(key)

@@ -151,7 +151,10 @@ class S3Store:
         try:
             async with asyncio.timeout(self._first_byte_timeout):
                 response = await self._http.request(
-                    method, URL(url, encoded=True), headers=dict(signable.headers.items())
+                    method,
+                    URL(url, encoded=True),
+                    headers=dict(signable.headers.items()),
+                    allow_redirects=False,  # a 3xx must not send us (and our client) elsewhere
                 )
         except TimeoutError:
             raise OriginTimeout(

@@ -93,6 +93,8 @@ async def test_no_storage_headers_leak(gw: RunningGateway, keys: Keys) -> None:
     leaked = [h for h in response.headers if h.lower().startswith(("x-amz", "seaweed"))]
     assert leaked == []
     assert response.headers["Server"] == "edge-gateway"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
 async def test_unicode_keys_map_exactly(gw: RunningGateway, keys: Keys) -> None:

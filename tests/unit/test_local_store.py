@@ -391,12 +391,18 @@ async def test_a_dangling_symlink_is_not_found(
         await call(store, operation, "dangling.txt")
 
 
-async def test_a_symlink_to_a_file_inside_the_root_is_served(root: Path, store: LocalStore) -> None:
-    put(root, "blobs/real.txt", DIGITS)
-    (root / "alias.txt").symlink_to(root / "blobs" / "real.txt")
+async def test_a_symlink_inside_the_root_is_not_followed(root: Path, store: LocalStore) -> None:
+    """A link could lead a Prefix token for one directory into another, so none is followed."""
+    put(root, "private/real.txt", DIGITS)
+    (root / "public").mkdir()
+    (root / "public" / "alias.txt").symlink_to(root / "private" / "real.txt")
+    (root / "public" / "dir").symlink_to(root / "private")
 
-    assert (await store.head("alias.txt")).size == 10
-    assert await read_all(await store.get("alias.txt", None)) == DIGITS
+    for key in ("public/alias.txt", "public/dir/real.txt"):
+        with pytest.raises(NotFound):
+            await store.head(key)
+        with pytest.raises(NotFound):
+            await store.get(key, None)
 
 
 async def test_a_root_reached_through_a_symlink_still_serves_its_files(tmp_path: Path) -> None:

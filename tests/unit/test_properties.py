@@ -13,7 +13,7 @@ from signer.format import IPAddress, canonical
 from tests.conftest import NOW
 
 KEYRINGS = {alg: Keyring([new_key("k1", alg, Status.ACTIVE, now=NOW)]) for alg in Algorithm}
-OTHER = Keyring([new_key("k1", Algorithm.HMAC_SHA256, Status.ACTIVE, now=NOW)])
+OTHERS = {alg: Keyring([new_key("k1", alg, Status.ACTIVE, now=NOW)]) for alg in Algorithm}
 CLIENT = ipaddress.ip_address("192.0.2.1")
 
 segment_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="/\x00")
@@ -116,8 +116,15 @@ def test_an_ip_bound_link_without_a_known_client_is_refused() -> None:
 @given(alg=algorithms, path=paths)
 def test_another_keyrings_key_of_the_same_id_is_a_bad_signature(alg: Algorithm, path: str) -> None:
     target = sign_path(path, KEYRINGS[alg], expires_in=60, now=NOW)
-    other = KEYRINGS[Algorithm.ED25519] if alg is Algorithm.HMAC_SHA256 else OTHER
-    assert rejection(other, target) is Reason.BAD_SIGNATURE
+    assert rejection(OTHERS[alg], target) is Reason.BAD_SIGNATURE
+
+
+@given(alg=algorithms, path=paths)
+def test_a_signature_of_another_algorithms_length_is_malformed(alg: Algorithm, path: str) -> None:
+    """The key fixes the algorithm; a signature that could not be of it is not even tried."""
+    target = sign_path(path, KEYRINGS[alg], expires_in=60, now=NOW)
+    other = next(a for a in Algorithm if a is not alg)
+    assert rejection(OTHERS[other], target) is Reason.MALFORMED
 
 
 @given(alg=algorithms, path=paths)
