@@ -15,13 +15,11 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from yarl import URL
 
 from gateway.http.conditionals import parse_http_date
@@ -34,6 +32,7 @@ from gateway.storage import (
     RangeNotSatisfiable,
     StorageError,
 )
+from gateway.storage.sigv4 import Credentials, SigV4Signer
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
@@ -64,6 +63,8 @@ class S3Store:
             self._base = f"{endpoint_url.rstrip('/')}/{quote(bucket, safe='')}/"
         else:
             self._base = f"https://{bucket}.s3.{region}.amazonaws.com/"
+        self._host = urlsplit(self._base).netloc
+        self._signer = SigV4Signer(region)
         self._http: aiohttp.ClientSession | None = None
         self._client: Any = None
         self._client_context: Any = None
@@ -145,15 +146,19 @@ class S3Store:
         assert self._http is not None, "S3Store.start() was not awaited"
         url = self._base + quote(key, safe="/")
         frozen = await self._credentials.get_frozen_credentials()
-        signable = AWSRequest(method=method, url=url, headers=headers)
-        signable.context["payload_signing_enabled"] = False
-        S3SigV4Auth(frozen, "s3", self._region).add_auth(signable)
+        signed = self._signer.headers(
+            method,
+            self._host,
+            urlsplit(url).path,
+            Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+            headers,
+        )
         try:
             async with asyncio.timeout(self._first_byte_timeout):
                 response = await self._http.request(
                     method,
                     URL(url, encoded=True),
-                    headers=dict(signable.headers.items()),
+                    headers=signed,
                     allow_redirects=False,  # a 3xx must not send us (and our client) elsewhere
                 )
         except TimeoutError:
