@@ -100,6 +100,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 86400:
+        raise ValueError("must be a number of seconds from 0 to 86400")
+    return value
+
+
 def _positive_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
@@ -108,6 +115,15 @@ def _positive_int(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _redis_url(text: str) -> str | None:
+    if not text:
+        return None
+    scheme = text.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return text
 
 
 def _bool(text: str) -> bool:
@@ -205,6 +221,38 @@ SETTINGS: tuple[Setting, ...] = (
         "connection pool size towards storage (per worker)",
     ),
     Setting("workers", _positive_int(1, 256), "1", "processes sharing the public port"),
+    Setting(
+        "keyring_watch_interval",
+        _interval,
+        "2",
+        "seconds between checks of the keyring file for changes; 0: reload on SIGHUP only",
+    ),
+    Setting(
+        "revocation_db",
+        _path,
+        "revocations.sqlite3",
+        "SQLite file of the embedded revocation store (single node; unused with redis_url)",
+    ),
+    Setting(
+        "redis_url",
+        _redis_url,
+        "",
+        "redis:// or rediss:// URL of the fleet's revocation store; empty: the embedded store",
+        secret=True,
+    ),
+    Setting(
+        "revocation_max_staleness",
+        _seconds,
+        "30",
+        "seconds the revocation view may go without a confirmed sync before /readyz fails",
+    ),
+    Setting(
+        "admin_token",
+        _optional,
+        "",
+        "bearer token for the admin API on the admin listener; empty: admin API disabled",
+        secret=True,
+    ),
     Setting("access_log", _bool, "true", "JSON access log lines on stdout"),
     Setting("log_level", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -231,6 +279,11 @@ class Settings:
     chunk_size: int
     origin_connections: int
     workers: int
+    keyring_watch_interval: float
+    revocation_db: Path
+    redis_url: str | None
+    revocation_max_staleness: float
+    admin_token: str | None
     access_log: bool
     log_level: str
     proxies: TrustedProxies = field(init=False, compare=False)

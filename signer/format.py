@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 
 from signer.errors import Reason, Rejected
 
-FORMAT_VERSION: Final = "1.0.1"
+FORMAT_VERSION: Final = "1.0.2"
 SIGNING_LABEL: Final = b"EDGE-TOKEN-V1\n"
 
 #: Token parameters, in the only order they may appear. `Signature` is always last.
@@ -130,6 +130,9 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 @functools.lru_cache(maxsize=4096)
 def canonical_ip(value: str) -> IPNetwork:
     """Parse an IP binding: an address, or a network with no host bits set.
@@ -140,6 +143,10 @@ def canonical_ip(value: str) -> IPNetwork:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError:
         raise _malformed("IP is not an address or a network without host bits") from None
+    if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+        # A client's IPv4-mapped address is compared as IPv4, so such a binding could never
+        # match: refuse it rather than silently normalise it.
+        raise _malformed("IP is an IPv4-mapped IPv6 network; write it as IPv4")
     if format_ip(network) != value:
         raise _malformed("IP is not written canonically")
     return network

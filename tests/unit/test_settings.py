@@ -87,10 +87,16 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("chunk_size", "65536", 65536),
     ("origin_connections", "32", 32),
     ("workers", "4", 4),
+    ("keyring_watch_interval", "0", 0.0),
+    ("revocation_db", "/var/lib/gateway/revocations.db", Path("/var/lib/gateway/revocations.db")),
+    ("redis_url", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("revocation_max_staleness", "5", 5.0),
+    ("admin_token", "operator-bearer", "operator-bearer"),
     ("access_log", "false", False),
     ("log_level", "debug", "DEBUG"),
 ]
 SAMPLE_IDS = [name for name, _, _ in SAMPLES]
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 # --- defaults and required settings -------------------------------------------------------
@@ -117,6 +123,11 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         chunk_size=262144,
         origin_connections=256,
         workers=1,
+        keyring_watch_interval=2.0,
+        revocation_db=Path("revocations.sqlite3"),
+        redis_url=None,
+        revocation_max_staleness=30.0,
+        admin_token=None,
         access_log=True,
         log_level="INFO",
     )
@@ -283,6 +294,9 @@ INVALID: list[tuple[str, str, str]] = [
     ("trusted_proxies", "10.0.0.300", "not an IP address or CIDR"),
     ("forwarded_header", "x-real-ip", "must be x-forwarded-for or forwarded"),
     ("log_level", "verbose", "must be DEBUG, INFO, WARNING or ERROR"),
+    ("redis_url", "http://127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL"),
+    ("redis_url", "127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL"),
+    ("revocation_max_staleness", "-1", "seconds"),
     ("log_level", "critical", "must be DEBUG, INFO, WARNING or ERROR"),
 ]
 INVALID_IDS = [f"{name}={value!r}" for name, value, _ in INVALID]
@@ -298,7 +312,11 @@ def test_an_invalid_environment_value_names_the_variable_and_says_why(
     message = str(error.value)
     assert message.startswith(f"GATEWAY_{name.upper()}: ")
     assert why in message
-    assert repr(value) in message  # the offending value is quoted
+    if SETTINGS_BY_NAME[name].secret:  # a secret is never echoed, even when it is wrong
+        assert value not in message
+        assert "<hidden>" in message
+    else:
+        assert repr(value) in message  # the offending value is quoted
 
 
 @pytest.mark.parametrize("table", [False, True], ids=["top-level", "gateway-table"])
