@@ -298,6 +298,7 @@ def launch_gateway(bench: Bench, name: str) -> Gateway:
             "GATEWAY_ORIGIN": f"s3://{BUCKET}",
             "GATEWAY_S3_ENDPOINT_URL": bench.s3.endpoint_url,
             "GATEWAY_KEYRING": str(bench.keyring_file),
+            "GATEWAY_REVOCATION_DB": str(bench.keyring_file.parent / "revocations.sqlite3"),
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
             "GATEWAY_ACCESS_LOG": "false",

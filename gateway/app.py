@@ -7,15 +7,20 @@ closed after in-flight requests have drained. The admin app reads the same `Gate
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin_api import AdminActions, add_admin_api
 from gateway.handler import Gateway, Pipeline
 from gateway.keyring import KeyringHolder
 from gateway.observability.metrics import Metrics
+from gateway.revocation import Kind, Revocation, RevocationStore, RevocationView
+from gateway.revocation import make_store as make_revocation_store
 from gateway.settings import Settings
 from gateway.storage import ObjectStore, StorageError
 from gateway.storage.local import LocalStore
@@ -27,6 +32,8 @@ GATEWAY = web.AppKey("gateway", Gateway)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DRAINING = web.AppKey("draining", list[bool])
 SERVER = "edge-gateway"
+SWEEP_EVERY = 60.0
+FIRST_SYNC_WAIT = 5.0
 
 
 def make_store(settings: Settings) -> LocalStore | S3Store:
@@ -55,19 +62,45 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         keyring = KeyringHolder(settings.keyring)
+        revocation_store = make_revocation_store(settings)
+        await revocation_store.open()
         store = store_factory(settings) if store_factory else make_store(settings)
         start = getattr(store, "start", None)
         if start is not None:
             await start()
         metrics = Metrics()
         _watch_keyring(keyring, metrics)
-        gateway = Gateway(settings=settings, keyring=keyring, store=store, metrics=metrics)
+        revocations = RevocationView()
+        _watch_revocations(revocations, revocation_store, metrics)
+        gateway = Gateway(
+            settings=settings,
+            keyring=keyring,
+            store=store,
+            metrics=metrics,
+            revocations=revocations,
+            revocation_store=revocation_store,
+        )
+        tasks = [
+            asyncio.create_task(revocation_store.follow(revocations), name="revocations"),
+            asyncio.create_task(_sweep(revocations), name="revocation-sweep"),
+        ]
+        if settings.keyring_watch_interval > 0:
+            tasks.append(
+                asyncio.create_task(keyring.watch(settings.keyring_watch_interval), name="keyring")
+            )
+        await _first_sync(revocations, min(FIRST_SYNC_WAIT, settings.revocation_max_staleness))
         app[GATEWAY] = gateway
         app[PIPELINE] = Pipeline(gateway)
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await store.close()
+            await revocation_store.close()
 
     async def on_shutdown(app: web.Application) -> None:
         app[DRAINING][0] = True
@@ -103,7 +136,48 @@ def _watch_keyring(holder: KeyringHolder, metrics: Metrics) -> None:
     publish(holder)
 
 
-def create_admin_app(public: web.Application) -> web.Application:
+async def _first_sync(view: RevocationView, within: float) -> None:
+    """Serve only once the revocation list is loaded, unless the store is down: then start
+    anyway (not ready, so a load balancer keeps traffic away) and catch up when it is back."""
+    try:
+        async with asyncio.timeout(within):
+            await view.first_sync.wait()
+    except TimeoutError:
+        log.warning("revocation store not reachable yet; starting not-ready")
+
+
+async def _sweep(view: RevocationView) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY)
+        dropped = view.sweep()
+        if dropped:
+            log.info("dropped %d expired revocations from the view", dropped)
+
+
+def _watch_revocations(view: RevocationView, store: RevocationStore, metrics: Metrics) -> None:
+    for kind in Kind:
+        metrics.revocation_entries.labels(kind.value).set_function(
+            lambda kind=kind: view.count(kind)  # type: ignore[misc]
+        )
+    metrics.revocation_sync_lag.set_function(lambda: min(view.lag(), 1e9))
+    metrics.revocation_store_up.set_function(lambda: 1.0 if store.connected else 0.0)
+    metrics.count_callback(
+        "gateway_revocation_resyncs",
+        "Full resyncs of the revocation view from its store (start and every reconnect).",
+        lambda: float(getattr(store, "resyncs", 0)),
+    )
+
+
+def revocation_readiness(view: RevocationView, max_staleness: float) -> str | None:
+    """Why the gateway is not ready on account of revocations, or None."""
+    lag = view.lag()
+    if lag > max_staleness:
+        shown = "never synced" if lag == float("inf") else f"last sync {lag:.1f}s ago"
+        return f"revocations stale: {shown} (bound {max_staleness:g}s)"
+    return None
+
+
+def create_admin_app(public: web.Application, settings: Settings) -> web.Application:
     """Internal endpoints. Bind this to a private interface only (GATEWAY_ADMIN_LISTEN)."""
     admin = web.Application()
 
@@ -120,6 +194,9 @@ def create_admin_app(public: web.Application) -> web.Application:
             await gateway.store.check()
         except StorageError as exc:
             return web.Response(status=503, text=f"storage: {exc.kind}\n")
+        stale = revocation_readiness(gateway.revocations, gateway.settings.revocation_max_staleness)
+        if stale is not None:
+            return web.Response(status=503, text=f"{stale}\n")
         return web.Response(text=f"ready: keyring generation {gateway.keyring.generation}\n")
 
     async def metrics(request: web.Request) -> web.Response:
@@ -132,4 +209,27 @@ def create_admin_app(public: web.Application) -> web.Application:
     admin.router.add_get("/healthz", healthz)
     admin.router.add_get("/readyz", readyz)
     admin.router.add_get("/metrics", metrics)
+    add_admin_api(admin, settings.admin_token, _admin_actions(public, settings))
     return admin
+
+
+def _admin_actions(public: web.Application, settings: Settings) -> AdminActions:
+    """Admin actions of a single-process gateway: it owns the keyring and the view."""
+
+    async def reload_keyring() -> tuple[int, str]:
+        holder = public[GATEWAY].keyring
+        if holder.reload():
+            return 200, f"reloaded: generation {holder.generation}"
+        return 422, f"reload failed, keeping generation {holder.generation} (see the log)"
+
+    def on_revoked(entry: Revocation) -> None:
+        public[GATEWAY].revocations.apply(entry)  # enforced here at once, before the next sync
+        public[GATEWAY].metrics.revocations_added.inc()
+
+    return AdminActions(
+        store=lambda: public[GATEWAY].revocation_store,
+        max_lifetime=settings.max_link_lifetime,
+        skew=settings.clock_skew,
+        reload_keyring=reload_keyring,
+        on_revoked=on_revoked,
+    )

@@ -17,10 +17,26 @@ examples:
       GATEWAY_LISTEN=0.0.0.0:8080 gateway serve --workers 2
   gateway serve --origin file:///srv/objects --keyring gateway-keyring.json
   gateway settings            # every setting, its GATEWAY_* variable and default
+  gateway revoke --sub user-42                  # every link of a subject issued until now
+  gateway revoke --url 'https://media.example.com/v.mp4?Expires=...'   # one link
+  gateway revocations list
 
 Settings come from the TOML file, then GATEWAY_* environment variables, then flags.
 AWS credentials and region come from the usual AWS_* variables, profiles or instance roles.
 Signals: SIGTERM drains and exits, SIGHUP reloads the keyring. Exit status 2: bad settings.
+The revocation commands use the store the gateways use: GATEWAY_REDIS_URL if set, else the
+SQLite file GATEWAY_REVOCATION_DB.
+"""
+
+
+REVOKE_KINDS = ("url", "digest", "sub", "key_id", "prefix")
+REVOKE_EPILOG = """\
+examples:
+  gateway revoke --url 'https://media.example.com/videos/a.mp4?Expires=...&Signature=...'
+  gateway revoke --digest 3f1c0a9e5b7d2c4e8f6a1b3c5d7e9f01
+  gateway revoke --sub user-42
+  gateway revoke --key-id k2026-10
+  gateway revoke --prefix /videos/ep1/ --before 2026-11-23T12:00:00Z
 """
 
 
@@ -46,17 +62,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--origin", metavar="URL", help="s3://bucket/prefix or file:///path")
     serve.add_argument("--keyring", metavar="FILE", help="verification keyring")
     commands.add_parser("settings", help="list every setting with its variable and default")
+    revoke = commands.add_parser(
+        "revoke",
+        help="revoke one link, or every link of a subject, key or path prefix",
+        description="Revoke links. Entries expire by themselves once every link they match "
+        "has expired (a link's own Expires, or --before plus GATEWAY_MAX_LINK_LIFETIME).",
+        epilog=REVOKE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="one signed link (absolute URL or path?query)")
+    target.add_argument("--digest", help="one link by its token id (32 hex digits, as logged)")
+    target.add_argument("--sub", help="every link of this subject (Sub)")
+    target.add_argument("--key-id", help="every link signed with this KeyID")
+    target.add_argument("--prefix", help="every link for a path at or under this prefix")
+    revoke.add_argument(
+        "--before",
+        metavar="TIME",
+        help="only links issued at or before TIME (unix seconds or ISO 8601); default: now",
+    )
+    revoke.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    revocations = commands.add_parser("revocations", help="list or prune the revocation list")
+    revocations.add_argument("action", choices=("list", "prune"))
+    revocations.add_argument("--json", action="store_true", help="list as JSON")
+    revocations.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     args = parser.parse_args(argv)
 
     if args.command == "settings":
         print(settings_module.describe())
         return 0
+    if args.command in ("revoke", "revocations"):
+        return _operate(args)
     overrides = {
         name: value
         for name in ("workers", "listen", "admin_listen", "origin", "keyring")
         if (value := getattr(args, name)) is not None
     }
     from gateway.observability.access_log import configure
+    from gateway.revocation import RevocationError
     from gateway.server import serve as run_server
     from gateway.storage import StorageError
     from signer import KeyringError
@@ -65,9 +108,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_module.load(args.config, overrides=overrides)
         configure(settings.access_log, settings.log_level)
         run_server(settings)
-    except (SettingsError, KeyringError, StorageError) as exc:
+    except (SettingsError, KeyringError, StorageError, RevocationError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _operate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.revocation import RevocationError, commands
+    from signer.timeparse import parse_time
+
+    try:
+        if args.command == "revoke":
+            what = next(k for k in REVOKE_KINDS if getattr(args, k) is not None)
+            before = parse_time(args.before) if args.before is not None else None
+            message = asyncio.run(commands.revoke(args.config, what, getattr(args, what), before))
+        elif args.action == "list":
+            message = asyncio.run(commands.list_entries(args.config, args.json))
+        else:
+            message = asyncio.run(commands.prune(args.config))
+    except (SettingsError, RevocationError, ValueError) as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the store is unreachable or refused: say so, no traceback
+        print(f"gateway: error: revocation store: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(message)
     return 0
 
 

@@ -30,10 +30,11 @@ from gateway.keyring import KeyringHolder
 from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import log as access_log
 from gateway.observability.metrics import Metrics
+from gateway.revocation import RevocationStore, RevocationView
 from gateway.settings import Settings
 from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
-from signer import Rejected, verify
+from signer import Reason, Rejected, verify
 from signer.format import IPAddress
 
 log = logging.getLogger("gateway.handler")
@@ -49,6 +50,8 @@ class Gateway:
     keyring: KeyringHolder
     store: ObjectStore
     metrics: Metrics
+    revocations: RevocationView
+    revocation_store: RevocationStore
 
 
 class Pipeline:
@@ -57,6 +60,8 @@ class Pipeline:
         self.settings = gateway.settings
         self.metrics = gateway.metrics
         self.prefix = gateway.settings.origin.prefix
+        self.max_lifetime = gateway.settings.max_link_lifetime
+        self.revocations = gateway.revocations
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -98,6 +103,10 @@ class Pipeline:
             return _answer(record, responses.rejected(exc.reason), exc.reason.value)
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
+        if claims.expires - claims.issued > self.max_lifetime:
+            return _answer(record, responses.lifetime_exceeded(), "lifetime_exceeded")
+        if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
+            return _answer(record, responses.rejected(Reason.REVOKED), Reason.REVOKED.value)
         try:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:

@@ -1,5 +1,6 @@
 """The gateway's keyring: loaded at start-up, swapped in whole on reload.
 
+Reloads come from SIGHUP, the admin API, or `watch` noticing that the file changed.
 A reload validates the new file completely before it replaces the current keyring; an invalid
 file keeps the old one, is logged and counted. Requests read `holder.current` once, so a swap
 never mixes two keyrings within one verification.
@@ -7,7 +8,9 @@ never mixes two keyrings within one verification.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,7 @@ log = logging.getLogger("gateway.keyring")
 class KeyringHolder:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.fingerprint = _fingerprint(path)  # taken before reading: a change after is seen
         self.current = Keyring.load(path)  # at start-up an invalid keyring is fatal
         self.generation = 1
         self.reload_failures = 0
@@ -26,6 +30,7 @@ class KeyringHolder:
         self._warn_if_readable()
 
     def reload(self) -> bool:
+        self.fingerprint = _fingerprint(self.path)
         try:
             fresh = Keyring.load(self.path)
         except KeyringError as exc:
@@ -39,6 +44,14 @@ class KeyringHolder:
         log.info("keyring reloaded: generation %d, keys %s", self.generation, counts)
         self._notify()
         return True
+
+    async def watch(self, interval: float) -> None:
+        """Reload whenever the file changes: an atomic rename, a Kubernetes Secret update (a
+        symlink swap, hence `stat` through links) or an edit. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            if _fingerprint(self.path) != self.fingerprint:
+                self.reload()
 
     def _notify(self) -> None:
         for listener in self.listeners:
@@ -54,3 +67,11 @@ class KeyringHolder:
                 self.path,
                 mode & 0o777,
             )
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -37,6 +37,12 @@ def rejected(reason: Reason) -> web.Response:
     return error(403, reason.value)
 
 
+def lifetime_exceeded() -> web.Response:
+    """An authentic link living longer than `max_link_lifetime`: refused, because revocations
+    are only kept that long."""
+    return error(403, "lifetime_exceeded")
+
+
 def method_not_allowed(allowed: str) -> web.Response:
     return error(405, "method_not_allowed", {"Allow": allowed})
 

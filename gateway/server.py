@@ -42,7 +42,10 @@ async def run(
         await _bind(site, "GATEWAY_LISTEN", settings.listen)
         if with_admin:
             admin_runner = web.AppRunner(
-                create_admin_app(app), access_log=None, handle_signals=False, shutdown_timeout=1
+                create_admin_app(app, settings),
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=1,
             )
             await admin_runner.setup()
             admin_site = web.TCPSite(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,13 @@ def _seconds(text: str) -> float:
     value = float(text)
     if not 0 < value <= 86400:
         raise ValueError("must be a number of seconds between 0 and 86400")
+    return value
+
+
+def _seconds_long(text: str) -> float:
+    value = float(text)
+    if not 60 <= value <= 366 * 86400:
+        raise ValueError("must be a number of seconds from 60 to 31622400 (366 days)")
     return value
 
 
@@ -241,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "max_link_lifetime",
+        _seconds_long,
+        "604800",
+        "longest Expires - Issued accepted; bounds how long revocations are kept",
+    ),
+    Setting(
         "revocation_max_staleness",
         _seconds,
         "30",
@@ -282,6 +295,7 @@ class Settings:
     keyring_watch_interval: float
     revocation_db: Path
     redis_url: str | None
+    max_link_lifetime: float
     revocation_max_staleness: float
     admin_token: str | None
     access_log: bool
@@ -306,6 +320,35 @@ def load(
 ) -> Settings:
     """Defaults, then the TOML file, then `GATEWAY_*` variables, then explicit overrides."""
     env = os.environ if environ is None else environ
+    raw = _gather(config, env, overrides)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        values[setting.name] = _value(setting, raw)
+    if values["s3_region"] is None:
+        values["s3_region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    settings = Settings(**values)
+    if settings.listen == settings.admin_listen and settings.listen.port != 0:
+        raise SettingsError(f"{ENV_PREFIX}ADMIN_LISTEN: must differ from {ENV_PREFIX}LISTEN")
+    if settings.origin.scheme == "s3" and settings.s3_region is None and settings.s3_endpoint_url:
+        settings = settings.replace(s3_region="us-east-1")
+    if settings.origin.scheme == "s3" and settings.s3_region is None:
+        raise SettingsError(f"{ENV_PREFIX}S3_REGION: required for AWS (or set AWS_REGION)")
+    return settings
+
+
+def load_some(
+    names: Iterable[str], config: Path | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Only the named settings, from the same sources as `load`: for the operator commands
+    (`gateway revoke`), which need the revocation store but neither origin nor keyring."""
+    raw = _gather(config, os.environ if environ is None else environ, None)
+    by_name = {s.name: s for s in SETTINGS}
+    return {name: _value(by_name[name], raw) for name in names}
+
+
+def _gather(
+    config: Path | None, env: Mapping[str, str], overrides: Mapping[str, str] | None
+) -> dict[str, tuple[str, Any]]:
     raw: dict[str, tuple[str, Any]] = {}
     if config is not None:
         for name, value in _read_toml(config).items():
@@ -318,26 +361,16 @@ def load(
         raise SettingsError(f"{unknown_env[0]}: not a gateway setting (see `gateway settings`)")
     for name, value in (overrides or {}).items():
         raw[name] = (f"--{name.replace('_', '-')}", value)
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        if setting.name not in raw:
-            if setting.default is None:
-                raise SettingsError(
-                    f"{setting.env}: required (or `{setting.name}` in the config file)"
-                )
-            raw[setting.name] = (f"default of {setting.name}", setting.default)
-        source, value = raw[setting.name]
-        values[setting.name] = _parse(setting, source, value)
-    if values["s3_region"] is None:
-        values["s3_region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    settings = Settings(**values)
-    if settings.listen == settings.admin_listen and settings.listen.port != 0:
-        raise SettingsError(f"{ENV_PREFIX}ADMIN_LISTEN: must differ from {ENV_PREFIX}LISTEN")
-    if settings.origin.scheme == "s3" and settings.s3_region is None and settings.s3_endpoint_url:
-        settings = settings.replace(s3_region="us-east-1")
-    if settings.origin.scheme == "s3" and settings.s3_region is None:
-        raise SettingsError(f"{ENV_PREFIX}S3_REGION: required for AWS (or set AWS_REGION)")
-    return settings
+    return raw
+
+
+def _value(setting: Setting, raw: dict[str, tuple[str, Any]]) -> Any:
+    if setting.name not in raw:
+        if setting.default is None:
+            raise SettingsError(f"{setting.env}: required (or `{setting.name}` in the config file)")
+        return _parse(setting, f"default of {setting.name}", setting.default)
+    source, value = raw[setting.name]
+    return _parse(setting, source, value)
 
 
 def _parse(setting: Setting, source: str, value: Any) -> Any:

@@ -56,6 +56,7 @@ Starting the gateway (Ctrl-C to stop) ...
         flush=True,
     )
     gateway = str(Path(sys.executable).with_name("gateway"))
+    os.environ.setdefault("GATEWAY_REVOCATION_DB", str(DEMO / "revocations.sqlite3"))
     os.execv(
         gateway,
         [

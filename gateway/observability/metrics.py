@@ -6,7 +6,12 @@ enums, statuses are HTTP codes. Never a path, a key id chosen by a client, or a 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -82,6 +87,43 @@ class Metrics:
             registry=r,
         )
 
+        self.revocation_entries = Gauge(
+            "gateway_revocation_entries",
+            "Live entries in this gateway's revocation view, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.revocation_sync_lag = Gauge(
+            "gateway_revocation_sync_lag_seconds",
+            "Seconds since the revocation view was last confirmed in sync with its store.",
+            registry=r,
+        )
+        self.revocation_store_up = Gauge(
+            "gateway_revocation_store_up",
+            "1 while the revocation store answers, 0 while it is unreachable.",
+            registry=r,
+        )
+        self.revocations_added = Counter(
+            "gateway_revocations_added_total",
+            "Revocations written through this gateway's admin API.",
+            registry=r,
+        )
+
+    def count_callback(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A counter kept by another component (read at scrape time)."""
+        self.registry.register(_CallbackCounter(name, documentation, read))
+
     @staticmethod
     def method_label(method: str) -> str:
         return method if method in KNOWN_METHODS else "OTHER"
+
+
+class _CallbackCounter(Collector):
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation)

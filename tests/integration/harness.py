@@ -51,6 +51,7 @@ def gateway_settings(origin: str, keyring: Path, **extra: str) -> Settings:
     environ = {
         "GATEWAY_ORIGIN": origin,
         "GATEWAY_KEYRING": str(keyring),
+        "GATEWAY_REVOCATION_DB": str(keyring.parent / "revocations.sqlite3"),
         "GATEWAY_LISTEN": "127.0.0.1:0",
         "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
         "GATEWAY_ACCESS_LOG": "false",
@@ -95,7 +96,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    admin = TestServer(create_admin_app(app), host="127.0.0.1")
+    admin = TestServer(create_admin_app(app, settings), host="127.0.0.1")
     await admin.start_server()
     session = aiohttp.ClientSession(auto_decompress=False)
     try:

@@ -75,6 +75,7 @@ def serve(tmp_path: Path, origin: Path, **extra: str) -> Served:
         {
             "GATEWAY_ORIGIN": f"file://{origin}",
             "GATEWAY_KEYRING": str(keyring_file),
+            "GATEWAY_REVOCATION_DB": str(keyring_file.parent / "revocations.sqlite3"),
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
             "GATEWAY_CHUNK_SIZE": "65536",
@@ -140,6 +141,7 @@ def test_bad_settings_fail_at_start_up_naming_the_setting(
         {
             "GATEWAY_ORIGIN": f"file://{origin}",
             "GATEWAY_KEYRING": str(keyring_file),
+            "GATEWAY_REVOCATION_DB": str(keyring_file.parent / "revocations.sqlite3"),
             "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
             "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
             **env,

@@ -89,6 +89,7 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("workers", "4", 4),
     ("keyring_watch_interval", "0", 0.0),
     ("revocation_db", "/var/lib/gateway/revocations.db", Path("/var/lib/gateway/revocations.db")),
+    ("max_link_lifetime", "86400", 86400.0),
     ("redis_url", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ("revocation_max_staleness", "5", 5.0),
     ("admin_token", "operator-bearer", "operator-bearer"),
@@ -125,6 +126,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         workers=1,
         keyring_watch_interval=2.0,
         revocation_db=Path("revocations.sqlite3"),
+        max_link_lifetime=604800.0,
         redis_url=None,
         revocation_max_staleness=30.0,
         admin_token=None,
@@ -297,6 +299,7 @@ INVALID: list[tuple[str, str, str]] = [
     ("redis_url", "http://127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL"),
     ("redis_url", "127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL"),
     ("revocation_max_staleness", "-1", "seconds"),
+    ("max_link_lifetime", "59", "from 60 to 31622400"),
     ("log_level", "critical", "must be DEBUG, INFO, WARNING or ERROR"),
 ]
 INVALID_IDS = [f"{name}={value!r}" for name, value, _ in INVALID]

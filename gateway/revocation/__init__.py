@@ -1,0 +1,45 @@
+"""The revocation list: entries, the in-memory view the request path checks, and its stores.
+
+`make_store` picks the store from the settings: Redis when `redis_url` is set (a fleet), else
+the embedded SQLite file (one node).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.revocation.entries import Kind, Revocation, RevocationError, from_request
+from gateway.revocation.view import RevocationView
+from gateway.settings import Settings
+
+__all__ = [
+    "Kind",
+    "Revocation",
+    "RevocationError",
+    "RevocationStore",
+    "RevocationView",
+    "from_request",
+    "make_store",
+]
+
+
+class RevocationStore(Protocol):
+    name: str
+    connected: bool
+
+    async def open(self) -> None: ...
+    async def add(self, entry: Revocation) -> None: ...
+    async def entries(self, now: float | None = None) -> list[Revocation]: ...
+    async def prune(self, now: float | None = None) -> int: ...
+    async def follow(self, view: RevocationView) -> None: ...
+    async def close(self) -> None: ...
+
+
+def make_store(settings: Settings) -> RevocationStore:
+    if settings.redis_url:
+        from gateway.revocation.redis_store import RedisStore
+
+        return RedisStore(settings.redis_url)
+    from gateway.revocation.sqlite_store import SQLiteStore
+
+    return SQLiteStore(settings.revocation_db)

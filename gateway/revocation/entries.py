@@ -1,0 +1,175 @@
+"""What a revocation says, and how long it has to be kept.
+
+Four kinds, each matching links on one field:
+
+* `token`  - one link, by its token id (`signer.token_id`: a digest of its signature);
+* `sub`    - every link of a subject issued at or before `before`;
+* `key_id` - every link signed with a key, issued at or before `before`;
+* `prefix` - every link for a path at or under a path prefix (segment boundary), issued at or
+  before `before`.
+
+An entry is dropped at `until`: by then every link it can match has expired. For one link that
+is its own `Expires` (plus the clock skew); for the other kinds it is `before` plus the longest
+lifetime the gateway accepts (`max_link_lifetime`), which the gateway enforces for exactly this
+reason. Nothing here touches storage or HTTP.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from signer.errors import Rejected
+from signer.format import MAX_SUB_LENGTH, check_path, parse_link
+from signer.verify import token_id
+
+_TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
+_KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RevocationError(ValueError):
+    """An operator's revocation request is invalid; the message says which part and why."""
+
+
+class Kind(enum.StrEnum):
+    TOKEN = "token"  # noqa: S105 - the kind "one link", not a secret
+    SUB = "sub"
+    KEY_ID = "key_id"
+    PREFIX = "prefix"
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    kind: Kind
+    value: str
+    until: float  # unix seconds after which the entry can no longer match a valid link
+    before: float | None = None  # issue-time bound; None for `token`
+
+    @property
+    def field(self) -> str:
+        """The store's key for this entry: one entry per (kind, value)."""
+        return f"{self.kind.value}:{self.value}"
+
+    def merged(self, other: Revocation) -> Revocation:
+        """Two revocations of the same thing: the union of what they cover."""
+        before = None
+        if self.before is not None and other.before is not None:
+            before = max(self.before, other.before)
+        return Revocation(self.kind, self.value, max(self.until, other.until), before)
+
+    def to_json(self) -> str:
+        return json.dumps(self.describe(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Revocation:
+        try:
+            data = json.loads(text)
+            return checked(Kind(data["kind"]), data["value"], data["until"], data.get("before"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RevocationError(f"not a revocation entry: {exc}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "value": self.value,
+            "before": self.before,
+            "until": self.until,
+        }
+
+
+def checked(kind: Kind, value: Any, until: Any, before: Any = None) -> Revocation:
+    """Build an entry from untrusted input (API, CLI, store), validating every field."""
+    if not isinstance(value, str):
+        raise RevocationError(f"{kind.value}: value must be a string")
+    until = _time("until", until)
+    if kind is Kind.TOKEN:
+        if not _TOKEN_ID.fullmatch(value):
+            raise RevocationError("digest: must be 32 lower-case hex digits (a token id)")
+        return Revocation(kind, value, until)
+    before = _time("before", before)
+    if kind is Kind.SUB:
+        if not 0 < len(value) <= MAX_SUB_LENGTH or _CONTROL.search(value):
+            raise RevocationError("sub: must be 1-256 characters without control characters")
+    elif kind is Kind.KEY_ID:
+        if not _KEY_ID.fullmatch(value):
+            raise RevocationError("key_id: must be 1-64 of A-Z a-z 0-9 . _ -")
+    else:
+        value = normalise_prefix(value)
+    return Revocation(kind, value, until, before)
+
+
+def normalise_prefix(prefix: str) -> str:
+    """`/videos/ep1/` and `/videos/ep1` both mean "ep1 and everything under it"."""
+    if prefix == "/":
+        return prefix
+    trimmed = prefix[:-1] if prefix.endswith("/") else prefix
+    try:
+        return check_path(trimmed, "prefix")
+    except Rejected as exc:
+        raise RevocationError(f"prefix: {exc.detail}") from None
+
+
+def path_prefixes(path: str) -> list[str]:
+    """Every prefix entry that could cover the object path `path` (which has no empty segment),
+    in the form `normalise_prefix` stores: `/a/b` -> `/`, `/a`, `/a/b`."""
+    out = ["/"]
+    index = path.find("/", 1)
+    while index > 0:
+        out.append(path[:index])
+        index = path.find("/", index + 1)
+    out.append(path)
+    return out
+
+
+def for_url(url: str, *, skew: float) -> Revocation:
+    """Revoke the one link `url` (absolute or path + query); kept until it expires."""
+    parts = urlsplit(url)
+    try:
+        link = parse_link(parts.path or "/", parts.query)
+    except Rejected as exc:
+        raise RevocationError(f"url: not a signed link ({exc.reason.value})") from None
+    return Revocation(Kind.TOKEN, token_id(link.signature), link.claims.expires + skew)
+
+
+def _time(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RevocationError(f"{name}: must be unix seconds")
+    if not 0 <= value < 2**40:
+        raise RevocationError(f"{name}: out of range")
+    return float(value)
+
+
+REQUEST_KINDS: Final = ("url", "digest", "sub", "key_id", "prefix")
+
+
+def from_request(
+    what: str,
+    value: str,
+    *,
+    before: float | None,
+    now: float,
+    max_lifetime: float,
+    skew: float,
+) -> Revocation:
+    """An operator's request (`gateway revoke`, the admin API) as an entry with its lifetime.
+
+    `what` is one of `REQUEST_KINDS`. `before` (default: now) bounds the issue time for the
+    kinds that match many links; a link revoked by `digest` alone is kept for the longest
+    lifetime a link may have, since its own expiry is unknown.
+    """
+    if what not in REQUEST_KINDS:
+        raise RevocationError(f"revoke: one of {', '.join(REQUEST_KINDS)} is required")
+    if before is not None and what in ("url", "digest"):
+        raise RevocationError("before: applies to sub, key_id and prefix revocations only")
+    if what == "url":
+        return for_url(value, skew=skew)
+    if what == "digest":
+        return checked(Kind.TOKEN, value, now + max_lifetime + skew)
+    bound = now if before is None else before
+    return checked(Kind(what), value, _time("before", bound) + max_lifetime + skew, bound)

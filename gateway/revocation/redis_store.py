@@ -1,0 +1,170 @@
+"""The fleet's revocation store: Redis (or Valkey), pushed to every gateway.
+
+Layout: a hash `<ns>:entries` holds every live entry (field `kind:value`, value JSON), and a
+stream `<ns>:events` carries each new entry to the gateways. A writer updates both in one
+MULTI/EXEC. A gateway follows the stream with a blocking XREAD, which returns the moment an
+entry is added; every return, empty or not, confirms the view is current (that is the sync
+lag). On start and on every reconnect it resyncs in full: it notes the stream's last id, then
+reads the whole hash, then follows the stream from that id, so nothing added while it was away
+is missed. A resync only adds (entries never get withdrawn, they expire), so a Redis that lost
+its data does not lift a revocation: the gateway keeps enforcing it and writes it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from gateway.revocation.entries import Revocation, RevocationError
+from gateway.revocation.view import RevocationView
+
+log = logging.getLogger("gateway.revocation")
+
+NAMESPACE = "edge-gateway:revocations"
+BLOCK_MS = 1000
+STREAM_MAXLEN = 100_000  # a follower that is behind by more resyncs from the hash anyway
+MAX_BACKOFF = 5.0
+PRUNE_EVERY = 60.0
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self, url: str, *, namespace: str = NAMESPACE) -> None:
+        self.url = url
+        self.entries_key = f"{namespace}:entries"
+        self.events_key = f"{namespace}:events"
+        self.prune_lock_key = f"{namespace}:prune-lock"
+        self.connected = False
+        self.resyncs = 0
+        self._client: redis.Redis = redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+            health_check_interval=0,
+            decode_responses=False,
+        )
+
+    async def open(self) -> None:
+        """Nothing to create; a Redis that is down at start-up is retried by `follow`."""
+
+    async def add(self, entry: Revocation) -> None:
+        old = await self._client.hget(self.entries_key, entry.field)
+        if old is not None:
+            with contextlib.suppress(RevocationError):
+                entry = entry.merged(Revocation.from_json(old))
+        payload = entry.to_json()
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.entries_key, entry.field, payload)
+            pipe.xadd(
+                self.events_key,
+                {"entry": payload},
+                maxlen=STREAM_MAXLEN,
+                approximate=True,
+            )
+            await pipe.execute()
+
+    async def entries(self, now: float | None = None) -> list[Revocation]:
+        current = time.time() if now is None else now
+        raw: dict[Any, Any] = await self._client.hgetall(self.entries_key)
+        return [e for e in _decode_all(raw.values()) if e.until > current]
+
+    async def prune(self, now: float | None = None) -> int:
+        current = time.time() if now is None else now
+        dead: list[bytes] = []
+        async for field, value in self._client.hscan_iter(self.entries_key, count=1000):
+            try:
+                if Revocation.from_json(value).until <= current:
+                    dead.append(field)
+            except RevocationError:
+                dead.append(field)
+        for start in range(0, len(dead), 1000):
+            await self._client.hdel(self.entries_key, *dead[start : start + 1000])
+        return len(dead)
+
+    async def follow(self, view: RevocationView) -> None:
+        """Keep `view` in step with Redis until cancelled; reconnect with backoff."""
+        backoff = 0.1
+        pruned_at = time.monotonic()
+        while True:
+            try:
+                last = await self._resync(view)
+                backoff = 0.1
+                while True:
+                    reply: Any = await self._client.xread(
+                        {self.events_key: last}, block=BLOCK_MS, count=1000
+                    )
+                    for _stream, events in reply or ():
+                        for event_id, fields in events:
+                            last = event_id
+                            try:
+                                view.apply(Revocation.from_json(fields[b"entry"]))
+                            except (RevocationError, KeyError) as exc:
+                                log.error("revocation event %r ignored: %s", event_id, exc)
+                    view.mark_synced()
+                    if time.monotonic() - pruned_at > PRUNE_EVERY:
+                        pruned_at = time.monotonic()
+                        await self._prune_if_elected()
+            except (RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("revocation store %s lost: %s", _safe(self.url), exc)
+                self.connected = False
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+    async def _resync(self, view: RevocationView) -> Any:
+        newest = await self._client.xrevrange(self.events_key, count=1)
+        last: Any = newest[0][0] if newest else b"0-0"
+        raw: dict[Any, Any] = await self._client.hgetall(self.entries_key)
+        remote = {e.field: e for e in _decode_all(raw.values())}
+        view.merge(remote.values())
+        # Write back what this gateway enforces but Redis lost (a restart without persistence).
+        now = time.time()
+        missing = {
+            e.field: e.to_json() for e in view.entries() if e.field not in remote and e.until > now
+        }
+        if missing:
+            await self._client.hset(self.entries_key, mapping=missing)  # type: ignore[arg-type]
+            log.warning("revocation store had lost %d live entries; restored them", len(missing))
+        view.mark_synced()
+        self.connected = True
+        self.resyncs += 1
+        log.info("revocation view resynced: %d entries from %s", len(raw), _safe(self.url))
+        return last
+
+    async def _prune_if_elected(self) -> None:
+        """One gateway of the fleet prunes per period, so the list stays bounded by itself."""
+        lock_ms = int(PRUNE_EVERY * 1000)
+        if await self._client.set(self.prune_lock_key, b"1", nx=True, px=lock_ms):
+            dropped = await self.prune()
+            if dropped:
+                log.info("pruned %d expired revocations", dropped)
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.aclose()
+
+
+def _decode_all(values: Any) -> list[Revocation]:
+    out = []
+    for value in values:
+        try:
+            out.append(Revocation.from_json(value))
+        except RevocationError as exc:
+            log.error("revocation store holds an invalid entry, ignored: %s", exc)
+    return out
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return f"{scheme}{sep}{rest}"

@@ -1,0 +1,133 @@
+"""The embedded revocation store: one SQLite file on local disk, for a single node.
+
+Every revocation appends a row with an increasing `seq`; a gateway (each worker process) loads
+all live rows at start and then polls for rows past the last `seq` it has seen, so revocations
+written by `gateway revoke` or the admin API reach every worker within one poll interval.
+SQLite calls run in a thread: the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.revocation.entries import Kind, Revocation, RevocationError, checked
+from gateway.revocation.view import RevocationView
+
+log = logging.getLogger("gateway.revocation")
+
+POLL_INTERVAL = 0.5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revocations (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind    TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    before  REAL,
+    until   REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revocations_until ON revocations (until);
+"""
+
+
+class SQLiteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self.path = path
+        self.poll_interval = poll_interval
+        self.connected = True
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise RevocationError(f"revocation_db {self.path}: {exc}") from None
+            self._db = db
+        return self._db
+
+    async def open(self) -> None:
+        """Create the file and schema now, so a bad path fails at start-up."""
+        await asyncio.to_thread(self._connect)
+
+    async def add(self, entry: Revocation) -> None:
+        def write() -> None:
+            db = self._connect()
+            with db:
+                db.execute(
+                    "INSERT INTO revocations (kind, value, before, until, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (entry.kind.value, entry.value, entry.before, entry.until, time.time()),
+                )
+
+        async with self._lock:
+            await asyncio.to_thread(write)
+
+    async def entries(self, now: float | None = None) -> list[Revocation]:
+        rows = await self._select_since(0, time.time() if now is None else now)
+        view = RevocationView()
+        view.merge(entry for _, entry in rows)
+        return view.entries()
+
+    async def prune(self, now: float | None = None) -> int:
+        current = time.time() if now is None else now
+
+        def delete() -> int:
+            db = self._connect()
+            with db:
+                return db.execute("DELETE FROM revocations WHERE until <= ?", (current,)).rowcount
+
+        async with self._lock:
+            return await asyncio.to_thread(delete)
+
+    async def _select_since(self, seq: int, now: float) -> list[tuple[int, Revocation]]:
+        def select() -> list[tuple[int, Revocation]]:
+            db = self._connect()
+            rows = db.execute(
+                "SELECT seq, kind, value, before, until FROM revocations "
+                "WHERE seq > ? AND until > ? ORDER BY seq",
+                (seq, now),
+            ).fetchall()
+            out = []
+            for row_seq, kind, value, before, until in rows:
+                try:
+                    out.append((row_seq, checked(Kind(kind), value, until, before)))
+                except (RevocationError, ValueError) as exc:
+                    log.error("revocation_db: skipping invalid row %d: %s", row_seq, exc)
+            return out
+
+        async with self._lock:
+            return await asyncio.to_thread(select)
+
+    async def follow(self, view: RevocationView) -> None:
+        """Keep `view` in step with the file until cancelled."""
+        last = 0
+        while True:
+            try:
+                rows = await self._select_since(last, time.time())
+            except (sqlite3.Error, RevocationError) as exc:
+                self.connected = False
+                log.error("revocation_db %s: %s", self.path, exc)
+            else:
+                self.connected = True
+                for seq, entry in rows:
+                    view.apply(entry)
+                    last = seq
+                view.mark_synced()
+            await asyncio.sleep(self.poll_interval)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None

@@ -1,0 +1,109 @@
+"""The gateway's in-memory view of the revocation list: what the request path consults.
+
+A check is a handful of dict lookups (one per kind, plus one per path segment for prefixes),
+whatever the number of entries, and never waits on a store. Stores feed the view (`apply`,
+`merge`); the view forgets entries on its own once they can no longer match (`sweep`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from gateway.revocation.entries import Kind, Revocation, path_prefixes
+from signer.format import Claims
+
+
+class RevocationView:
+    def __init__(self) -> None:
+        self._tokens: dict[str, float] = {}  # token id -> until
+        # value -> (before, until) for the issue-time kinds
+        self._scoped: dict[Kind, dict[str, tuple[float, float]]] = {
+            Kind.SUB: {},
+            Kind.KEY_ID: {},
+            Kind.PREFIX: {},
+        }
+        self.synced_at: float | None = None  # time.monotonic() of the last confirmed sync
+        self.first_sync = asyncio.Event()
+
+    def revoked(self, claims: Claims, token: str, path: str) -> Kind | None:
+        """The kind of the first entry that matches this verified link, if any."""
+        if token in self._tokens:
+            return Kind.TOKEN
+        issued = claims.issued
+        subs = self._scoped[Kind.SUB]
+        if subs and claims.sub is not None:
+            entry = subs.get(claims.sub)
+            if entry is not None and issued <= entry[0]:
+                return Kind.SUB
+        keys = self._scoped[Kind.KEY_ID]
+        if keys:
+            entry = keys.get(claims.key_id)
+            if entry is not None and issued <= entry[0]:
+                return Kind.KEY_ID
+        prefixes = self._scoped[Kind.PREFIX]
+        if prefixes:
+            for prefix in path_prefixes(path):
+                entry = prefixes.get(prefix)
+                if entry is not None and issued <= entry[0]:
+                    return Kind.PREFIX
+        return None
+
+    def apply(self, entry: Revocation) -> None:
+        """Add one entry, merged with any entry for the same thing (the union covers both)."""
+        if entry.kind is Kind.TOKEN:
+            self._tokens[entry.value] = max(entry.until, self._tokens.get(entry.value, 0.0))
+            return
+        assert entry.before is not None
+        table = self._scoped[entry.kind]
+        old = table.get(entry.value)
+        if old is None:
+            table[entry.value] = (entry.before, entry.until)
+        else:
+            table[entry.value] = (max(old[0], entry.before), max(old[1], entry.until))
+
+    def merge(self, entries: Iterable[Revocation]) -> None:
+        """A full resync. Entries are never withdrawn, only expire, so a resync adds: what this
+        view knows stays enforced even if the store lost it."""
+        for entry in entries:
+            self.apply(entry)
+
+    def entries(self) -> list[Revocation]:
+        out = [Revocation(Kind.TOKEN, value, until) for value, until in self._tokens.items()]
+        for kind, table in self._scoped.items():
+            out.extend(
+                Revocation(kind, value, until, before) for value, (before, until) in table.items()
+            )
+        return out
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop entries whose links have all expired; returns how many."""
+        current = time.time() if now is None else now
+        dropped = 0
+        expired = [value for value, until in self._tokens.items() if until <= current]
+        for value in expired:
+            del self._tokens[value]
+        dropped += len(expired)
+        for table in self._scoped.values():
+            gone = [value for value, (_, until) in table.items() if until <= current]
+            for value in gone:
+                del table[value]
+            dropped += len(gone)
+        return dropped
+
+    def count(self, kind: Kind) -> int:
+        return len(self._tokens) if kind is Kind.TOKEN else len(self._scoped[kind])
+
+    def __len__(self) -> int:
+        return len(self._tokens) + sum(len(t) for t in self._scoped.values())
+
+    def mark_synced(self) -> None:
+        self.synced_at = time.monotonic()
+        self.first_sync.set()
+
+    def lag(self) -> float:
+        """Seconds since the view was last confirmed in sync with its store (inf: never)."""
+        if self.synced_at is None:
+            return float("inf")
+        return time.monotonic() - self.synced_at
