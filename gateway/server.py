@@ -2,7 +2,9 @@
 
 Signals: SIGTERM/SIGINT stop accepting, let in-flight streams finish for up to
 `shutdown_grace` seconds, then exit; SIGHUP reloads the keyring. With several workers the
-supervisor forwards signals, restarts a worker that dies, and serves the admin listener.
+supervisor forwards signals, restarts a worker that dies, and serves the admin listener
+(health, readiness and the admin API; each worker follows the revocation store itself, and
+per-worker metrics are not exported in this mode: run one worker per container to scrape them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from multiprocessing.process import BaseProcess
 import uvloop
 from aiohttp import web
 
+from gateway.admin_api import AdminActions, add_admin_api
 from gateway.app import GATEWAY, create_admin_app, create_app
+from gateway.revocation import make_store as make_revocation_store
 from gateway.settings import Listen, Settings, SettingsError
 
 log = logging.getLogger("gateway")
@@ -148,6 +152,23 @@ class Supervisor:
 
         admin.router.add_get("/healthz", healthz)
         admin.router.add_get("/readyz", readyz)
+        revocations = make_revocation_store(self.settings)
+        await revocations.open()
+
+        async def reload_keyring() -> tuple[int, str]:
+            self._signal_all(signal.SIGHUP)
+            return 202, f"reload signalled to {len(self.workers)} workers"
+
+        add_admin_api(
+            admin,
+            self.settings.admin_token,
+            AdminActions(
+                store=lambda: revocations,
+                max_lifetime=self.settings.max_link_lifetime,
+                skew=self.settings.clock_skew,
+                reload_keyring=reload_keyring,
+            ),
+        )
         runner = web.AppRunner(admin, access_log=None, handle_signals=False)
         await runner.setup()
         admin_site = web.TCPSite(
@@ -173,6 +194,7 @@ class Supervisor:
             if process.is_alive():
                 process.kill()
         await runner.cleanup()
+        await revocations.close()
 
     def _signal_all(self, sig: signal.Signals) -> None:
         for process in self.workers.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -256,3 +257,34 @@ async def test_several_workers_share_the_port_and_stop_together(
 
 def _any_alive(pids: list[str]) -> bool:
     return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+async def test_a_revocation_through_the_supervisor_reaches_every_worker(
+    tmp_path: Path, origin: Path
+) -> None:
+    served = serve(tmp_path, origin, workers="2", admin_token="supervisor-test-bearer")
+    try:
+        link = served.url("/small.txt")
+        admin = f"http://127.0.0.1:{served.admin_port}/admin/revocations"
+        fresh = aiohttp.TCPConnector(force_close=True)  # a new connection, any worker, each time
+        async with aiohttp.ClientSession(connector=fresh) as session:
+            async with session.post(
+                admin,
+                json={"url": str(link)},
+                headers={"Authorization": "Bearer supervisor-test-bearer"},
+            ) as answer:
+                assert answer.status == 201
+
+            async def statuses() -> set[int]:
+                seen = set()
+                for _ in range(20):
+                    async with session.get(link) as response:
+                        seen.add(response.status)
+                return seen
+
+            async with asyncio.timeout(30):
+                while await statuses() != {403}:
+                    pass
+    finally:
+        served.process.kill()
+        served.process.wait()
