@@ -13,6 +13,7 @@ Standard library only; nothing here raises on header text.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -124,6 +125,7 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # once per request for the socket peer: keep it cheap
 def _parse_ip(text: str) -> IPAddress | None:
     """A bare address; an IPv6 zone ('%eth0') is dropped, IPv4-mapped IPv6 becomes IPv4."""
     try:

@@ -182,7 +182,7 @@ class Pipeline:
         metrics.streams.inc()
         try:
             await response.prepare(request)
-            metrics.ttfb.labels(record.method).observe(time.perf_counter() - record.started)
+            metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
             async with contextlib.aclosing(body.chunks()) as chunks:
                 async for chunk in chunks:
                     await response.write(chunk)
@@ -261,8 +261,8 @@ class Pipeline:
     def _finish(self, record: AccessRecord) -> None:
         record.duration = time.perf_counter() - record.started
         method = Metrics.method_label(record.method)
-        self.metrics.requests.labels(method, str(record.status), record.reason).inc()
-        self.metrics.duration.labels(method).observe(record.duration)
+        self.metrics.request_counter(method, record.status, record.reason).inc()
+        self.metrics.duration_histogram(method).observe(record.duration)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(record.line())
 

@@ -8,6 +8,7 @@ so nothing here raises on client input.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +116,7 @@ def parse_http_date(value: str) -> datetime | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # every response formats its object's Last-Modified
 def format_http_date(moment: datetime) -> str:
     """IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"; locale-independent."""
     if moment.utcoffset() is None:

@@ -7,6 +7,7 @@ enums, statuses are HTTP codes. Never a path, a key id chosen by a client, or a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -108,6 +109,31 @@ class Metrics:
             "Revocations written through this gateway's admin API.",
             registry=r,
         )
+
+        # Label lookups hash and validate their values on every call; a request makes three,
+        # so the children are kept (the label sets are bounded, see the module docstring).
+        self._request_children: dict[tuple[str, int, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
+        self._ttfb_children: dict[str, Any] = {}
+
+    def request_counter(self, method: str, status: int, reason: str) -> Any:
+        key = (method, status, reason)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(method, str(status), reason)
+        return child
+
+    def duration_histogram(self, method: str) -> Any:
+        child = self._duration_children.get(method)
+        if child is None:
+            child = self._duration_children[method] = self.duration.labels(method)
+        return child
+
+    def ttfb_histogram(self, method: str) -> Any:
+        child = self._ttfb_children.get(method)
+        if child is None:
+            child = self._ttfb_children[method] = self.ttfb.labels(method)
+        return child
 
     def count_callback(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A counter kept by another component (read at scrape time)."""
