@@ -72,11 +72,12 @@ def configure(enabled: bool, level: str) -> None:
     """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
     root = logging.getLogger()
     root.setLevel(level)
-    if not any(getattr(h, "_gateway", False) for h in root.handlers):
-        errors = logging.StreamHandler(sys.stderr)
-        errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        errors._gateway = True  # type: ignore[attr-defined]
-        root.addHandler(errors)
+    for old in [h for h in root.handlers if getattr(h, "_gateway", False)]:
+        root.removeHandler(old)  # configure again: bind to the current stderr, never a stale one
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    errors._gateway = True  # type: ignore[attr-defined]
+    root.addHandler(errors)
     for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
         noisy = logging.getLogger(name)
         if not any(isinstance(f, RedactQueries) for f in noisy.filters):
