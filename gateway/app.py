@@ -111,9 +111,17 @@ def create_app(
     async def server_header(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = SERVER  # no software versions for scanners
 
+    async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Every answer (objects, 304s, errors) gets the CORS headers for an allowed origin; a
+        # preflight answer already has its own.
+        if "Access-Control-Allow-Methods" not in response.headers:
+            response.headers.update(settings.cors.response_headers(request.headers.get("Origin")))
+
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(on_shutdown)
     app.on_response_prepare.append(server_header)
+    if settings.cors.enabled:
+        app.on_response_prepare.append(cors_headers)
     app.router.add_route("*", "/{path:.*}", handle)
     return app
 

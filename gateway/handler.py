@@ -1,9 +1,11 @@
 """The request pipeline, visible in one place:
 
-    client address -> verify token -> object key -> storage -> conditionals/range -> stream
+    client address -> locate token -> verify token -> object key -> storage
+        -> conditionals/range -> stream
 
-Nothing touches storage before the token is verified. Every exit goes through `_finish`, which
-records the outcome once for metrics and the access log.
+The token may travel in the query, the path or a cookie (`token_source`); all three end in the
+one `verify` call below. Nothing touches storage before the token is verified. Every exit goes
+through `_finish`, which records the outcome once for metrics and the access log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 
 from gateway import responses
 from gateway.client_address import client_address
+from gateway.cookies import CookieIssuer
 from gateway.http.conditionals import (
     Outcome,
     Validators,
@@ -25,6 +28,7 @@ from gateway.http.conditionals import (
     format_http_date,
     if_range_allows,
 )
+from gateway.http.cors import is_preflight
 from gateway.http.ranges import parse_range
 from gateway.keyring import KeyringHolder
 from gateway.observability.access_log import AccessRecord
@@ -34,8 +38,9 @@ from gateway.revocation import RevocationStore, RevocationView
 from gateway.settings import Settings
 from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
+from gateway.token_source import locate
 from signer import Reason, Rejected, verify
-from signer.format import IPAddress
+from signer.format import Claims, IPAddress, strip_path_token
 
 log = logging.getLogger("gateway.handler")
 
@@ -62,6 +67,8 @@ class Pipeline:
         self.prefix = gateway.settings.origin.prefix
         self.max_lifetime = gateway.settings.max_link_lifetime
         self.revocations = gateway.revocations
+        self.cors = gateway.settings.cors
+        self.cookies = CookieIssuer(gateway.settings)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -71,7 +78,7 @@ class Pipeline:
         client = client_address(
             peer[0] if peer else None, request.headers.getall(proxies.header, ()), proxies
         )
-        record = AccessRecord(method, raw_path, str(client) if client else None)
+        record = AccessRecord(method, strip_path_token(raw_path), str(client) if client else None)
         try:
             return await self._serve(request, method, raw_path, raw_query, client, record)
         finally:
@@ -86,14 +93,20 @@ class Pipeline:
         client: IPAddress | None,
         record: AccessRecord,
     ) -> web.StreamResponse:
+        if is_preflight(method, request.headers):
+            allowed = self.cors.preflight(request.headers)
+            if allowed is None:
+                return _answer(record, responses.cors_refused(), "cors_refused")
+            return _answer(record, web.Response(status=204, headers=allowed), "preflight")
         if method not in ("GET", "HEAD"):
             return _answer(record, responses.method_not_allowed(READ_METHODS), "method_not_allowed")
         try:
+            presented = locate(raw_path, raw_query, request.headers.getall("Cookie", ()))
             verified = verify(
                 self.gw.keyring.current,
                 method=method,
-                raw_path=raw_path,
-                raw_query=raw_query,
+                raw_path=presented.raw_path,
+                raw_query=presented.raw_query,
                 client_ip=client,
                 skew=self.settings.clock_skew,
             )
@@ -111,22 +124,25 @@ class Pipeline:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:
             return _answer(record, responses.invalid_path(), "invalid_path")
+        extra = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
         try:
             if method == "HEAD":
-                return await self._head(request, key, record)
-            return await self._get(request, key, record)
+                return await self._head(request, key, record, extra)
+            return await self._get(request, key, record, extra)
         except StorageError as exc:
             self.metrics.storage_errors.labels(exc.kind).inc()
             response, reason = responses.storage_failure(exc)
             return _answer(record, response, reason)
 
-    async def _head(self, request: web.Request, key: str, record: AccessRecord) -> web.Response:
+    async def _head(
+        self, request: web.Request, key: str, record: AccessRecord, extra: dict[str, str]
+    ) -> web.Response:
         meta = await self.gw.store.head(key)
-        early = self._preconditions(request, meta, record)
+        early = self._preconditions(request, meta, record, extra)
         if early is not None:
             return early
         spec = parse_range(request.headers.get("Range"))
-        status, headers = 200, self._headers(meta)
+        status, headers = 200, self._headers(meta, extra)
         if spec is not None and if_range_allows(request.headers.get("If-Range"), _validators(meta)):
             byte_range = spec.resolve(meta.size)
             if byte_range is None:
@@ -138,7 +154,7 @@ class Pipeline:
         return _answer(record, response, "ok")
 
     async def _get(
-        self, request: web.Request, key: str, record: AccessRecord
+        self, request: web.Request, key: str, record: AccessRecord, extra: dict[str, str]
     ) -> web.StreamResponse:
         spec = parse_range(request.headers.get("Range"))
         store = self.gw.store
@@ -147,14 +163,14 @@ class Pipeline:
         except RangeNotSatisfiable:
             # Rare: judge preconditions and If-Range on the object as it is, then 416 or 200.
             meta = await store.head(key)
-            early = self._preconditions(request, meta, record)
+            early = self._preconditions(request, meta, record, extra)
             if early is not None:
                 return early
             if if_range_allows(request.headers.get("If-Range"), _validators(meta)):
                 raise
             body = await store.get(key, None)
         try:
-            early = self._preconditions(request, body.meta, record)
+            early = self._preconditions(request, body.meta, record, extra)
             if early is not None:
                 return early
             if body.range is not None and not if_range_allows(
@@ -162,15 +178,15 @@ class Pipeline:
             ):
                 await body.release()
                 body = await store.get(key, None)
-            return await self._stream(request, body, record)
+            return await self._stream(request, body, record, extra)
         finally:
             await body.release()
 
     async def _stream(
-        self, request: web.Request, body: ObjectBody, record: AccessRecord
+        self, request: web.Request, body: ObjectBody, record: AccessRecord, extra: dict[str, str]
     ) -> web.StreamResponse:
         meta = body.meta
-        headers = self._headers(meta)
+        headers = self._headers(meta, extra)
         status = 200
         if body.range is not None:
             status = 206
@@ -210,7 +226,7 @@ class Pipeline:
         return response
 
     def _preconditions(
-        self, request: web.Request, meta: ObjectMeta, record: AccessRecord
+        self, request: web.Request, meta: ObjectMeta, record: AccessRecord, extra: dict[str, str]
     ) -> web.Response | None:
         headers = request.headers
         outcome = evaluate(
@@ -224,8 +240,8 @@ class Pipeline:
         if outcome is Outcome.NOT_MODIFIED:
             validators = {
                 k: v
-                for k, v in self._headers(meta).items()
-                if k in ("ETag", "Last-Modified", "Cache-Control")
+                for k, v in self._headers(meta, extra).items()
+                if k in ("ETag", "Last-Modified", "Cache-Control", "Set-Cookie")
             }
             return _answer(record, web.Response(status=304, headers=validators), "not_modified")
         if outcome is Outcome.PRECONDITION_FAILED:
@@ -234,8 +250,10 @@ class Pipeline:
             )
         return None
 
-    def _headers(self, meta: ObjectMeta) -> dict[str, str]:
-        """Only what clients need; nothing storage-internal (x-amz-*, Server, request ids)."""
+    def _headers(self, meta: ObjectMeta, extra: dict[str, str]) -> dict[str, str]:
+        """Only what clients need; nothing storage-internal (x-amz-*, Server, request ids).
+
+        `extra` (the token's signed overrides, a cookie) comes last and wins."""
         headers = {
             "Content-Type": meta.content_type,
             "Content-Length": str(meta.size),
@@ -256,6 +274,7 @@ class Pipeline:
             headers["Content-Disposition"] = meta.content_disposition
         if meta.content_language:
             headers["Content-Language"] = meta.content_language
+        headers.update(extra)
         return headers
 
     def _finish(self, record: AccessRecord) -> None:
@@ -270,6 +289,18 @@ class Pipeline:
 def _answer(record: AccessRecord, response: web.Response, reason: str) -> web.Response:
     record.status, record.reason = response.status, reason
     return response
+
+
+def _granted_headers(claims: Claims, set_cookie: str | None) -> dict[str, str]:
+    """Response headers a verified token adds: its signed overrides, and a cookie if one is due."""
+    headers = {}
+    if claims.response_content_type is not None:
+        headers["Content-Type"] = claims.response_content_type
+    if claims.response_content_disposition is not None:
+        headers["Content-Disposition"] = claims.response_content_disposition
+    if set_cookie is not None:
+        headers["Set-Cookie"] = set_cookie
+    return headers
 
 
 def _validators(meta: ObjectMeta) -> Validators:

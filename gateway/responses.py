@@ -47,6 +47,11 @@ def method_not_allowed(allowed: str) -> web.Response:
     return error(405, "method_not_allowed", {"Allow": allowed})
 
 
+def cors_refused() -> web.Response:
+    """A preflight for an origin, method or header that the CORS policy does not allow."""
+    return error(403, "cors_refused")
+
+
 def invalid_path() -> web.Response:
     return error(400, "invalid_path")
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.client_address import ForwardedHeader, TrustedProxies, parse_networks
+from gateway.http.cors import ANY, CorsPolicy, parse_origins
 from signer.format import IPNetwork
 
 ENV_PREFIX = "GATEWAY_"
@@ -163,6 +164,18 @@ def _forwarded(text: str) -> ForwardedHeader:
         raise ValueError("must be x-forwarded-for or forwarded") from None
 
 
+def _same_site(text: str) -> str:
+    value = text.strip().capitalize()
+    if value not in ("Lax", "Strict", "None"):
+        raise ValueError("must be lax, strict or none")
+    return value
+
+
+def _tri_state(text: str) -> bool | None:
+    """`auto` (None), or a boolean."""
+    return None if text.strip().lower() == "auto" else _bool(text)
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -266,6 +279,37 @@ SETTINGS: tuple[Setting, ...] = (
         "bearer token for the admin API on the admin listener; empty: admin API disabled",
         secret=True,
     ),
+    Setting(
+        "cors_origins",
+        parse_origins,
+        "",
+        "origins whose pages may read responses (https://app.example.com, ...), or *; empty: off",
+    ),
+    Setting(
+        "cors_credentials",
+        _bool,
+        "false",
+        "let those pages send cookies (the cookie form); never together with *",
+    ),
+    Setting(
+        "cors_max_age",
+        _positive_int(0, 86400),
+        "600",
+        "seconds browsers may cache a preflight answer",
+    ),
+    Setting(
+        "token_cookie",
+        _bool,
+        "false",
+        "a valid Prefix token in the query sets a cookie that authorizes the rest of its prefix",
+    ),
+    Setting("cookie_samesite", _same_site, "lax", "SameSite of that cookie: lax, strict or none"),
+    Setting(
+        "cookie_secure",
+        _tri_state,
+        "auto",
+        "Secure on that cookie: auto (when the request came over TLS), true or false",
+    ),
     Setting("access_log", _bool, "true", "JSON access log lines on stdout"),
     Setting("log_level", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -298,13 +342,23 @@ class Settings:
     max_link_lifetime: float
     revocation_max_staleness: float
     admin_token: str | None
+    cors_origins: tuple[str, ...]
+    cors_credentials: bool
+    cors_max_age: int
+    token_cookie: bool
+    cookie_samesite: str
+    cookie_secure: bool | None
     access_log: bool
     log_level: str
     proxies: TrustedProxies = field(init=False, compare=False)
+    cors: CorsPolicy = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "proxies", TrustedProxies(self.trusted_proxies, self.forwarded_header)
+        )
+        object.__setattr__(
+            self, "cors", CorsPolicy(self.cors_origins, self.cors_credentials, self.cors_max_age)
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -326,6 +380,16 @@ def load(
         values[setting.name] = _value(setting, raw)
     if values["s3_region"] is None:
         values["s3_region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if values["cors_credentials"] and ANY in values["cors_origins"]:
+        raise SettingsError(
+            f"{ENV_PREFIX}CORS_ORIGINS: '*' is never allowed with {ENV_PREFIX}CORS_CREDENTIALS; "
+            "name the origins"
+        )
+    if values["cookie_samesite"] == "None" and values["cookie_secure"] is False:
+        raise SettingsError(
+            f"{ENV_PREFIX}COOKIE_SAMESITE: none needs {ENV_PREFIX}COOKIE_SECURE auto or true "
+            "(browsers drop SameSite=None cookies that are not Secure)"
+        )
     settings = Settings(**values)
     if settings.listen == settings.admin_listen and settings.listen.port != 0:
         raise SettingsError(f"{ENV_PREFIX}ADMIN_LISTEN: must differ from {ENV_PREFIX}LISTEN")

@@ -16,9 +16,9 @@ from typing import Any
 from signer import algorithms
 from signer.algorithms import Algorithm
 from signer.errors import Rejected
-from signer.format import Claims, b64encode, canonical, string_to_sign
+from signer.format import Claims, b64encode, canonical, encode_payload, path_form, string_to_sign
 from signer.keys import Key, Keyring, Status
-from signer.sign import sign_target
+from signer.sign import content_disposition, sign_target
 from signer.verify import token_id, verify
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "vectors"
@@ -115,6 +115,23 @@ VALID: list[tuple[str, str, str, Claims, dict[str, Any]]] = [
         ),
         {"client_ip": "198.51.100.9"},
     ),
+    (
+        "response-overrides",
+        "/billing/u42/7f3a.pdf",
+        "",
+        claims(
+            response_content_type="application/pdf",
+            response_content_disposition='attachment; filename="invoice-2026-11.pdf"',
+        ),
+        {},
+    ),
+    (
+        "response-disposition-unicode",
+        "/billing/u42/7f3b.pdf",
+        "",
+        claims(response_content_disposition=content_disposition("Rechnung März 2026.pdf")),
+        {"method": "HEAD"},
+    ),
 ]
 
 
@@ -137,6 +154,9 @@ def raw_signed(target_without_signature: str, key_id: str = "tv-hmac") -> str:
 
 BASIC = signed("hmac-basic")
 BLOCK = f"Expires={EXPIRES}&KeyID=tv-hmac&Issued={ISSUED}"
+HLS = signed("prefix-hls")
+HLS_QUERY = HLS.partition("?")[2]
+HLS_PAYLOAD = encode_payload(HLS_QUERY)
 
 INVALID: list[tuple[str, str, dict[str, Any]]] = [
     # (name, request target, context overrides); the expected reason is computed and recorded
@@ -192,6 +212,38 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
         signed("prefix-hls").replace("/hls/ep1/master", "/hls/ep10/master"),
         {},
     ),
+    ("response-type-without-subtype", raw_signed(f"/v.pdf?{BLOCK}&ResponseContentType=text"), {}),
+    (
+        "response-header-injection",
+        raw_signed(f"/v.pdf?{BLOCK}&ResponseContentType=text%2Fplain%0D%0ASet-Cookie%3A%20a%3Db"),
+        {},
+    ),
+    (
+        "response-override-with-put",
+        raw_signed(f"/v.pdf?{BLOCK}&Method=PUT&ResponseContentDisposition=attachment"),
+        {"method": "PUT"},
+    ),
+    ("path-form-with-query", path_form(HLS) + "?w=1", {}),
+    ("path-form-without-object-path", f"/token={HLS_PAYLOAD}", {}),
+    ("path-form-empty-payload", "/token=/hls/ep1/master.m3u8", {}),
+    ("path-form-padded-payload", f"/token={HLS_PAYLOAD}==/hls/ep1/master.m3u8", {}),
+    ("path-form-no-token-block", f"/token={encode_payload('w=640')}/hls/ep1/master.m3u8", {}),
+    (
+        "path-form-tampered",
+        path_form(HLS.replace(f"Expires={EXPIRES}", f"Expires={EXPIRES + 1}")),
+        {},
+    ),
+    ("path-form-expired", path_form(HLS), {"now": EXPIRES + 30}),
+    (
+        "path-form-outside-prefix",
+        path_form(HLS.replace("/hls/ep1/master", "/hls/ep10/master")),
+        {},
+    ),
+    (
+        "path-form-dot-dot-segment",
+        path_form(HLS.replace("/hls/ep1/master", "/hls/ep1/../ep2/master")),
+        {},
+    ),
 ]
 
 
@@ -233,6 +285,18 @@ EXPECTED = {
     "put-token-used-for-get": "wrong_method",
     "outside-prefix": "outside_prefix",
     "prefix-is-not-a-string-prefix": "outside_prefix",
+    "response-type-without-subtype": "malformed_token",
+    "response-header-injection": "malformed_token",
+    "response-override-with-put": "malformed_token",
+    "path-form-with-query": "malformed_token",
+    "path-form-without-object-path": "malformed_token",
+    "path-form-empty-payload": "malformed_token",
+    "path-form-padded-payload": "malformed_token",
+    "path-form-no-token-block": "malformed_token",
+    "path-form-tampered": "bad_signature",
+    "path-form-expired": "expired",
+    "path-form-outside-prefix": "outside_prefix",
+    "path-form-dot-dot-segment": "malformed_token",
 }
 
 
@@ -267,6 +331,7 @@ def main() -> None:
         request = request_path + "?" + target.partition("?")[2]
         ctx = context({k: v for k, v in extra.items() if k != "path"})
         assert judge(request, ctx) == "valid", name
+        assert judge(path_form(request), ctx) == "valid", name
         query_signed = target.partition("?")[2].rpartition("&Signature=")[0]
         valid.append(
             {
@@ -281,6 +346,8 @@ def main() -> None:
                 "signed_target": target,
                 "token_id": token_id(_signature(target)),
                 "request_target": request,
+                "path_form_target": path_form(target),
+                "path_form_request_target": path_form(request),
                 "verify": ctx,
             }
         )

@@ -9,9 +9,15 @@ Depends only on the standard library and `cryptography`.
 
 from signer.algorithms import Algorithm
 from signer.errors import KeyringError, Reason, Rejected, SignerError, SigningError
-from signer.format import FORMAT_VERSION, Claims
+from signer.format import FORMAT_VERSION, Claims, path_form
 from signer.keys import Key, Keyring, Status, new_key
-from signer.sign import DEFAULT_MAX_LIFETIME, sign_path, sign_target, sign_url
+from signer.sign import (
+    DEFAULT_MAX_LIFETIME,
+    content_disposition,
+    sign_path,
+    sign_target,
+    sign_url,
+)
 from signer.verify import DEFAULT_SKEW, Verified, token_id, verify, verify_url
 
 __all__ = [
@@ -29,7 +35,9 @@ __all__ = [
     "SigningError",
     "Status",
     "Verified",
+    "content_disposition",
     "new_key",
+    "path_form",
     "sign_path",
     "sign_target",
     "sign_url",

@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
-from signer.format import FORMAT_VERSION, parse_link
+from signer.format import FORMAT_VERSION, parse_link, path_form
 from signer.keys import Keyring, Status, new_key
-from signer.sign import DEFAULT_MAX_LIFETIME, sign_url
+from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
 from signer.verify import DEFAULT_SKEW, verify_url
 
@@ -162,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--prefix", help="authorize every path under this prefix (ends with /)")
     sign.add_argument("--method", choices=["GET", "HEAD", "PUT"], help="default: GET and HEAD")
     sign.add_argument("--sub", help="opaque subject id (audit; revoke all of a user's links)")
+    sign.add_argument(
+        "--response-content-type", metavar="TYPE", help="answer with this Content-Type"
+    )
+    disposition = sign.add_mutually_exclusive_group()
+    disposition.add_argument(
+        "--response-content-disposition",
+        metavar="VALUE",
+        help="answer with this Content-Disposition (e.g. 'attachment; filename=\"a.pdf\"')",
+    )
+    disposition.add_argument(
+        "--download-as", metavar="NAME", help="answer as a download saved under NAME"
+    )
+    sign.add_argument(
+        "--path-form",
+        action="store_true",
+        help="put the token in a leading path segment (with --prefix: for HLS/DASH players)",
+    )
     sign.add_argument("--content-type", help="PUT: exact type, or a type/ prefix like image/")
     sign.add_argument("--min-bytes", type=int, help="PUT: smallest accepted body")
     sign.add_argument("--max-bytes", type=int, help="PUT: largest accepted body")
@@ -269,26 +286,35 @@ def _sign(args: argparse.Namespace) -> int:
     prefix = None
     if args.prefix is not None:
         prefix = unquote(args.prefix, errors="strict")
-    print(
-        sign_url(
-            args.url,
-            _load(args.keyring),
-            expires_in=args.expires_in,
-            expires_at=args.expires_at,
-            starts_at=args.starts_at,
-            ip=args.ip,
-            prefix=prefix,
-            method=args.method,
-            sub=args.sub,
-            content_type=args.content_type,
-            min_bytes=args.min_bytes,
-            max_bytes=args.max_bytes,
-            no_overwrite=args.no_overwrite,
-            one_time=args.one_time,
-            now=now,
-            max_lifetime=args.max_lifetime,
-        )
+    disposition = args.response_content_disposition
+    if args.download_as is not None:
+        disposition = content_disposition(args.download_as)
+    url = sign_url(
+        args.url,
+        _load(args.keyring),
+        expires_in=args.expires_in,
+        expires_at=args.expires_at,
+        starts_at=args.starts_at,
+        ip=args.ip,
+        prefix=prefix,
+        method=args.method,
+        sub=args.sub,
+        response_content_type=args.response_content_type,
+        response_content_disposition=disposition,
+        content_type=args.content_type,
+        min_bytes=args.min_bytes,
+        max_bytes=args.max_bytes,
+        no_overwrite=args.no_overwrite,
+        one_time=args.one_time,
+        now=now,
+        max_lifetime=args.max_lifetime,
     )
+    if args.path_form:
+        parts = urlsplit(url)
+        url = urlunsplit((parts.scheme, parts.netloc, "", "", "")) + path_form(
+            f"{parts.path}?{parts.query}"
+        )
+    print(url)
     return EXIT_OK
 
 
@@ -318,6 +344,8 @@ def _verify(args: argparse.Namespace) -> int:
         ("ip", claims.ip),
         ("method", claims.method),
         ("sub", claims.sub),
+        ("type", claims.response_content_type),
+        ("disposition", claims.response_content_disposition),
     ):
         if value is not None:
             print(f"  {label:7} {value}")
@@ -327,8 +355,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _explain_signature(url: str) -> None:
     """Show the string-to-sign, as S3 does for SignatureDoesNotMatch; it holds no secret."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     signed = parse_link(parts.path or "/", parts.query).signed
     print("  the string-to-sign was (between the lines):")

@@ -4,9 +4,14 @@ A signed link is a request target whose query ends with a token block:
 
     /videos/a%20b.mp4?app=1&Expires=1767225600&KeyID=k1&Issued=1767139200&Signature=...
 
-Everything here is pure: no keys, no clock, no I/O. `parse_link` turns a raw request target into
-a `Link` (claims, decoded path, signature, and the exact bytes that were signed) or raises
-`Rejected(MALFORMED | MISSING)`; `encode_claims` and `string_to_sign` are the signing half.
+The same token may instead travel in the path form (for players that resolve relative URIs):
+
+    /token=<base64url of the query above>/videos/a%20b.mp4
+
+Everything here is pure: no keys, no clock, no I/O. `parse_link` turns a raw request target (in
+either form) into a `Link` (claims, decoded path, signature, and the exact bytes that were
+signed) or raises `Rejected(MALFORMED | MISSING)`; `encode_claims`, `string_to_sign` and
+`path_form` are the signing half.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from urllib.parse import quote, unquote
 
 from signer.errors import Reason, Rejected
 
-FORMAT_VERSION: Final = "1.0.2"
+FORMAT_VERSION: Final = "1.1.0"
 SIGNING_LABEL: Final = b"EDGE-TOKEN-V1\n"
 
 #: Token parameters, in the only order they may appear. `Signature` is always last.
@@ -35,6 +40,8 @@ PARAM_ORDER: Final = (
     "Prefix",
     "Method",
     "Sub",
+    "ResponseContentType",
+    "ResponseContentDisposition",
     "ContentType",
     "MinBytes",
     "MaxBytes",
@@ -50,6 +57,12 @@ METHODS: Final = ("GET", "HEAD", "PUT")
 MAX_TIME: Final = 10**12 - 1
 MAX_BYTES: Final = 2**63 - 1
 MAX_SUB_LENGTH: Final = 256
+MAX_RESPONSE_HEADER_LENGTH: Final = 512
+
+#: The first path segment of the path form starts with this. A canonical object path never
+#: holds a raw '=', so no object name can be mistaken for it.
+PATH_FORM_MARKER: Final = "token="
+_PATH_FORM_START: Final = "/" + PATH_FORM_MARKER
 
 _TIME = re.compile(r"0|[1-9][0-9]{0,11}")
 _COUNT = re.compile(r"0|[1-9][0-9]{0,18}")
@@ -60,6 +73,12 @@ _TARGET = re.compile(r"[\x21-\x7e]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PLAIN = re.compile(r"[A-Za-z0-9\-._~/:@]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Response header overrides (RFC 9110 media type, RFC 6266 disposition): tokens and parameters,
+# printable ASCII only, so a value can never split or extend a header.
+_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
+_HEADER_PARAM = rf"[ \t]*;[ \t]*{_TCHAR}+=(?:{_TCHAR}+|\"[\x20\x21\x23-\x5b\x5d-\x7e]*\")"
+_RESPONSE_TYPE = re.compile(rf"{_TCHAR}+/{_TCHAR}+(?:{_HEADER_PARAM})*")
+_DISPOSITION = re.compile(rf"{_TCHAR}+(?:{_HEADER_PARAM})*")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -175,6 +194,8 @@ class Claims:
     prefix: str | None = None
     method: str | None = None
     sub: str | None = None
+    response_content_type: str | None = None
+    response_content_disposition: str | None = None
     content_type: str | None = None
     min_bytes: int | None = None
     max_bytes: int | None = None
@@ -200,6 +221,16 @@ class Claims:
             not 0 < len(self.sub) <= MAX_SUB_LENGTH or _CONTROL.search(self.sub)
         ):
             raise _malformed("Sub must be 1-256 characters without control characters")
+        for name, header, pattern in (
+            ("ResponseContentType", self.response_content_type, _RESPONSE_TYPE),
+            ("ResponseContentDisposition", self.response_content_disposition, _DISPOSITION),
+        ):
+            if header is not None and (
+                len(header) > MAX_RESPONSE_HEADER_LENGTH or not pattern.fullmatch(header)
+            ):
+                raise _malformed(f"{name} is not a valid header value (see the format document)")
+        if self.method == "PUT" and self.has_response_overrides:
+            raise _malformed("response overrides need a reading Method (GET or HEAD)")
         if self.content_type is not None and not _CONTENT_TYPE.fullmatch(self.content_type):
             raise _malformed("ContentType must be a lower-case type/subtype or type/")
         for name, count in (("MinBytes", self.min_bytes), ("MaxBytes", self.max_bytes)):
@@ -214,6 +245,12 @@ class Claims:
         if self.method != "PUT" and self.has_upload_constraints:
             raise _malformed("upload constraints need Method=PUT")
         return self
+
+    @property
+    def has_response_overrides(self) -> bool:
+        return self.response_content_type is not None or (
+            self.response_content_disposition is not None
+        )
 
     @property
     def has_upload_constraints(self) -> bool:
@@ -245,6 +282,11 @@ def encode_claims(claims: Claims) -> str:
         parts.append(f"Method={claims.method}")
     if claims.sub is not None:
         parts.append(f"Sub={canonical(claims.sub)}")
+    if claims.response_content_type is not None:
+        parts.append(f"ResponseContentType={canonical(claims.response_content_type)}")
+    if claims.response_content_disposition is not None:
+        disposition = canonical(claims.response_content_disposition)
+        parts.append(f"ResponseContentDisposition={disposition}")
     if claims.content_type is not None:
         parts.append(f"ContentType={canonical(claims.content_type)}")
     if claims.min_bytes is not None:
@@ -278,8 +320,49 @@ class Link:
     signed: bytes
 
 
+def is_path_form(raw_path: str) -> bool:
+    """Whether a raw request path carries its token in the path form."""
+    return raw_path.startswith(_PATH_FORM_START)
+
+
+def encode_payload(query: str) -> str:
+    """The token outside the query (path form, cookie): base64url of the whole signed query."""
+    return b64encode(query.encode("ascii"))
+
+
+def decode_payload(payload: str, what: str) -> str:
+    """The signed query back from `encode_payload`'s text; strict, like every decoder here."""
+    data = b64decode(payload, what)
+    if not data:
+        raise _malformed(f"{what} is empty")
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise _malformed(f"{what} does not decode to ASCII") from None
+
+
+def path_form(target: str) -> str:
+    """Move a signed query-form target (`/path?...&Signature=...`) into the path form."""
+    raw_path, _, query = target.partition("?")
+    return f"{_PATH_FORM_START}{encode_payload(query)}{raw_path}"
+
+
+def strip_path_token(raw_path: str) -> str:
+    """The raw path with a path-form token segment replaced, for logs (it is a bearer token)."""
+    if not is_path_form(raw_path):
+        return raw_path
+    _, slash, rest = raw_path[1:].partition("/")
+    return f"{_PATH_FORM_START}<redacted>{slash}{rest}"
+
+
 def parse_link(raw_path: str, raw_query: str) -> Link:
-    """Split and validate a raw request target (as received, still percent-encoded)."""
+    """Split and validate a raw request target (as received, still percent-encoded).
+
+    The target is in the query form, or in the path form (`/token=<payload>/path`, no query).
+    """
+    carried = is_path_form(raw_path)
+    if carried:
+        raw_path, raw_query = _unwrap_path_form(raw_path, raw_query)
     if not _TARGET.fullmatch(raw_path) or not _TARGET.fullmatch(raw_query):
         raise _malformed("the request target has characters outside visible ASCII")
     path = check_path(decode(raw_path, "path"))
@@ -290,6 +373,8 @@ def parse_link(raw_path: str, raw_query: str) -> Link:
         if found < 0:
             if raw_query:
                 check_app_query(raw_query)
+            if carried:
+                raise _malformed("the path token holds no token block")
             raise Rejected(Reason.MISSING)
         start = found + 1
     if start:
@@ -301,6 +386,16 @@ def parse_link(raw_path: str, raw_query: str) -> Link:
     signed_query = raw_query[: len(raw_query) - len(signature_b64) - len("&Signature=")]
     signed = string_to_sign(raw_path, signed_query, prefixed=claims.prefix is not None)
     return Link(path=path, claims=claims, signature=signature, signed=signed)
+
+
+def _unwrap_path_form(raw_path: str, raw_query: str) -> tuple[str, str]:
+    segment, slash, rest = raw_path[1:].partition("/")
+    if not slash:
+        raise _malformed("the path form needs an object path after the token segment")
+    if raw_query:
+        raise _malformed("a path-form target must not have a query (it would not be signed)")
+    payload = segment[len(PATH_FORM_MARKER) :]
+    return "/" + rest, decode_payload(payload, "the path token")
 
 
 def check_app_query(app_query: str) -> None:
@@ -342,6 +437,8 @@ def _claims(values: dict[str, str]) -> Claims:
     ip = values.get("IP")
     prefix = values.get("Prefix")
     sub = values.get("Sub")
+    response_type = values.get("ResponseContentType")
+    disposition = values.get("ResponseContentDisposition")
     content_type = values.get("ContentType")
     for flag in ("NoOverwrite", "OneTime"):
         if flag in values and values[flag] != "1":
@@ -355,6 +452,12 @@ def _claims(values: dict[str, str]) -> Claims:
         prefix=decode(prefix, "Prefix") if prefix is not None else None,
         method=values.get("Method"),
         sub=decode(sub, "Sub") if sub is not None else None,
+        response_content_type=(
+            decode(response_type, "ResponseContentType") if response_type is not None else None
+        ),
+        response_content_disposition=(
+            decode(disposition, "ResponseContentDisposition") if disposition is not None else None
+        ),
         content_type=decode(content_type, "ContentType") if content_type is not None else None,
         min_bytes=_int(values, "MinBytes", _COUNT) if "MinBytes" in values else None,
         max_bytes=_int(values, "MaxBytes", _COUNT) if "MaxBytes" in values else None,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from signer import algorithms
 from signer.errors import Rejected, SigningError
@@ -21,6 +22,8 @@ from signer.format import (
     under_prefix,
 )
 from signer.keys import Key, Keyring
+
+_CONTROL_OR_SLASH = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 #: Links may not live longer than this unless the caller raises the limit explicitly.
 DEFAULT_MAX_LIFETIME = 7 * 24 * 3600
@@ -53,6 +56,8 @@ def sign_path(
     prefix: str | None = None,
     method: str | None = None,
     sub: str | None = None,
+    response_content_type: str | None = None,
+    response_content_disposition: str | None = None,
     content_type: str | None = None,
     min_bytes: int | None = None,
     max_bytes: int | None = None,
@@ -64,8 +69,10 @@ def sign_path(
     """Sign a decoded object path (`/videos/a b.mp4`); returns the request target to append.
 
     `query` holds the application's own parameters, already percent-encoded; `prefix` is a
-    decoded path ending in '/'. Exactly one of `expires_in` (seconds) and `expires_at` (unix
-    seconds) is required, and the lifetime may not exceed `max_lifetime`.
+    decoded path ending in '/'. `response_content_type` and `response_content_disposition` make
+    the gateway answer with those headers (see `content_disposition` for a download name).
+    Exactly one of `expires_in` (seconds) and `expires_at` (unix seconds) is required, and the
+    lifetime may not exceed `max_lifetime`.
     """
     key = keyring.signing_key()
     issued = int(time.time() if now is None else now)
@@ -93,6 +100,8 @@ def sign_path(
         prefix=prefix,
         method=method.upper() if method else None,
         sub=sub,
+        response_content_type=response_content_type,
+        response_content_disposition=response_content_disposition,
         content_type=content_type,
         min_bytes=min_bytes,
         max_bytes=max_bytes,
@@ -122,6 +131,21 @@ def sign_target(raw_path: str, app_query: str, claims: Claims, key: Key) -> str:
     signed = string_to_sign(raw_path, query, prefixed=claims.prefix is not None)
     signature = algorithms.sign(key.alg, key.secret, signed)
     return f"{raw_path}?{query}&Signature={b64encode(signature)}"
+
+
+def content_disposition(filename: str, *, inline: bool = False) -> str:
+    """A Content-Disposition value naming `filename` (RFC 6266), for any Unicode name.
+
+    Gives an ASCII fallback in `filename` and the exact name in `filename*` (RFC 8187).
+    """
+    if not filename or _CONTROL_OR_SLASH.search(filename):
+        raise SigningError("the file name must be non-empty, without '/', '\\' or controls")
+    kind = "inline" if inline else "attachment"
+    fallback = "".join(c if " " <= c <= "~" and c not in '"%' else "_" for c in filename)
+    exact = quote(filename, safe="!#$&+-.^_`|~", encoding="utf-8")
+    if fallback == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 def _expiry(issued: int, expires_in: int | None, expires_at: int | None, limit: int) -> int:

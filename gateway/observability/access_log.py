@@ -1,7 +1,8 @@
 """Structured access logs: one JSON line per request, with the token removed.
 
 The logged path is the raw path only: the query string (where the token and its signature
-live) is never logged. The key id, subject and token id are logged only from tokens whose
+live) is never logged, and a path-form token segment is replaced by `token=<redacted>`. Cookies
+are never logged. The key id, subject and token id are logged only from tokens whose
 signature was authentic, so a forger cannot write chosen text into the logs.
 """
 
@@ -51,11 +52,13 @@ class AccessRecord:
 
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
+_PATH_TOKEN = re.compile(r"/token=[^/\s'\"?]*")
 
 
 class RedactQueries(logging.Filter):
-    """aiohttp logs unparseable requests with their request line; drop queries (tokens) from
-    such records and from their exception text, and keep no traceback that could echo them."""
+    """aiohttp logs unparseable requests with their request line; drop queries and path-form
+    tokens from such records and their exception text, and keep no traceback that could echo
+    them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -63,7 +66,7 @@ class RedactQueries(logging.Filter):
             message = f"{message}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
             record.exc_info = None
             record.exc_text = None
-        record.msg = _QUERY.sub("?<redacted>", message)
+        record.msg = _PATH_TOKEN.sub("/token=<redacted>", _QUERY.sub("?<redacted>", message))
         record.args = ()
         return True
 

@@ -40,3 +40,14 @@ def test_access_lines_carry_the_path_but_never_a_query() -> None:
     line = record.line()
     assert '"path":"/a.txt"' in line
     assert "?" not in line
+
+
+def test_parser_errors_from_aiohttp_are_logged_without_a_path_form_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(enabled=True, level="INFO")
+    target = f"/token={SIGNATURE}/hls/ep1/seg001.ts"
+    logging.getLogger("aiohttp.server").warning("Error handling request %s", target)
+    err = capsys.readouterr().err
+    assert "Error handling request /token=<redacted>/hls/ep1/seg001.ts" in err
+    assert SIGNATURE not in err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from signer import Reason, Rejected
@@ -14,9 +14,15 @@ from signer.format import (
     canonical,
     check_app_query,
     decode,
+    decode_payload,
     encode_claims,
+    encode_payload,
+    is_path_form,
     parse_link,
+    path_form,
+    strip_path_token,
 )
+from signer.sign import content_disposition
 
 BLOCK = "Expires=2000000000&KeyID=k1&Issued=1900000000"
 SIG = "&Signature=" + b64encode(bytes(32))
@@ -180,3 +186,136 @@ def test_application_parameters_that_could_be_confused_are_refused(query: str) -
 def test_method_binding(method: str, bound: str | None, allowed: bool) -> None:
     claims = Claims(expires=2, key_id="k", issued=1, method=bound)
     assert claims.allows_method(method) is allowed
+
+
+# --- the path form ----------------------------------------------------------------------------
+
+TARGET = f"/hls/ep1/master.m3u8?{BLOCK}&Prefix=/hls/ep1/{SIG}"
+
+
+def test_the_path_form_is_the_query_moved_into_a_leading_segment() -> None:
+    moved = path_form(TARGET)
+    assert moved == f"/token={encode_payload(TARGET.partition('?')[2])}/hls/ep1/master.m3u8"
+    assert parse_link(moved, "") == parse_link(*TARGET.split("?"))
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [("/token=abc/x", True), ("/token%3Dabc/x", False), ("/x/token=abc/y", False), ("/t", False)],
+)
+def test_only_a_leading_token_segment_is_the_path_form(path: str, form: bool) -> None:
+    assert is_path_form(path) is form
+
+
+@given(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1))
+def test_the_payload_encoding_round_trips_any_visible_ascii_query(query: str) -> None:
+    assert decode_payload(encode_payload(query), "x") == query
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/token=" + encode_payload(TARGET.partition("?")[2]),  # no object path
+        "/token=/hls/ep1/a.ts",  # empty payload
+        "/token=" + encode_payload(TARGET.partition("?")[2]) + "=/hls/ep1/a.ts",  # padding
+        "/token=" + b64encode("é".encode()) + "/hls/ep1/a.ts",  # not ASCII
+        "/token=" + encode_payload("w=640") + "/hls/ep1/a.ts",  # no token block
+    ],
+)
+def test_a_broken_path_form_is_malformed(path: str) -> None:
+    assert reason_of(path, "") is Reason.MALFORMED
+
+
+def test_a_path_form_target_with_a_query_is_malformed() -> None:
+    assert reason_of(path_form(TARGET), "w=1") is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "logged"),
+    [
+        (path_form(TARGET), "/token=<redacted>/hls/ep1/master.m3u8"),
+        ("/token=abc", "/token=<redacted>"),
+        ("/hls/ep1/master.m3u8", "/hls/ep1/master.m3u8"),
+    ],
+)
+def test_the_token_segment_is_redacted_for_logs(raw_path: str, logged: str) -> None:
+    assert strip_path_token(raw_path) == logged
+
+
+# --- response overrides -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "application/pdf",
+        "text/plain; charset=utf-8",
+        'text/plain;charset="utf-8"',
+        "video/mp4; codecs=avc1.42E01E",
+    ],
+)
+def test_response_content_types_that_are_valid_header_values(value: str) -> None:
+    claims = Claims(expires=2, key_id="k", issued=1, response_content_type=value).validate()
+    assert parse_link("/a.pdf", encode_claims(claims) + SIG).claims == claims
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["text", "text/", "/plain", "text/plain\r\nSet-Cookie: a=b", "text/pl ain", "tëxt/plain", ""],
+)
+def test_response_content_types_that_could_break_a_header_are_malformed(value: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        Claims(expires=2, key_id="k", issued=1, response_content_type=value).validate()
+    assert caught.value.reason is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'attachment; filename="a\nb.pdf"',
+        'attachment; filename="a"b.pdf"',
+        "attachment;",
+        "attachment; filename=a b.pdf",
+        "attachment; filename=" + "a" * 600,
+    ],
+)
+def test_response_dispositions_that_could_break_a_header_are_malformed(value: str) -> None:
+    with pytest.raises(Rejected):
+        Claims(expires=2, key_id="k", issued=1, response_content_disposition=value).validate()
+
+
+def test_response_overrides_are_refused_on_upload_tokens() -> None:
+    with pytest.raises(Rejected):
+        Claims(
+            expires=2, key_id="k", issued=1, method="PUT", response_content_type="text/plain"
+        ).validate()
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("invoice-2026-11.pdf", 'attachment; filename="invoice-2026-11.pdf"'),
+        (
+            "Rechnung März.pdf",
+            "attachment; filename=\"Rechnung M_rz.pdf\"; filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf",
+        ),
+        (
+            'a "quoted" 100%.txt',
+            'attachment; filename="a _quoted_ 100_.txt"; '
+            "filename*=UTF-8''a%20%22quoted%22%20100%25.txt",
+        ),
+    ],
+)
+def test_content_disposition_names_any_file_with_a_valid_header_value(
+    filename: str, expected: str
+) -> None:
+    value = content_disposition(filename)
+    assert value == expected
+    Claims(expires=2, key_id="k", issued=1, response_content_disposition=value).validate()
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=40))
+def test_content_disposition_always_gives_a_valid_override(filename: str) -> None:
+    assume("/" not in filename and "\\" not in filename)
+    value = content_disposition(filename)
+    Claims(expires=2, key_id="k", issued=1, response_content_disposition=value).validate()

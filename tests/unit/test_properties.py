@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from signer import Algorithm, Keyring, Reason, Rejected, Status, new_key, sign_path, verify
-from signer.format import IPAddress, canonical
+from signer.format import IPAddress, canonical, path_form
 from tests.conftest import NOW
 
 KEYRINGS = {alg: Keyring([new_key("k1", alg, Status.ACTIVE, now=NOW)]) for alg in Algorithm}
@@ -148,3 +148,31 @@ def test_prefix_tokens_cover_exactly_their_subtree(prefix: str, inside: str, out
     assert check(keyring, canonical(prefix + inside) + "?" + token) == first
     assume(not outside.startswith(prefix + "/"))
     assert rejection(keyring, canonical(outside) + "?" + token) is Reason.OUTSIDE_PREFIX
+
+
+@given(prefix=paths, inside=paths, outside=paths)
+def test_the_path_form_carries_a_prefix_token_to_every_path_under_it(
+    prefix: str, inside: str, outside: str
+) -> None:
+    """A relative URI resolved against a path-form URL keeps the token segment, so any path
+    under the prefix verifies with the same token, and nothing outside it does."""
+    keyring = KEYRINGS[Algorithm.HMAC_SHA256]
+    target = path_form(sign_path(prefix + inside, keyring, expires_in=60, prefix=prefix + "/"))
+    token_segment = target[: target.index("/", 1)]
+    assert check(keyring, token_segment + canonical(prefix + outside)) == prefix + outside
+    assume(not outside.startswith(prefix + "/"))
+    assert rejection(keyring, token_segment + canonical(outside)) is Reason.OUTSIDE_PREFIX
+
+
+@given(alg=algorithms, path=tricky_paths, data=st.data())
+def test_any_single_byte_change_to_a_path_form_token_is_rejected(
+    alg: Algorithm, path: str, data: st.DataObject
+) -> None:
+    keyring = KEYRINGS[alg]
+    target = path_form(sign_path(path, keyring, expires_in=60, now=NOW))
+    end = target.index("/", 1)
+    index = data.draw(st.integers(len("/token="), end - 1))
+    replacement = data.draw(st.sampled_from("AQgw-_=%/."))
+    assume(target[index] != replacement)
+    tampered = target[:index] + replacement + target[index + 1 :]
+    assert rejection(keyring, tampered) in (Reason.MALFORMED, Reason.BAD_SIGNATURE)

@@ -93,6 +93,16 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("redis_url", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ("revocation_max_staleness", "5", 5.0),
     ("admin_token", "operator-bearer", "operator-bearer"),
+    (
+        "cors_origins",
+        "https://app.example.com, http://localhost:3000",
+        ("https://app.example.com", "http://localhost:3000"),
+    ),
+    ("cors_credentials", "true", True),
+    ("cors_max_age", "60", 60),
+    ("token_cookie", "true", True),
+    ("cookie_samesite", "strict", "Strict"),
+    ("cookie_secure", "false", False),
     ("access_log", "false", False),
     ("log_level", "debug", "DEBUG"),
 ]
@@ -130,6 +140,12 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         redis_url=None,
         revocation_max_staleness=30.0,
         admin_token=None,
+        cors_origins=(),
+        cors_credentials=False,
+        cors_max_age=600,
+        token_cookie=False,
+        cookie_samesite="Lax",
+        cookie_secure=None,
         access_log=True,
         log_level="INFO",
     )
@@ -745,3 +761,32 @@ def test_replace_changes_only_what_it_names_and_rebuilds_the_proxy_policy() -> N
     assert changed.workers == 3
     assert changed.proxies.header is ForwardedHeader.FORWARDED
     assert changed.replace(workers=1, forwarded_header=ForwardedHeader.X_FORWARDED_FOR) == settings
+
+
+# --- browsers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://app.example.com/",
+        "https://app.example.com/player",
+        "app.example.com",
+        "ftp://x",
+        "*, https://a.example",
+        "https://user@a.example",
+    ],
+)
+def test_cors_origins_must_be_bare_origins(text: str) -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_CORS_ORIGINS"):
+        load(environ=env(cors_origins=text))
+
+
+def test_cors_never_allows_any_origin_with_credentials() -> None:
+    with pytest.raises(SettingsError, match="never allowed with GATEWAY_CORS_CREDENTIALS"):
+        load(environ=env(cors_origins="*", cors_credentials="true"))
+
+
+def test_a_same_site_none_cookie_must_be_allowed_to_be_secure() -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_COOKIE_SAMESITE"):
+        load(environ=env(cookie_samesite="none", cookie_secure="false"))

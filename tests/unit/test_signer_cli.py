@@ -206,3 +206,50 @@ def test_installed_console_script_shows_examples() -> None:
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "examples:" in result.stdout
     assert "signer sign" in result.stdout
+
+
+def test_sign_in_the_path_form_gives_a_url_that_verifies_under_its_prefix(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "https://cdn.example/hls/ep1/master.m3u8",
+        "--keyring",
+        str(keys),
+        "--expires-in",
+        "600",
+        "--prefix",
+        "/hls/ep1/",
+        "--path-form",
+    )
+    assert code == 0
+    assert url.startswith("https://cdn.example/token=")
+    assert url.strip().endswith("/hls/ep1/master.m3u8")
+    segment = url.strip().rpartition("/hls/ep1/")[0]
+    code, out, _ = run(
+        capsys, "verify", f"{segment}/hls/ep1/720p/seg001.ts", "--keyring", str(keys)
+    )
+    assert code == 0
+    assert "path '/hls/ep1/720p/seg001.ts'" in out
+
+
+def test_sign_a_download_name_shows_in_verify(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "/billing/7f3a.pdf",
+        "--keyring",
+        str(keys),
+        "--expires-in",
+        "600",
+        "--download-as",
+        "Rechnung März.pdf",
+    )
+    assert code == 0
+    assert "ResponseContentDisposition=attachment%3B" in url
+    code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys))
+    assert code == 0
+    assert "filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf" in out

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from signer import Keyring, Rejected, sign_target, token_id, verify
-from signer.format import Claims, canonical, parse_link
+from signer.format import Claims, canonical, parse_link, path_form
 
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "vectors"
 KEYRING = Keyring.load(VECTORS / "PUBLIC-test-vector-keyring.json")
@@ -93,3 +93,14 @@ def test_invalid_vectors_are_rejected_with_their_reason(vector: dict[str, Any]) 
     with pytest.raises(Rejected) as caught:
         _verify(vector["request_target"], vector["verify"])
     assert caught.value.reason.value == vector["reason"]
+
+
+@pytest.mark.parametrize("vector", VALID, ids=lambda v: v["name"])
+def test_the_path_form_is_the_signed_query_moved_into_the_path(vector: dict[str, Any]) -> None:
+    assert path_form(vector["signed_target"]) == vector["path_form_target"]
+    assert path_form(vector["request_target"]) == vector["path_form_request_target"]
+
+
+@pytest.mark.parametrize("vector", VALID, ids=lambda v: v["name"])
+def test_valid_vectors_verify_in_the_path_form(vector: dict[str, Any]) -> None:
+    _verify(vector["path_form_request_target"], vector["verify"])

@@ -1,0 +1,67 @@
+"""The signed-cookie form: a valid Prefix token in the query hands the browser a cookie.
+
+The cookie's value is the token's payload (base64url of the signed query, as in the path form),
+so it is exactly as strong as the link: the gateway verifies it on every request with the same
+expiry, IP, prefix and revocation checks (see `token_source`). Its attributes are secure by
+default: `HttpOnly`, `Path` = the prefix, `SameSite` from settings, `Secure` when the request
+came over TLS (or a trusted proxy says so), and a lifetime that ends with the token's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from aiohttp import web
+
+from gateway.settings import Settings
+from gateway.token_source import COOKIE_NAME, Form, Presented
+from signer.format import Claims, canonical, encode_payload
+
+
+class CookieIssuer:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.token_cookie
+        self.same_site = settings.cookie_samesite
+        self.secure = settings.cookie_secure
+        self.proxies = settings.proxies
+
+    def set_cookie(self, request: web.Request, presented: Presented, claims: Claims) -> str | None:
+        """The `Set-Cookie` value for a verified token, or None when no cookie is due."""
+        if not self.enabled or presented.form is not Form.QUERY or claims.prefix is None:
+            return None
+        return cookie_header(
+            encode_payload(presented.raw_query),
+            claims,
+            same_site=self.same_site,
+            secure=self._secure(request),
+            now=time.time(),
+        )
+
+    def _secure(self, request: web.Request) -> bool:
+        if self.secure is not None:
+            return self.secure
+        if request.secure:
+            return True
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        try:
+            trusted = peer is not None and self.proxies.trusts(ipaddress.ip_address(peer[0]))
+        except ValueError:
+            trusted = False
+        proto = request.headers.get("X-Forwarded-Proto", "").rpartition(",")[2].strip().lower()
+        return trusted and proto == "https"
+
+
+def cookie_header(payload: str, claims: Claims, *, same_site: str, secure: bool, now: float) -> str:
+    assert claims.prefix is not None
+    max_age = max(0, int(claims.expires - now))
+    attributes = [
+        f"{COOKIE_NAME}={payload}",
+        f"Path={canonical(claims.prefix)}",
+        f"Max-Age={max_age}",
+        "HttpOnly",
+        f"SameSite={same_site}",
+    ]
+    if secure:
+        attributes.append("Secure")
+    return "; ".join(attributes)
