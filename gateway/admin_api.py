@@ -48,7 +48,9 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
         if not request.path.startswith("/admin/"):
             return await handler(request)  # type: ignore[no-any-return]
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+        # aiohttp decodes header bytes with surrogateescape: encode them back the same way.
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected):
             log.warning(
                 "admin API: refused %s %s (bad or missing bearer token)",
                 request.method,
@@ -60,10 +62,19 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
     async def revoke(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _json(413, {"error": "body_too_large"})
+        raw = bytearray()
+        while len(raw) <= MAX_BODY:  # read(n) returns what has arrived so far, not n bytes
+            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+        if len(raw) > MAX_BODY:
+            return _json(413, {"error": "body_too_large"})
         try:
-            body = json.loads(await request.content.read(MAX_BODY + 1) or b"null")
+            body = json.loads(raw or b"null")
         except ValueError:
-            return _json(400, {"error": "invalid_json"})
+            detail = "the body is not JSON (UTF-8)"
+            return _json(400, {"error": "invalid_json", "detail": detail})
         if not isinstance(body, dict):
             return _json(400, {"error": "invalid_request", "detail": "a JSON object is required"})
         given = [k for k in REQUEST_KINDS if k in body]

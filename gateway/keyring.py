@@ -33,7 +33,7 @@ class KeyringHolder:
         self.fingerprint = _fingerprint(self.path)
         try:
             fresh = Keyring.load(self.path)
-        except KeyringError as exc:
+        except (KeyringError, ValueError) as exc:  # ValueError: a file that is not UTF-8
             self.reload_failures += 1
             log.error("keyring reload failed, keeping generation %d: %s", self.generation, exc)
             self._notify()

@@ -31,6 +31,7 @@ from signer.verify import token_id
 _TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
 _KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
 class RevocationError(ValueError):
@@ -87,6 +88,8 @@ def checked(kind: Kind, value: Any, until: Any, before: Any = None) -> Revocatio
     """Build an entry from untrusted input (API, CLI, store), validating every field."""
     if not isinstance(value, str):
         raise RevocationError(f"{kind.value}: value must be a string")
+    if _SURROGATE.search(value):  # could match no link, and no store can encode it
+        raise RevocationError(f"{kind.value}: value is not valid Unicode")
     until = _time("until", until)
     if kind is Kind.TOKEN:
         if not _TOKEN_ID.fullmatch(value):
@@ -138,7 +141,9 @@ def for_url(url: str, *, skew: float) -> Revocation:
 
 
 def _time(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RevocationError(f"{name}: must be unix seconds")
+    if isinstance(value, float) and not math.isfinite(value):  # isfinite(int) can overflow
         raise RevocationError(f"{name}: must be unix seconds")
     if not 0 <= value < 2**40:
         raise RevocationError(f"{name}: out of range")

@@ -21,6 +21,7 @@ from gateway.revocation.view import RevocationView
 log = logging.getLogger("gateway.revocation")
 
 POLL_INTERVAL = 0.5
+BUSY_TIMEOUT = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revocations (
@@ -48,8 +49,8 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
+                _use_wal(db)
                 db.executescript(_SCHEMA)
             except sqlite3.Error as exc:
                 raise RevocationError(f"revocation_db {self.path}: {exc}") from None
@@ -74,9 +75,9 @@ class SQLiteStore:
             await asyncio.to_thread(write)
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
-        rows = await self._select_since(0, time.time() if now is None else now)
+        _, rows = await self._select_since(0, time.time() if now is None else now)
         view = RevocationView()
-        view.merge(entry for _, entry in rows)
+        view.merge(rows)
         return view.entries()
 
     async def prune(self, now: float | None = None) -> int:
@@ -90,21 +91,25 @@ class SQLiteStore:
         async with self._lock:
             return await asyncio.to_thread(delete)
 
-    async def _select_since(self, seq: int, now: float) -> list[tuple[int, Revocation]]:
-        def select() -> list[tuple[int, Revocation]]:
+    async def _select_since(self, seq: int, now: float) -> tuple[int, list[Revocation]]:
+        """The valid live rows after `seq`, and the last `seq` read (valid or not), so that a
+        follower moves past an invalid row instead of reading and reporting it every poll."""
+
+        def select() -> tuple[int, list[Revocation]]:
             db = self._connect()
             rows = db.execute(
                 "SELECT seq, kind, value, before, until FROM revocations "
                 "WHERE seq > ? AND until > ? ORDER BY seq",
                 (seq, now),
             ).fetchall()
-            out = []
+            last, out = seq, []
             for row_seq, kind, value, before, until in rows:
+                last = row_seq
                 try:
-                    out.append((row_seq, checked(Kind(kind), value, until, before)))
+                    out.append(checked(Kind(kind), value, until, before))
                 except (RevocationError, ValueError) as exc:
                     log.error("revocation_db: skipping invalid row %d: %s", row_seq, exc)
-            return out
+            return last, out
 
         async with self._lock:
             return await asyncio.to_thread(select)
@@ -114,15 +119,14 @@ class SQLiteStore:
         last = 0
         while True:
             try:
-                rows = await self._select_since(last, time.time())
+                last, rows = await self._select_since(last, time.time())
             except (sqlite3.Error, RevocationError) as exc:
                 self.connected = False
                 log.error("revocation_db %s: %s", self.path, exc)
             else:
                 self.connected = True
-                for seq, entry in rows:
+                for entry in rows:
                     view.apply(entry)
-                    last = seq
                 view.mark_synced()
             await asyncio.sleep(self.poll_interval)
 
@@ -131,3 +135,19 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switching a new file to WAL fails at once with SQLITE_BUSY, without waiting on the busy
+    timeout, while another connection (a worker, the CLI) is setting up the same new file:
+    retry until the timeout instead of failing the gateway's start or the operator's command.
+    Runs in a worker thread, never on the event loop."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
