@@ -1,19 +1,51 @@
 #!/bin/sh
 # System packages the project needs, installed only when missing and only where we can
 # (root on Debian). Elsewhere, say what is missing and let the caller decide.
+#
+# Required: python3-venv (the virtualenv). Wanted by the deploy checks (tests/deploy), which
+# skip with a reason naming the package when their tool is absent: prometheus (promtool, and
+# a real Prometheus scraping a test gateway) and systemd (systemd-analyze).
 set -eu
 PYTHON="${1:-python3}"
 
 missing=""
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || missing="$missing python3-venv"
 
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "bootstrap: installing Debian packages:$missing"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-    else
-        echo "bootstrap: please install these Debian packages first:$missing" >&2
-        exit 1
+wanted=""
+command -v promtool >/dev/null 2>&1 || wanted="$wanted prometheus"
+command -v systemd-analyze >/dev/null 2>&1 || wanted="$wanted systemd"
+
+can_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+}
+
+if [ -n "$missing$wanted" ] && can_install; then
+    echo "bootstrap: installing Debian packages:$missing$wanted"
+    apt-get update -qq
+    # The prometheus package comes with a server that would start listening on :9090 (and is
+    # only wanted here for its binaries): while installing, a policy-rc.d that denies every
+    # service start keeps it down, unless the machine already has its own policy.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 0755 "$policy"
+        own_policy=yes
     fi
+    # shellcheck disable=SC2086 # word splitting of the package lists is intended
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        $missing $wanted >/dev/null || status=$?
+    [ -z "$own_policy" ] || rm -f "$policy"
+    [ "${status:-0}" = 0 ] || exit "$status"
+    case "$wanted" in
+    *prometheus*)  # and not at the next boot either
+        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+            systemctl disable --now prometheus >/dev/null 2>&1 || true
+        fi ;;
+    esac
+elif [ -n "$missing" ]; then
+    echo "bootstrap: please install these Debian packages first:$missing" >&2
+    exit 1
+elif [ -n "$wanted" ]; then
+    echo "bootstrap: the deploy checks skip without these Debian packages:$wanted" >&2
 fi
