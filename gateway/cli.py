@@ -123,7 +123,10 @@ def _operate(args: argparse.Namespace) -> int:
     try:
         if args.command == "revoke":
             what = next(k for k in REVOKE_KINDS if getattr(args, k) is not None)
-            before = parse_time(args.before) if args.before is not None else None
+            try:
+                before = parse_time(args.before) if args.before is not None else None
+            except ValueError as exc:
+                raise ValueError(f"--before: {exc}") from None
             message = asyncio.run(commands.revoke(args.config, what, getattr(args, what), before))
         elif args.action == "list":
             message = asyncio.run(commands.list_entries(args.config, args.json))

@@ -232,6 +232,8 @@ class Keyring:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise KeyringError(f"keyring {os.fspath(path)}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise KeyringError(f"keyring {os.fspath(path)}: not UTF-8 text") from None
         return cls.loads(text, f"keyring {os.fspath(path)}")
 
     def save(self, path: str | os.PathLike[str], *, public_only: bool = False) -> None:

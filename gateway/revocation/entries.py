@@ -177,4 +177,10 @@ def from_request(
     if what == "digest":
         return checked(Kind.TOKEN, value, now + max_lifetime + skew)
     bound = now if before is None else before
-    return checked(Kind(what), value, _time("before", bound) + max_lifetime + skew, bound)
+    entry = checked(Kind(what), value, _time("before", bound) + max_lifetime + skew, bound)
+    if entry.until <= now:
+        raise RevocationError(
+            "before: every link issued that early has already expired (max_link_lifetime); "
+            "nothing to revoke"
+        )
+    return entry

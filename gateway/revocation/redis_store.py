@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from gateway.revocation.entries import Revocation, RevocationError
 from gateway.revocation.view import RevocationView
@@ -32,6 +32,7 @@ BLOCK_MS = 1000
 STREAM_MAXLEN = 100_000  # a follower that is behind by more resyncs from the hash anyway
 MAX_BACKOFF = 5.0
 PRUNE_EVERY = 60.0
+ADD_ATTEMPTS = 50
 
 
 class RedisStore:
@@ -56,20 +57,31 @@ class RedisStore:
         """Nothing to create; a Redis that is down at start-up is retried by `follow`."""
 
     async def add(self, entry: Revocation) -> None:
-        old = await self._client.hget(self.entries_key, entry.field)
-        if old is not None:
-            with contextlib.suppress(RevocationError):
-                entry = entry.merged(Revocation.from_json(old))
-        payload = entry.to_json()
+        """Merge with any entry for the same thing and publish, as one optimistic transaction
+        (WATCH): two operators revoking the same subject at once both widen it."""
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.entries_key, entry.field, payload)
-            pipe.xadd(
-                self.events_key,
-                {"entry": payload},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-            await pipe.execute()
+            for _ in range(ADD_ATTEMPTS):
+                try:
+                    await pipe.watch(self.entries_key)
+                    merged = entry
+                    old = await pipe.hget(self.entries_key, entry.field)
+                    if old is not None:
+                        with contextlib.suppress(RevocationError):
+                            merged = entry.merged(Revocation.from_json(old))
+                    payload = merged.to_json()
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(self.entries_key, entry.field, payload)
+                    pipe.xadd(
+                        self.events_key,
+                        {"entry": payload},
+                        maxlen=STREAM_MAXLEN,
+                        approximate=True,
+                    )
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise RevocationError("revocation store too busy: the entry changed under every attempt")
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         current = time.time() if now is None else now

@@ -383,3 +383,18 @@ async def poll_admin(gateway: RunningGateway, path: str, expected: int, within: 
 
 async def eventually_true(condition: object, within: float = 10) -> None:
     await eventually(condition, within)  # type: ignore[arg-type]
+
+
+async def test_concurrent_revocations_of_one_subject_keep_the_widest(redis: RedisServer) -> None:
+    writers = [RedisStore(redis.url) for _ in range(8)]
+    bounds = [1_999_000_000.0 + i for i in range(8)]
+    await asyncio.gather(
+        *(
+            writer.add(Revocation(Kind.SUB, "user-1", 2_000_000_000.0, before))
+            for writer, before in zip(writers, bounds, strict=True)
+        )
+    )
+    [entry] = await writers[0].entries()
+    assert entry.before == max(bounds)
+    for writer in writers:
+        await writer.close()

@@ -356,7 +356,7 @@ def test_a_prefix_request_is_normalised() -> None:
 
 @given(
     st.sampled_from(["sub", "key_id", "prefix"]),
-    st.integers(min_value=0, max_value=2**39),
+    st.integers(min_value=int(NOW - LIFETIME), max_value=2**39),
 )
 def test_a_scoped_entry_lives_until_its_last_possible_link_has_expired(
     what: str, before: int
@@ -364,6 +364,12 @@ def test_a_scoped_entry_lives_until_its_last_possible_link_has_expired(
     entry = request(what, "/p" if what == "prefix" else "v", before=before)
     assert entry.before == before
     assert entry.until == before + LIFETIME + SKEW
+
+
+@pytest.mark.parametrize("what", ["sub", "key_id", "prefix"])
+def test_a_bound_so_old_that_every_matching_link_has_expired_is_refused(what: str) -> None:
+    with pytest.raises(RevocationError, match=r"^before: every link issued that early"):
+        request(what, "/p" if what == "prefix" else "v", before=NOW - LIFETIME - SKEW)
 
 
 @pytest.mark.parametrize("what", ["url", "digest"])

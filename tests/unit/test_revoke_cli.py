@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,16 @@ from signer.format import parse_link
 KEYRING = Keyring([new_key("k1", Algorithm.HMAC_SHA256, Status.ACTIVE)])
 LIFETIME = 604800.0  # the default max_link_lifetime
 SKEW = 30.0  # the default clock_skew
+RECENT = int(time.time()) - 3600  # an issue-time bound whose links can still be live
+
+
+def _iso(seconds: int, offset_hours: int) -> str:
+    """`seconds` in ISO 8601 with the given UTC offset (Z for 0)."""
+    zone = timezone(timedelta(hours=offset_hours))
+    text = datetime.fromtimestamp(seconds, zone).isoformat()
+    return text.replace("+00:00", "Z")
+
+
 DIGEST = "0123456789abcdef0123456789abcdef"
 
 
@@ -103,9 +114,9 @@ def test_a_scoped_revocation_covers_links_issued_until_now(
 @pytest.mark.parametrize(
     ("before", "seconds"),
     [
-        ("1790000000", 1790000000),
-        ("2026-09-21T14:53:20Z", 1790002400),
-        ("2026-09-21T15:53:20+01:00", 1790002400),
+        (str(RECENT), RECENT),
+        (_iso(RECENT, 0), RECENT),
+        (_iso(RECENT, 1), RECENT),
     ],
 )
 def test_before_takes_unix_seconds_or_iso_8601(
@@ -151,12 +162,10 @@ def test_the_store_can_come_from_a_config_file(
     config = tmp_path / "gateway.toml"
     config.write_text(f'[gateway]\nrevocation_db = "{other}"\nmax_link_lifetime = 3600\n')
     code, _, _ = run(
-        capsys, "revoke", "--key-id", "k1", "--before", "1790000000", "--config", str(config)
+        capsys, "revoke", "--key-id", "k1", "--before", str(RECENT), "--config", str(config)
     )
     assert code == 0
-    assert stored(other, now=0) == [
-        Revocation(Kind.KEY_ID, "k1", 1790000000 + 3600 + SKEW, 1790000000)
-    ]
+    assert stored(other, now=0) == [Revocation(Kind.KEY_ID, "k1", RECENT + 3600 + SKEW, RECENT)]
     assert not db.exists()
 
 
@@ -168,7 +177,7 @@ def test_before_is_refused_for_a_single_link(
     db: Path, capsys: pytest.CaptureFixture[str], flag: str
 ) -> None:
     value = signed() if flag == "--url" else DIGEST
-    code, out, err = run(capsys, "revoke", flag, value, "--before", "1790000000")
+    code, out, err = run(capsys, "revoke", flag, value, "--before", str(RECENT))
     assert code == 2
     assert out == ""
     assert err.startswith("gateway: error: before: applies to sub, key_id and prefix")
@@ -210,7 +219,7 @@ def test_invalid_input_exits_2_naming_the_problem(
         ["--sub", "a", "--key-id", "k1"],
         ["--url", "x", "--digest", DIGEST],
         ["--sub"],
-        ["--before", "1790000000"],
+        ["--before", str(RECENT)],
     ],
     ids=["no target", "two kinds", "url and digest", "no value", "only before"],
 )
@@ -272,22 +281,22 @@ def test_the_list_shows_one_line_per_live_entry_in_a_stable_order(
     add(
         db,
         Revocation(Kind.TOKEN, DIGEST, 4_000_000_000.0),
-        Revocation(Kind.SUB, "zed", 4_000_000_000.0, 1_790_000_000.0),
-        Revocation(Kind.SUB, "amy", 4_000_000_000.0, 1_790_000_000.0),
+        Revocation(Kind.SUB, "zed", 4_000_000_000.0, float(RECENT)),
+        Revocation(Kind.SUB, "amy", 4_000_000_000.0, float(RECENT)),
         Revocation(Kind.SUB, "gone", 1.0, 0.0),
     )
     code, out, _ = run(capsys, "revocations", "list")
     assert code == 0
     assert out.splitlines() == [
-        "sub amy, issued up to 2026-09-21T14:13:20Z; kept until 2096-10-02T07:06:40Z",
-        "sub zed, issued up to 2026-09-21T14:13:20Z; kept until 2096-10-02T07:06:40Z",
+        f"sub amy, issued up to {_iso(RECENT, 0)}; kept until 2096-10-02T07:06:40Z",
+        f"sub zed, issued up to {_iso(RECENT, 0)}; kept until 2096-10-02T07:06:40Z",
         f"token {DIGEST}; kept until 2096-10-02T07:06:40Z",
     ]
 
 
 def test_the_json_list_describes_every_field(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     entries = [
-        Revocation(Kind.PREFIX, "/videos", 4_000_000_000.0, 1_790_000_000.0),
+        Revocation(Kind.PREFIX, "/videos", 4_000_000_000.0, float(RECENT)),
         Revocation(Kind.TOKEN, DIGEST, 4_000_000_000.0),
     ]
     add(db, *entries)
@@ -302,7 +311,7 @@ def test_the_json_list_describes_every_field(db: Path, capsys: pytest.CaptureFix
 def test_prune_drops_expired_entries_and_keeps_live_ones(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    live = Revocation(Kind.KEY_ID, "k1", 4_000_000_000.0, 1_790_000_000.0)
+    live = Revocation(Kind.KEY_ID, "k1", 4_000_000_000.0, float(RECENT))
     add(db, live, Revocation(Kind.SUB, "gone", 1.0, 0.0), Revocation(Kind.TOKEN, DIGEST, 2.0))
     assert run(capsys, "revocations", "prune") == (0, "pruned 2 expired revocation(s)\n", "")
     assert run(capsys, "revocations", "prune") == (0, "pruned 0 expired revocation(s)\n", "")
