@@ -17,10 +17,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from yarl import URL
 
 from gateway.http.conditionals import parse_http_date
 from gateway.http.ranges import ByteRange, RangeSpec
@@ -32,6 +30,7 @@ from gateway.storage import (
     RangeNotSatisfiable,
     StorageError,
 )
+from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -63,9 +62,12 @@ class S3Store:
             self._base = f"{endpoint_url.rstrip('/')}/{quote(bucket, safe='')}/"
         else:
             self._base = f"https://{bucket}.s3.{region}.amazonaws.com/"
-        self._host = urlsplit(self._base).netloc
+        base = urlsplit(self._base)
+        self._host = base.netloc
+        self._base_path = base.path
+        self._origin = (base.hostname or "", base.port, base.scheme == "https")
         self._signer = SigV4Signer(region)
-        self._http: aiohttp.ClientSession | None = None
+        self._http: ConnectionPool | None = None
         self._client: Any = None
         self._client_context: Any = None
         self._credentials: Any = None
@@ -89,14 +91,13 @@ class S3Store:
             "s3", region_name=self._region, endpoint_url=self._endpoint_url, config=config
         )
         self._client = await self._client_context.__aenter__()
-        self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self._pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
-            ),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-            auto_decompress=False,
-            read_bufsize=self._chunk_size,
-            skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        host, port, tls = self._origin
+        self._http = ConnectionPool(
+            host,
+            port or (443 if tls else 80),
+            tls=tls,
+            size=self._pool_size,
+            connect_timeout=self._connect_timeout,
         )
 
     async def close(self) -> None:
@@ -142,31 +143,28 @@ class S3Store:
             raise
         return S3Body(self, response, meta, byte_range)
 
-    async def _send(self, method: str, key: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _send(self, method: str, key: str, headers: dict[str, str]) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
-        url = self._base + quote(key, safe="/")
+        target = self._base_path + quote(key, safe="/")
         frozen = await self._credentials.get_frozen_credentials()
         signed = self._signer.headers(
             method,
             self._host,
-            urlsplit(url).path,
+            target,
             Credentials(frozen.access_key, frozen.secret_key, frozen.token),
             headers,
         )
+        signed["Host"] = self._host
         try:
             async with asyncio.timeout(self._first_byte_timeout):
-                response = await self._http.request(
-                    method,
-                    URL(url, encoded=True),
-                    headers=signed,
-                    allow_redirects=False,  # a 3xx must not send us (and our client) elsewhere
-                )
+                # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
+                response = await self._http.request(method, target, signed)
         except TimeoutError:
             raise OriginTimeout(
                 f"no response from storage within {self._first_byte_timeout}s"
             ) from None
-        except aiohttp.ClientError as exc:
-            raise OriginError(f"storage connection failed: {type(exc).__name__}") from None
+        except OriginProtocolError as exc:
+            raise OriginError(f"storage connection failed: {exc}") from None
         if response.status in (200, 206):
             return response
         status = response.status
@@ -187,7 +185,7 @@ class S3Body:
     def __init__(
         self,
         store: S3Store,
-        response: aiohttp.ClientResponse,
+        response: OriginResponse,
         meta: ObjectMeta,
         byte_range: ByteRange | None,
     ) -> None:
@@ -201,21 +199,22 @@ class S3Body:
         store.open_bodies += 1
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
-        content = self._response.content
+        response = self._response
+        size = self._store._chunk_size
         received = 0
         idle = self._store._idle_timeout
         try:
             while True:
                 async with asyncio.timeout(idle):
-                    chunk = await content.readany()
+                    chunk = await response.read_chunk(size)
                 if not chunk:
                     break
                 received += len(chunk)
                 yield chunk
         except TimeoutError:
             raise OriginTimeout(f"storage sent nothing for {idle}s mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise OriginError(f"storage stream broke: {type(exc).__name__}") from None
+        except OriginProtocolError as exc:
+            raise OriginError(f"storage stream broke: {exc}") from None
         if received != self._expected:
             raise OriginError(f"storage stream ended after {received} of {self._expected} bytes")
         self._complete = True
@@ -239,7 +238,7 @@ def _content_range(value: str | None) -> ByteRange:
     return ByteRange(start, end, size)
 
 
-def _meta(response: aiohttp.ClientResponse, byte_range: ByteRange | None) -> ObjectMeta:
+def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
     headers = response.headers
     if byte_range is not None:
         size = byte_range.size

@@ -1,0 +1,250 @@
+"""The storage data-path client: keep-alive, streaming bodies, and every way an answer can be
+unusable. A scripted asyncio server plays storage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gateway.storage.origin_http import ConnectionPool, OriginProtocolError
+
+
+class Storage:
+    """Answers each request with the next scripted reply; counts connections and requests."""
+
+    def __init__(self, replies: Callable[[int], bytes | None]) -> None:
+        self.replies = replies
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                reply = self.replies(len(self.requests))
+                if reply is None:  # hang up without answering
+                    break
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+Start = Callable[[Callable[[int], bytes | None]], Storage]
+
+
+@pytest.fixture
+async def storage() -> AsyncIterator[Start]:
+    started: list[Storage] = []
+
+    def start(replies: Callable[[int], bytes | None]) -> Storage:
+        fake = Storage(replies)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        if fake.server is not None:
+            fake.server.close()
+
+
+async def serve(fake: Storage) -> ConnectionPool:
+    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    return ConnectionPool("127.0.0.1", fake.port, tls=False, size=4, connect_timeout=2)
+
+
+def ok(body: bytes, extra: str = "") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra.encode(),
+        body,
+    )
+
+
+async def read_all(pool: ConnectionPool, method: str = "GET") -> tuple[int, bytes]:
+    response = await pool.request(method, "/bucket/key", {"Host": "storage"})
+    body = b""
+    while chunk := await response.read_chunk(3):
+        body += chunk
+    response.release()
+    return response.status, body
+
+
+async def test_a_connection_is_reused_once_a_body_was_read_whole(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"object %d" % n))
+    pool = await serve(fake)
+
+    assert await read_all(pool) == (200, b"object 1")
+    assert await read_all(pool) == (200, b"object 2")
+
+    assert fake.connections == 1
+    await pool.close()
+
+
+async def test_the_request_carries_method_target_and_headers(storage: Start) -> None:
+    fake = storage(lambda n: ok(b""))
+    pool = await serve(fake)
+    await read_all(pool)
+    assert fake.requests == [b"GET /bucket/key HTTP/1.1\r\nHost: storage\r\n\r\n"]
+    await pool.close()
+
+
+async def test_a_body_left_unread_closes_its_connection(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"x" * 100))
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert await response.read_chunk(10) == b"x" * 10
+    response.release()
+
+    assert await read_all(pool) == (200, b"x" * 100)
+    assert fake.connections == 2
+    await pool.close()
+
+
+async def test_a_head_answer_has_no_body_whatever_its_length(storage: Start) -> None:
+    fake = storage(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")
+    pool = await serve(fake)
+    response = await pool.request("HEAD", "/k", {})
+    assert (response.status, response.headers["content-length"]) == (200, "5000")
+    assert await response.read_chunk(10) == b""
+    assert await read_all(pool, "HEAD") == (200, b"")
+    assert fake.connections == 1
+    await pool.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+    ids=["connection-close", "http-1.0"],
+)
+async def test_a_connection_the_server_will_close_is_not_reused(
+    storage: Start, reply: bytes
+) -> None:
+    fake = storage(lambda n: reply)
+    pool = await serve(fake)
+    assert await read_all(pool) == (200, b"ok")
+    assert await read_all(pool) == (200, b"ok")
+    assert fake.connections == 2
+    await pool.close()
+
+
+async def test_an_idle_connection_the_server_dropped_is_retried_on_a_new_one(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: None if n == 2 else ok(b"fine"))
+    pool = await serve(fake)
+    assert await read_all(pool) == (200, b"fine")
+
+    assert await read_all(pool) == (200, b"fine")  # request 2 was dropped, 3 answered
+
+    assert fake.connections == 2
+    await pool.close()
+
+
+async def test_a_new_connection_closed_without_an_answer_is_an_error(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: None)
+    pool = await serve(fake)
+    with pytest.raises(OriginProtocolError, match="without answering"):
+        await pool.request("GET", "/k", {})
+    await pool.close()
+
+
+async def test_a_body_cut_short_is_an_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut, "127.0.0.1", 0)
+    pool = ConnectionPool(
+        "127.0.0.1", server.sockets[0].getsockname()[1], tls=False, size=1, connect_timeout=2
+    )
+    response = await pool.request("GET", "/k", {})
+    assert await response.read_chunk(100) == b"abc"
+    with pytest.raises(OriginProtocolError, match="7 bytes to go"):
+        await response.read_chunk(100)
+    response.close()
+    server.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"HTTP/2 200 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "status line"),
+        (b"ICY 200 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "header line"),
+        (b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n", "header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", "too large"),
+    ],
+    ids=["http2", "bad-code", "not-http", "no-colon", "folded", "two-lengths", "negative", "huge"],
+)
+async def test_an_unreadable_answer_is_an_error_never_a_guess(
+    storage: Start, reply: bytes, message: str
+) -> None:
+    fake = storage(lambda n: reply)
+    pool = await serve(fake)
+    with pytest.raises(OriginProtocolError, match=message):
+        await pool.request("GET", "/k", {})
+    await pool.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nuntil close",
+    ],
+    ids=["chunked", "no-length"],
+)
+async def test_a_body_without_a_length_cannot_be_streamed(storage: Start, reply: bytes) -> None:
+    fake = storage(lambda n: reply)
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    with pytest.raises(OriginProtocolError, match="Content-Length"):
+        await response.read_chunk(10)
+    response.close()
+    await pool.close()
+
+
+async def test_an_error_status_is_returned_and_its_connection_not_reused(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n<NoSuch/>")
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert response.status == 404
+    response.release()  # the XML is never read: the connection goes
+    await pool.request("GET", "/k", {})
+    assert fake.connections == 2
+    await pool.close()
+
+
+async def test_nothing_listening_is_an_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    pool = ConnectionPool("127.0.0.1", port, tls=False, size=1, connect_timeout=2)
+    with pytest.raises(OriginProtocolError, match="cannot connect"):
+        await pool.request("GET", "/k", {})
