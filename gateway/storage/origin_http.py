@@ -12,9 +12,9 @@ not (an unreadable status line or header) are origin errors, never guesses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import deque
+from typing import cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -25,20 +25,129 @@ class OriginProtocolError(Exception):
     """Storage's answer could not be read as HTTP/1.1 (or the connection broke)."""
 
 
+class _Connection(asyncio.Protocol):
+    """One connection to storage. Received data is kept as the bytes objects the loop made,
+    and handed out whole: unlike `asyncio.StreamReader` (a bytearray that is extended, sliced
+    and shifted), no byte of an object's body is copied on its way through the gateway.
+    Reading pauses once `high_water` bytes wait, so a slow client slows storage down."""
+
+    def __init__(self, high_water: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._high_water = high_water
+        self._paused = False
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > self._high_water and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self._eof:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    @property
+    def idle_usable(self) -> bool:
+        """Still open, and nothing unexpected arrived while it sat in the pool."""
+        return (
+            self.transport is not None
+            and not self.transport.is_closing()
+            and not self._eof
+            and not self._chunks
+        )
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def read_head(self) -> bytes:
+        """Everything up to and including the blank line; what follows stays buffered.
+        Raises `_StaleConnection` if the connection ends before a single byte arrives."""
+        seen = b""
+        while True:
+            while not self._chunks:
+                if self._eof:
+                    if seen:
+                        raise OriginProtocolError("storage closed the connection mid-answer")
+                    raise _StaleConnection
+                await self._wait()
+            seen += self._take(len(self._chunks[0]))
+            end = seen.find(b"\r\n\r\n")
+            if end + 4 > MAX_HEAD or (end < 0 and len(seen) > MAX_HEAD):
+                raise OriginProtocolError("storage's response head is too large")
+            if end >= 0:
+                rest = seen[end + 4 :]
+                if rest:
+                    self._chunks.appendleft(rest)
+                    self._buffered += len(rest)
+                return seen[: end + 4]
+
+    async def read(self, limit: int) -> bytes:
+        """The next received bytes, at most `limit`; b"" once the connection has ended."""
+        while not self._chunks:
+            if self._eof:
+                if self._error is not None:
+                    raise OriginProtocolError(f"connection broke: {type(self._error).__name__}")
+                return b""
+            await self._wait()
+        return self._take(limit)
+
+    def _take(self, limit: int) -> bytes:
+        chunk = self._chunks.popleft()
+        if len(chunk) > limit:  # rare: only past the end of a body or within the head
+            self._chunks.appendleft(chunk[limit:])
+            chunk = chunk[:limit]
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= self._high_water // 2 and self.transport:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+
 class OriginResponse:
     def __init__(
         self,
         pool: ConnectionPool,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: _Connection,
         status: int,
         headers: CIMultiDictProxy[str],
         body_length: int | None,
         reusable: bool,
     ) -> None:
         self._pool = pool
-        self._reader = reader
-        self._writer = writer
+        self._connection = connection
         self.status = status
         self.headers = headers
         self._remaining = body_length
@@ -52,10 +161,7 @@ class OriginResponse:
             raise OriginProtocolError("no Content-Length: the body cannot be delimited")
         if self._remaining == 0:
             return b""
-        try:
-            chunk = await self._reader.read(min(size, self._remaining))
-        except OSError as exc:
-            raise OriginProtocolError(f"connection broke: {type(exc).__name__}") from None
+        chunk = await self._connection.read(min(size, self._remaining))
         if not chunk:
             raise OriginProtocolError(f"connection closed with {self._remaining} bytes to go")
         self._remaining -= len(chunk)
@@ -67,15 +173,15 @@ class OriginResponse:
             return
         self._done = True
         if self._reusable and self._remaining == 0:
-            self._pool.put_back(self._reader, self._writer)
+            self._pool.put_back(self._connection)
         else:
-            self._writer.close()
+            self._connection.close()
 
     def close(self) -> None:
         """Abandon the response (and its connection) whatever was read."""
         if not self._done:
             self._done = True
-            self._writer.close()
+            self._connection.close()
 
 
 class ConnectionPool:
@@ -89,13 +195,15 @@ class ConnectionPool:
         tls: bool,
         size: int,
         connect_timeout: float,
+        read_buffer: int = 1024 * 1024,
     ) -> None:
         self.host = host
         self.port = port
         self.size = size
         self.connect_timeout = connect_timeout
+        self.read_buffer = read_buffer
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
-        self._idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+        self._idle: deque[_Connection] = deque()
         self._closed = False
 
     async def request(self, method: str, target: str, headers: dict[str, str]) -> OriginResponse:
@@ -108,82 +216,60 @@ class ConnectionPool:
         reused = self._take()
         if reused is not None:
             try:
-                return await self._exchange(*reused, head, method)
+                return await self._exchange(reused, head, method)
             except _StaleConnection:
                 pass
-        reader, writer = await self._connect()
+        connection = await self._connect()
         try:
-            return await self._exchange(reader, writer, head, method)
+            return await self._exchange(connection, head, method)
         except _StaleConnection:
             raise OriginProtocolError("storage closed the connection without answering") from None
 
-    def put_back(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closed or len(self._idle) >= self.size or writer.is_closing():
-            writer.close()
+    def put_back(self, connection: _Connection) -> None:
+        if self._closed or len(self._idle) >= self.size or not connection.idle_usable:
+            connection.close()
             return
-        self._idle.append((reader, writer))
+        self._idle.append(connection)
 
     async def close(self) -> None:
         self._closed = True
         while self._idle:
-            _, writer = self._idle.pop()
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            self._idle.pop().close()
 
-    def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    def _take(self) -> _Connection | None:
         while self._idle:
-            reader, writer = self._idle.pop()
-            if not writer.is_closing() and not reader.at_eof():
-                return reader, writer
-            writer.close()
+            connection = self._idle.pop()
+            if connection.idle_usable:
+                return connection
+            connection.close()
         return None
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                return await asyncio.open_connection(
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self.read_buffer),
                     self.host,
                     self.port,
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl else None,
-                    limit=MAX_HEAD,
                 )
         except TimeoutError:
             raise
         except OSError as exc:
             raise OriginProtocolError(f"cannot connect: {type(exc).__name__}") from None
+        return connection
 
-    async def _exchange(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        head: bytes,
-        method: str,
-    ) -> OriginResponse:
+    async def _exchange(self, connection: _Connection, head: bytes, method: str) -> OriginResponse:
         try:
-            writer.write(head)
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            writer.close()
-            if not exc.partial:
-                raise _StaleConnection from None
-            raise OriginProtocolError("storage closed the connection mid-answer") from None
-        except (ConnectionResetError, BrokenPipeError):
-            writer.close()
-            raise _StaleConnection from None
-        except asyncio.LimitOverrunError:
-            writer.close()
-            raise OriginProtocolError("storage's response head is too large") from None
-        except BaseException:
-            writer.close()  # a timeout or cancellation leaves the exchange half done
-            raise
-        try:
+            connection.write(head)
+            raw = await connection.read_head()
             status, headers, length, reusable = _parse_head(raw, method)
-        except OriginProtocolError:
-            writer.close()
+        except BaseException:
+            connection.close()  # an error, a timeout or a cancellation: never reuse it
             raise
-        response = OriginResponse(self, reader, writer, status, headers, length, reusable)
+        response = OriginResponse(self, connection, status, headers, length, reusable)
         if length == 0:
             response.release()
         return response
