@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
+import uvloop
 
 from signer import Algorithm, Keyring, Status, new_key
 
@@ -22,3 +26,11 @@ def ed_keyring() -> Keyring:
 @pytest.fixture(params=[Algorithm.HMAC_SHA256, Algorithm.ED25519], ids=lambda a: a.value)
 def keyring(request: pytest.FixtureRequest) -> Keyring:
     return Keyring([new_key("k1", request.param, Status.ACTIVE, now=NOW)])
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The gateway runs on uvloop in production, so every async test does too: uvloop's
+    transports differ from asyncio's (they do not subclass asyncio.Transport, for one)."""
+    return {"uvloop": uvloop.new_event_loop}

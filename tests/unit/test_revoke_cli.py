@@ -161,11 +161,12 @@ def test_the_store_can_come_from_a_config_file(
     other = tmp_path / "configured.sqlite3"
     config = tmp_path / "gateway.toml"
     config.write_text(f'[gateway]\nrevocation_db = "{other}"\nmax_link_lifetime = 3600\n')
+    before = int(time.time()) - 60  # within the configured (short) lifetime of now
     code, _, _ = run(
-        capsys, "revoke", "--key-id", "k1", "--before", str(RECENT), "--config", str(config)
+        capsys, "revoke", "--key-id", "k1", "--before", str(before), "--config", str(config)
     )
     assert code == 0
-    assert stored(other, now=0) == [Revocation(Kind.KEY_ID, "k1", RECENT + 3600 + SKEW, RECENT)]
+    assert stored(other, now=0) == [Revocation(Kind.KEY_ID, "k1", before + 3600 + SKEW, before)]
     assert not db.exists()
 
 
