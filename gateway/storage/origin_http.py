@@ -176,16 +176,19 @@ class OriginResponse:
             self._pool.put_back(self._connection)
         else:
             self._connection.close()
+        self._pool.slots.release()
 
     def close(self) -> None:
         """Abandon the response (and its connection) whatever was read."""
         if not self._done:
             self._done = True
             self._connection.close()
+            self._pool.slots.release()
 
 
 class ConnectionPool:
-    """Idle keep-alive connections to one host, most recently used first."""
+    """Connections to one host: at most `size` in use at once (more requests wait for a slot,
+    within the caller's deadline), idle keep-alive ones reused most recent first."""
 
     def __init__(
         self,
@@ -205,6 +208,7 @@ class ConnectionPool:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self._idle: deque[_Connection] = deque()
         self._closed = False
+        self.slots = asyncio.Semaphore(size)  # released when the response is
 
     async def request(self, method: str, target: str, headers: dict[str, str]) -> OriginResponse:
         """Send one request; the answer's head is read, the body is left to the caller.
@@ -213,17 +217,24 @@ class ConnectionPool:
         answer arrives; then the request (GET or HEAD: idempotent) goes once more on a new
         connection."""
         head = _request_head(method, target, headers)
-        reused = self._take()
-        if reused is not None:
-            try:
-                return await self._exchange(reused, head, method)
-            except _StaleConnection:
-                pass
-        connection = await self._connect()
+        await self.slots.acquire()
         try:
-            return await self._exchange(connection, head, method)
-        except _StaleConnection:
-            raise OriginProtocolError("storage closed the connection without answering") from None
+            reused = self._take()
+            if reused is not None:
+                try:
+                    return await self._exchange(reused, head, method)
+                except _StaleConnection:
+                    pass
+            connection = await self._connect()
+            try:
+                return await self._exchange(connection, head, method)
+            except _StaleConnection:
+                raise OriginProtocolError(
+                    "storage closed the connection without answering"
+                ) from None
+        except BaseException:
+            self.slots.release()
+            raise
 
     def put_back(self, connection: _Connection) -> None:
         if self._closed or len(self._idle) >= self.size or not connection.idle_usable:

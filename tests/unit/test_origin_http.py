@@ -248,3 +248,22 @@ async def test_nothing_listening_is_an_error() -> None:
     pool = ConnectionPool("127.0.0.1", port, tls=False, size=1, connect_timeout=2)
     with pytest.raises(OriginProtocolError, match="cannot connect"):
         await pool.request("GET", "/k", {})
+
+
+async def test_no_more_than_size_connections_are_in_use_at_once(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"body"))
+    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    pool = ConnectionPool("127.0.0.1", fake.port, tls=False, size=1, connect_timeout=2)
+    first = await pool.request("GET", "/a", {})
+    second = asyncio.create_task(pool.request("GET", "/b", {}))
+    with pytest.raises(TimeoutError):  # it waits for the only slot
+        await asyncio.wait_for(asyncio.shield(second), 0.2)
+
+    assert await first.read_chunk(100) == b"body"
+    first.release()
+
+    response = await asyncio.wait_for(second, 5)
+    assert response.status == 200
+    assert fake.connections == 1  # the second request took the first one's connection
+    response.close()
+    await pool.close()
