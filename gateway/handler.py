@@ -2,6 +2,8 @@
 
     client address -> verify token -> object key -> storage -> conditionals/range -> stream
 
+A PUT takes the same path up to the object key, then goes to `gateway/upload.py`.
+
 Nothing touches storage before the token is verified. Every exit goes through `_finish`, which
 records the outcome once for metrics and the access log.
 """
@@ -34,12 +36,14 @@ from gateway.revocation import RevocationStore, RevocationView
 from gateway.settings import Settings
 from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
+from gateway.upload import Uploads
 from signer import Reason, Rejected, verify
 from signer.format import IPAddress
 
 log = logging.getLogger("gateway.handler")
 
-READ_METHODS = "GET, HEAD"
+METHODS = ("GET", "HEAD", "PUT")
+ALLOWED = ", ".join(METHODS)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Pipeline:
         self.prefix = gateway.settings.origin.prefix
         self.max_lifetime = gateway.settings.max_link_lifetime
         self.revocations = gateway.revocations
+        self.uploads = Uploads(gateway)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -86,8 +91,8 @@ class Pipeline:
         client: IPAddress | None,
         record: AccessRecord,
     ) -> web.StreamResponse:
-        if method not in ("GET", "HEAD"):
-            return _answer(record, responses.method_not_allowed(READ_METHODS), "method_not_allowed")
+        if method not in METHODS:
+            return _answer(record, responses.method_not_allowed(ALLOWED), "method_not_allowed")
         try:
             verified = verify(
                 self.gw.keyring.current,
@@ -111,6 +116,8 @@ class Pipeline:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:
             return _answer(record, responses.invalid_path(), "invalid_path")
+        if method == "PUT":
+            return await self.uploads.receive(request, verified, key, record)
         try:
             if method == "HEAD":
                 return await self._head(request, key, record)

@@ -26,6 +26,7 @@ class AccessRecord:
     status: int = 0
     reason: str = ""
     sent: int = 0
+    received: int = 0
     duration: float = 0.0
     key_id: str | None = None
     sub: str | None = None
@@ -42,6 +43,8 @@ class AccessRecord:
             "bytes": self.sent,
             "duration_ms": round(self.duration * 1000, 3),
         }
+        if self.received:
+            record["received"] = self.received
         if self.key_id is not None:
             record["key_id"] = self.key_id
             record["token_id"] = self.token_id
