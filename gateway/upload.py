@@ -3,7 +3,9 @@
 The pipeline (`gateway/handler.py`) has verified the token, checked revocation and mapped the
 path to a key before it hands a PUT here. Then, in order, and all before the body is read:
 
-    headers vs the signed constraints (411/413/400/415) -> NoOverwrite: is the key free? (412)
+    headers vs the signed constraints (411/413/400/415)
+    -> NoOverwrite: claim the key fleet-wide (409 while another upload writes it), then is it
+       free? (412)
     -> OneTime: claim the link fleet-wide (409 while another upload holds it) -> 100 Continue
 
 and only then the body is streamed into storage (`ObjectStore.begin_upload`), counted against
@@ -17,6 +19,7 @@ everywhere with 403 `revoked`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -70,26 +73,64 @@ class Uploads:
         )
         if isinstance(body_plan, Refusal):
             return _answer(record, body_plan.status, body_plan.code)
-        store = self.gw.store
-        try:
-            if claims.no_overwrite and await _exists(store, key):
-                return _answer(record, 412, "object_exists")
-        except StorageError as exc:
-            return self._storage_failure(exc, record)
-        token = verified.token_id
-        until = claims.expires + self.skew
-        if claims.one_time:
-            try:
-                claimed = await self.gw.revocation_store.claim_once(token, until)
-            except Exception as exc:  # any store failure: fail closed, never upload twice
-                log.error("could not claim a one-time link: %s", type(exc).__name__)
-                return _answer(record, 503, "revocation_store_unavailable")
-            if not claimed:
-                return _answer(record, 409, "token_in_use")
+        token, until = verified.token_id, claims.expires + self.skew
+        lock = _object_lock(key) if claims.no_overwrite else None
+        held: list[str] = []  # claims taken in the revocation store, given back on the way out
         stored: StoredObject | None = None
+        try:
+            if lock is not None:
+                # One no-overwrite upload per key at a time, fleet-wide: what storage's own
+                # conditional write guarantees only on some stores (docs/gateway.md).
+                refused = await self._claim(lock, until, "upload_in_progress", record)
+                if refused is not None:
+                    return refused
+                held.append(lock)
+                try:
+                    if await _exists(self.gw.store, key):
+                        return _answer(record, 412, "object_exists")
+                except StorageError as exc:
+                    return self._storage_failure(exc, record)
+            if claims.one_time:
+                refused = await self._claim(token, until, "token_in_use", record)
+                if refused is not None:
+                    return refused
+                held.append(token)
+            result = await self._receive(request, key, body_plan, claims.no_overwrite, record)
+            if isinstance(result, web.Response):
+                return result
+            stored = result
+        finally:
+            for name in held:
+                if name == lock or stored is None:
+                    await asyncio.shield(self._release(name))
+        if claims.one_time:
+            await self._revoke(Revocation(Kind.TOKEN, token, until))
+        return _created(record, verified.path, stored)
+
+    async def _claim(
+        self, name: str, until: float, code: str, record: AccessRecord
+    ) -> web.Response | None:
+        """Claim `name` in the revocation store; the refusal to send when that fails."""
+        try:
+            if await self.gw.revocation_store.claim_once(name, until):
+                return None
+        except Exception as exc:  # any store failure: fail closed, never upload twice
+            log.error("could not claim an upload in the revocation store: %s", type(exc).__name__)
+            return _answer(record, 503, "revocation_store_unavailable")
+        return _answer(record, 409, code)
+
+    async def _receive(
+        self,
+        request: web.Request,
+        key: str,
+        body_plan: BodyPlan,
+        no_overwrite: bool,
+        record: AccessRecord,
+    ) -> StoredObject | web.Response:
+        """The body into storage: the stored object, or the response telling why not."""
         self.metrics.uploads.inc()
         try:
-            stored = await self._store(request, key, body_plan, claims.no_overwrite, record)
+            return await self._store(request, key, body_plan, no_overwrite, record)
         except _Refused as exc:
             return _answer(record, exc.status, exc.code)
         except StorageError as exc:
@@ -97,14 +138,17 @@ class Uploads:
         except (ConnectionError, HttpProcessingError):
             # The client went away or broke the framing: nobody is left to answer.
             return _answer(record, 400, "client_disconnected")
+        except asyncio.CancelledError:
+            # With handler cancellation on, a client that goes away cancels the handler; so
+            # does the shutdown deadline. The upload was aborted on the way out either way.
+            gone = request.transport is None or request.transport.is_closing()
+            record.status, record.reason = (
+                (400, "client_disconnected") if gone else (503, "cancelled")
+            )
+            raise
         finally:
             self.metrics.uploads.dec()
             self.metrics.received_bytes.inc(record.received)
-            if claims.one_time and stored is None:
-                await asyncio.shield(self._release(token))
-        if claims.one_time:
-            await self._revoke(Revocation(Kind.TOKEN, token, until))
-        return _created(record, verified.path, stored)
 
     async def _store(
         self,
@@ -152,13 +196,12 @@ class Uploads:
         if record.received < body_plan.minimum:
             raise _Refused(400, "too_small")
 
-    async def _release(self, token: str) -> None:
+    async def _release(self, name: str) -> None:
         try:
-            await self.gw.revocation_store.release(token)
+            await self.gw.revocation_store.release(name)
         except Exception as exc:
             log.error(
-                "could not release a one-time link's claim (%s): it stays unusable until it "
-                "expires",
+                "could not give back an upload claim (%s): it holds until the link expires",
                 type(exc).__name__,
             )
 
@@ -173,6 +216,7 @@ class Uploads:
 
     def _storage_failure(self, exc: StorageError, record: AccessRecord) -> web.Response:
         self.metrics.storage_errors.labels(exc.kind).inc()
+        log.warning("upload failed in storage: %s", exc)
         if isinstance(exc, NotFound):
             # Only a local store says this on writes: a symlink in the way.
             return _answer(record, 400, "invalid_path")
@@ -198,6 +242,11 @@ async def close_if_body_unread(request: web.Request, response: web.StreamRespons
     if request.body_exists and not request.content.is_eof():
         response.force_close()  # the connection ends after this response...
         response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
+
+
+def _object_lock(key: str) -> str:
+    """The claim name for writing `key`: never a token id (those are 32 hex digits)."""
+    return "object:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 async def _exists(store: ObjectStore, key: str) -> bool:
