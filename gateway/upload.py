@@ -225,15 +225,14 @@ class Uploads:
         return response
 
 
-async def defer_expect(request: web.Request) -> None:
+async def defer_expect(request: web.Request) -> web.Response | None:
     """The route's `Expect` handler: send no `100 Continue` up front (aiohttp's default would,
     before the handler runs). An upload sends it once every check has passed, so a refused
     client never sends its body; any other expectation is 417."""
     expect = request.headers.get(hdrs.EXPECT, "")
     if request.version >= HttpVersion11 and expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(
-            body=b'{"error":"expectation_failed"}\n', content_type="application/json"
-        )
+        return responses.error(417, "expectation_failed")
+    return None
 
 
 async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:

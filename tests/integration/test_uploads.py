@@ -290,6 +290,13 @@ async def test_100_continue_is_sent_only_once_the_upload_is_accepted(
     assert first.startswith(expected)
 
 
+async def test_an_unknown_expectation_is_417(gw: RunningGateway, keys: Keys, folder: str) -> None:
+    target = keys.sign(f"{folder}/f.bin", method="PUT")
+    head = f"PUT {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nExpect: teapot\r\n"
+
+    assert (await raw_exchange(gw, head)).startswith(b"HTTP/1.1 417 ")
+
+
 async def test_a_refused_client_that_sent_no_body_is_told_the_connection_closes(
     gw: RunningGateway, keys: Keys, folder: str
 ) -> None:
