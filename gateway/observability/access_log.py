@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("gateway.access")
 
@@ -71,12 +72,26 @@ class RedactQueries(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is now, not what it was when logging was configured: a
+    closed stale stream would make `logging` print the failed record and the exception being
+    handled (which may quote a request line) through its own error path."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(enabled: bool, level: str) -> None:
     """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
     root = logging.getLogger()
     root.setLevel(level)
     if not any(getattr(h, "_gateway", False) for h in root.handlers):
-        errors = logging.StreamHandler(sys.stderr)
+        errors = _Stderr()
         errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         errors._gateway = True  # type: ignore[attr-defined]
         root.addHandler(errors)
