@@ -25,6 +25,7 @@ from gateway.settings import Settings
 from gateway.storage import ObjectStore, StorageError
 from gateway.storage.local import LocalStore
 from gateway.storage.s3 import S3Store
+from gateway.upload import close_if_body_unread, defer_expect
 
 log = logging.getLogger("gateway")
 
@@ -51,6 +52,7 @@ def make_store(settings: Settings) -> LocalStore | S3Store:
         idle_timeout=settings.idle_timeout,
         chunk_size=settings.chunk_size,
         pool_size=settings.origin_connections,
+        upload_part_size=settings.upload_part_size,
     )
 
 
@@ -119,10 +121,10 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(on_shutdown)
-    app.on_response_prepare.append(server_header)
+    app.on_response_prepare.extend([server_header, close_if_body_unread])
     if settings.cors.enabled:
         app.on_response_prepare.append(cors_headers)
-    app.router.add_route("*", "/{path:.*}", handle)
+    app.router.add_route("*", "/{path:.*}", handle, expect_handler=defer_expect)
     return app
 
 

@@ -6,6 +6,7 @@
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
 one `verify` call below. Nothing touches storage before the token is verified. Every exit goes
 through `_finish`, which records the outcome once for metrics and the access log.
+A PUT takes the same path up to the object key, then goes to `gateway/upload.py`.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ from gateway.settings import Settings
 from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
 from gateway.token_source import locate
+from gateway.upload import Uploads
 from signer import Reason, Rejected, verify
 from signer.format import Claims, IPAddress, strip_path_token
 
 log = logging.getLogger("gateway.handler")
 
-READ_METHODS = "GET, HEAD"
+METHODS = ("GET", "HEAD", "PUT")
+ALLOWED = ", ".join(METHODS)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Pipeline:
         self.revocations = gateway.revocations
         self.cors = gateway.settings.cors
         self.cookies = CookieIssuer(gateway.settings)
+        self.uploads = Uploads(gateway)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -98,8 +102,8 @@ class Pipeline:
             if allowed is None:
                 return _answer(record, responses.cors_refused(), "cors_refused")
             return _answer(record, web.Response(status=204, headers=allowed), "preflight")
-        if method not in ("GET", "HEAD"):
-            return _answer(record, responses.method_not_allowed(READ_METHODS), "method_not_allowed")
+        if method not in METHODS:
+            return _answer(record, responses.method_not_allowed(ALLOWED), "method_not_allowed")
         try:
             presented = locate(raw_path, raw_query, request.headers.getall("Cookie", ()))
             verified = verify(
@@ -124,6 +128,8 @@ class Pipeline:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:
             return _answer(record, responses.invalid_path(), "invalid_path")
+        if method == "PUT":
+            return await self.uploads.receive(request, verified, key, record)
         extra = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
         try:
             if method == "HEAD":

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.http.ranges import unsatisfiable_content_range
 from gateway.storage import (
+    AlreadyExists,
     NotFound,
     OriginError,
     OriginTimeout,
@@ -63,6 +64,8 @@ def storage_failure(exc: StorageError) -> tuple[web.Response, str]:
     if isinstance(exc, RangeNotSatisfiable):
         headers = {"Content-Range": unsatisfiable_content_range(exc.size)}
         return error(416, "range_not_satisfiable", headers), "range_not_satisfiable"
+    if isinstance(exc, AlreadyExists):
+        return error(412, "object_exists"), "object_exists"
     if isinstance(exc, OriginTimeout):
         return error(504, "origin_timeout"), "origin_timeout"
     if isinstance(exc, OriginError):

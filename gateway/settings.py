@@ -22,6 +22,7 @@ from gateway.http.cors import ANY, CorsPolicy, parse_origins
 from signer.format import IPNetwork
 
 ENV_PREFIX = "GATEWAY_"
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 
 
 class SettingsError(Exception):
@@ -240,6 +241,18 @@ SETTINGS: tuple[Setting, ...] = (
         "256",
         "connection pool size towards storage (per worker)",
     ),
+    Setting(
+        "max_upload_bytes",
+        _positive_int(1, 5 * 1024**4),
+        str(5 * 1024**3),
+        "largest upload body accepted, whatever a link's MaxBytes says",
+    ),
+    Setting(
+        "upload_part_size",
+        _positive_int(5 * 1024**2, 512 * 1024**2),
+        str(8 * 1024**2),
+        "bytes per multipart part (and the largest single PutObject); ~2 parts per upload in RAM",
+    ),
     Setting("workers", _positive_int(1, 256), "1", "processes sharing the public port"),
     Setting(
         "keyring_watch_interval",
@@ -335,6 +348,8 @@ class Settings:
     shutdown_grace: float
     chunk_size: int
     origin_connections: int
+    max_upload_bytes: int
+    upload_part_size: int
     workers: int
     keyring_watch_interval: float
     revocation_db: Path
@@ -393,6 +408,11 @@ def load(
     settings = Settings(**values)
     if settings.listen == settings.admin_listen and settings.listen.port != 0:
         raise SettingsError(f"{ENV_PREFIX}ADMIN_LISTEN: must differ from {ENV_PREFIX}LISTEN")
+    if settings.max_upload_bytes > settings.upload_part_size * MAX_PARTS:
+        raise SettingsError(
+            f"{ENV_PREFIX}MAX_UPLOAD_BYTES: above {MAX_PARTS} parts of upload_part_size "
+            f"({settings.upload_part_size * MAX_PARTS}); raise {ENV_PREFIX}UPLOAD_PART_SIZE"
+        )
     if settings.origin.scheme == "s3" and settings.s3_region is None and settings.s3_endpoint_url:
         settings = settings.replace(s3_region="us-east-1")
     if settings.origin.scheme == "s3" and settings.s3_region is None:

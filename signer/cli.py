@@ -28,6 +28,8 @@ examples:
   signer sign https://media.example.com/videos/intro.mp4 --keyring keys.json --expires-in 3600
   signer sign https://media.example.com/hls/ep1/master.m3u8 --keyring keys.json \\
       --expires-in 7200 --prefix /hls/ep1/ --ip 203.0.113.0/24 --sub user-42
+  signer sign https://media.example.com/uploads/u42/avatar.png --keyring keys.json \\
+      --expires-in 600 --method PUT --content-type image/ --max-bytes 10485760 --one-time
   signer verify 'https://media.example.com/videos/intro.mp4?Expires=...' --keyring public.json
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
@@ -346,9 +348,14 @@ def _verify(args: argparse.Namespace) -> int:
         ("sub", claims.sub),
         ("type", claims.response_content_type),
         ("disposition", claims.response_content_disposition),
+        ("content type", claims.content_type),
+        ("min bytes", claims.min_bytes),
+        ("max bytes", claims.max_bytes),
+        ("no overwrite", "yes" if claims.no_overwrite else None),
+        ("one time", "yes" if claims.one_time else None),
     ):
         if value is not None:
-            print(f"  {label:7} {value}")
+            print(f"  {label:12} {value}")
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
 

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 ANY = "*"
-METHODS = ("GET", "HEAD")
-#: Request headers a player may send: ranges for seeking, validators for revalidation.
+METHODS = ("GET", "HEAD", "PUT")
+#: Request headers a player may send (ranges for seeking, validators for revalidation), and the
+#: type of a browser upload (`fetch(url, {method: "PUT", body: file})` sends the file's).
 REQUEST_HEADERS = frozenset(
-    ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
+    (
+        "range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "content-type",
+    )
 )
 #: Response headers scripts may read beyond the CORS-safelisted ones.
 EXPOSED = "Content-Range, Content-Length, Accept-Ranges, ETag, Content-Disposition"

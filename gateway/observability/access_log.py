@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("gateway.access")
 
@@ -27,6 +28,7 @@ class AccessRecord:
     status: int = 0
     reason: str = ""
     sent: int = 0
+    received: int = 0
     duration: float = 0.0
     key_id: str | None = None
     sub: str | None = None
@@ -43,6 +45,8 @@ class AccessRecord:
             "bytes": self.sent,
             "duration_ms": round(self.duration * 1000, 3),
         }
+        if self.received:
+            record["received"] = self.received
         if self.key_id is not None:
             record["key_id"] = self.key_id
             record["token_id"] = self.token_id
@@ -71,16 +75,29 @@ class RedactQueries(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is now, not what it was when logging was configured: a
+    closed stale stream would make `logging` print the failed record and the exception being
+    handled (which may quote a request line) through its own error path."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(enabled: bool, level: str) -> None:
     """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
     root = logging.getLogger()
     root.setLevel(level)
-    for old in [h for h in root.handlers if getattr(h, "_gateway", False)]:
-        root.removeHandler(old)  # configure again: bind to the current stderr, never a stale one
-    errors = logging.StreamHandler(sys.stderr)
-    errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    errors._gateway = True  # type: ignore[attr-defined]
-    root.addHandler(errors)
+    if not any(getattr(h, "_gateway", False) for h in root.handlers):
+        errors = _Stderr()
+        errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        errors._gateway = True  # type: ignore[attr-defined]
+        root.addHandler(errors)
     for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
         noisy = logging.getLogger(name)
         if not any(isinstance(f, RedactQueries) for f in noisy.filters):

@@ -68,6 +68,14 @@ class Metrics:
             "Object bodies being streamed to clients now.",
             registry=r,
         )
+        self.received_bytes = Counter(
+            "gateway_received_bytes_total", "Upload body bytes received from clients.", registry=r
+        )
+        self.uploads = Gauge(
+            "gateway_uploads_in_flight",
+            "Upload bodies being received and written to storage now.",
+            registry=r,
+        )
         self.storage_errors = Counter(
             "gateway_storage_errors_total", "Storage failures, by kind.", ["kind"], registry=r
         )

@@ -34,6 +34,15 @@ class RevocationStore(Protocol):
     async def follow(self, view: RevocationView) -> None: ...
     async def close(self) -> None: ...
 
+    async def claim_once(self, token_id: str, until: float) -> bool:
+        """Atomically claim a one-time link for one use, fleet-wide: True for exactly one
+        caller until `release` or `until` (unix seconds, the link's expiry plus skew)."""
+        ...
+
+    async def release(self, token_id: str) -> None:
+        """Give a claim back (the use failed), so the link can be tried again."""
+        ...
+
 
 def make_store(settings: Settings) -> RevocationStore:
     if settings.redis_url:

@@ -8,6 +8,9 @@ lag). On start and on every reconnect it resyncs in full: it notes the stream's 
 reads the whole hash, then follows the stream from that id, so nothing added while it was away
 is missed. A resync only adds (entries never get withdrawn, they expire), so a Redis that lost
 its data does not lift a revocation: the gateway keeps enforcing it and writes it back.
+
+One-time upload links are claimed with `SET <ns>:claim:<token id> NX PX`, which exactly one
+gateway of the fleet wins; the key expires with the link.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class RedisStore:
         self.entries_key = f"{namespace}:entries"
         self.events_key = f"{namespace}:events"
         self.prune_lock_key = f"{namespace}:prune-lock"
+        self.claims_prefix = f"{namespace}:claim:"
         self.connected = False
         self.resyncs = 0
         self._client: redis.Redis = redis.from_url(
@@ -82,6 +86,15 @@ class RedisStore:
                 except WatchError:
                     continue
         raise RevocationError("revocation store too busy: the entry changed under every attempt")
+
+    async def claim_once(self, token_id: str, until: float) -> bool:
+        """`SET NX` is the atomic test; the key expires by itself with the link."""
+        ttl_ms = max(1, int((until - time.time()) * 1000))
+        claimed = await self._client.set(self.claims_prefix + token_id, b"1", nx=True, px=ttl_ms)
+        return bool(claimed)
+
+    async def release(self, token_id: str) -> None:
+        await self._client.delete(self.claims_prefix + token_id)
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         current = time.time() if now is None else now

@@ -3,7 +3,8 @@
 Every revocation appends a row with an increasing `seq`; a gateway (each worker process) loads
 all live rows at start and then polls for rows past the last `seq` it has seen, so revocations
 written by `gateway revoke` or the admin API reach every worker within one poll interval.
-SQLite calls run in a thread: the event loop never waits on the disk.
+SQLite calls run in a thread: the event loop never waits on the disk. One-time upload links are
+claimed in the `claims` table (one row per link, its primary key the atomic test).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ CREATE TABLE IF NOT EXISTS revocations (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revocations_until ON revocations (until);
+CREATE TABLE IF NOT EXISTS claims (
+    token_id TEXT PRIMARY KEY,
+    until    REAL NOT NULL
+);
 """
 
 
@@ -74,6 +79,33 @@ class SQLiteStore:
         async with self._lock:
             await asyncio.to_thread(write)
 
+    async def claim_once(self, token_id: str, until: float) -> bool:
+        """One row per claimed link: the primary key makes the insert the atomic test, across
+        every worker process sharing the file."""
+        now = time.time()
+
+        def insert() -> bool:
+            db = self._connect()
+            with db:
+                db.execute("DELETE FROM claims WHERE token_id = ? AND until <= ?", (token_id, now))
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO claims (token_id, until) VALUES (?, ?)",
+                    (token_id, until),
+                )
+                return cursor.rowcount == 1
+
+        async with self._lock:
+            return await asyncio.to_thread(insert)
+
+    async def release(self, token_id: str) -> None:
+        def delete() -> None:
+            db = self._connect()
+            with db:
+                db.execute("DELETE FROM claims WHERE token_id = ?", (token_id,))
+
+        async with self._lock:
+            await asyncio.to_thread(delete)
+
     async def entries(self, now: float | None = None) -> list[Revocation]:
         _, rows = await self._select_since(0, time.time() if now is None else now)
         view = RevocationView()
@@ -86,6 +118,7 @@ class SQLiteStore:
         def delete() -> int:
             db = self._connect()
             with db:
+                db.execute("DELETE FROM claims WHERE until <= ?", (current,))
                 return db.execute("DELETE FROM revocations WHERE until <= ?", (current,)).rowcount
 
         async with self._lock:

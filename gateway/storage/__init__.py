@@ -3,6 +3,7 @@
     StorageError                base of everything a store raises
     ├── NotFound                the object does not exist              -> 404
     ├── RangeNotSatisfiable     the range starts past the end          -> 416 (carries the size)
+    ├── AlreadyExists           a no-overwrite upload found the key    -> 412
     ├── OriginError             storage refused, failed or broke       -> 502
     └── OriginTimeout           storage did not answer in time         -> 504
 
@@ -38,6 +39,10 @@ class RangeNotSatisfiable(StorageError):
         self.size = size
 
 
+class AlreadyExists(StorageError):
+    kind = "exists"
+
+
 class OriginError(StorageError):
     kind = "origin_error"
 
@@ -70,10 +75,35 @@ class ObjectBody(Protocol):
     async def release(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A finished upload: what the client is told."""
+
+    size: int
+    etag: str | None
+
+
+class UploadSink(Protocol):
+    """One upload in progress. Nothing is visible under the key until `complete()` returns;
+    `abort()` (idempotent) removes every trace of it, and must be called if `complete()` was not
+    reached or raised."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def complete(self) -> StoredObject: ...
+
+    async def abort(self) -> None: ...
+
+
 class ObjectStore(Protocol):
     async def head(self, key: str) -> ObjectMeta: ...
 
     async def get(self, key: str, spec: RangeSpec | None) -> ObjectBody: ...
+
+    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> UploadSink:
+        """Start writing `key`. With `no_overwrite`, `complete()` raises AlreadyExists rather
+        than replace an object (atomically where the store supports conditional writes)."""
+        ...
 
     async def check(self) -> None:
         """Raise StorageError unless storage is reachable (for /readyz)."""

@@ -3,20 +3,34 @@
 Same semantics as S3 where the gateway can see them (sizes, ranges, validators, 404s), so the
 README's demo behaves like production. Filesystem calls run in the default thread pool so they
 never block the event loop; not meant for heavy traffic.
+
+Uploads are written to a hidden temporary file in the object's directory and renamed into place
+once complete (atomic on POSIX), so a reader sees the old object or the new one, never half of
+one. No-overwrite uploads are linked into place instead (`link(2)` fails if the name exists), so
+two racing uploads cannot both win.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import os
+import tempfile
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from gateway.http.ranges import ByteRange, RangeSpec
-from gateway.storage import NotFound, ObjectMeta, OriginError, RangeNotSatisfiable
+from gateway.storage import (
+    AlreadyExists,
+    NotFound,
+    ObjectMeta,
+    OriginError,
+    RangeNotSatisfiable,
+    StoredObject,
+)
 
 T = TypeVar("T")
 
@@ -44,6 +58,23 @@ class LocalStore:
     async def get(self, key: str, spec: RangeSpec | None) -> LocalBody:
         handle, meta, byte_range = await _thread(self._open, key, spec)
         return LocalBody(self, handle, meta, byte_range)
+
+    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> LocalUpload:
+        """`content_type` is not kept: a directory stores none (types come from the name)."""
+        final, fd, temporary = await _thread(self._create_temporary, key)
+        return LocalUpload(final, fd, temporary, no_overwrite=no_overwrite)
+
+    def _create_temporary(self, key: str) -> tuple[str, int, str]:
+        final = self._resolve(key)
+        directory, name = os.path.split(final)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            if os.path.realpath(directory) != directory:
+                raise NotFound(key)  # a symlink appeared on the way: refuse, as `_resolve` does
+            fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".upload", dir=directory)
+        except OSError as exc:
+            raise OriginError(f"cannot create an upload file: {exc.strerror}") from None
+        return final, fd, temporary
 
     def _resolve(self, key: str) -> str:
         """No symlinks below the root: one could lead a Prefix token into another directory."""
@@ -113,6 +144,76 @@ class LocalBody:
             self._released = True
             self._store.open_bodies -= 1
             self._handle.close()
+
+
+class LocalUpload:
+    """Writes are gathered into blocks so that each thread hop carries a useful amount."""
+
+    BLOCK = 1024 * 1024
+
+    def __init__(self, final: str, fd: int, temporary: str, *, no_overwrite: bool) -> None:
+        self._final = final
+        self._fd: int | None = fd
+        self._temporary = temporary
+        self._no_overwrite = no_overwrite
+        self._pending = bytearray()
+        self._finished = False
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        self.size += len(data)
+        if len(self._pending) >= self.BLOCK:
+            block, self._pending = bytes(self._pending), bytearray()
+            await _thread(self._write_all, block)
+
+    async def complete(self) -> StoredObject:
+        block, self._pending = bytes(self._pending), bytearray()
+        meta = await _thread(self._finish, block)
+        self._finished = True
+        return StoredObject(size=meta.size, etag=meta.etag)
+
+    async def abort(self) -> None:
+        if not self._finished:
+            self._finished = True
+            await _thread(self._discard)
+
+    def _write_all(self, block: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(block)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise OriginError(f"cannot write the upload: {exc.strerror}") from None
+
+    def _finish(self, block: bytes) -> ObjectMeta:
+        assert self._fd is not None
+        self._write_all(block)
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            if self._no_overwrite:
+                os.link(self._temporary, self._final)  # fails if the name exists: atomic
+                os.unlink(self._temporary)
+            else:
+                os.replace(self._temporary, self._final)
+            return _meta(self._final, os.stat(self._final))
+        except FileExistsError:
+            self._discard()
+            raise AlreadyExists("the object exists") from None
+        except OSError as exc:
+            self._discard()
+            raise OriginError(f"cannot store the upload: {exc.strerror}") from None
+
+    def _discard(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._temporary)
 
 
 async def _thread(function: Callable[..., T], *args: object) -> T:

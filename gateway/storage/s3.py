@@ -31,6 +31,7 @@ from gateway.storage import (
     StorageError,
 )
 from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
+from gateway.storage.s3_upload import S3Upload
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -49,6 +50,7 @@ class S3Store:
         idle_timeout: float,
         chunk_size: int,
         pool_size: int,
+        upload_part_size: int = 8 * 1024 * 1024,
     ) -> None:
         self._bucket = bucket
         self._region = region
@@ -58,6 +60,7 @@ class S3Store:
         self._idle_timeout = idle_timeout
         self._chunk_size = chunk_size
         self._pool_size = pool_size
+        self._upload_part_size = upload_part_size
         if endpoint_url:
             self._base = f"{endpoint_url.rstrip('/')}/{quote(bucket, safe='')}/"
         else:
@@ -122,6 +125,18 @@ class S3Store:
             raise OriginTimeout("storage did not answer HeadBucket in time") from None
         except Exception as exc:
             raise OriginError(f"HeadBucket failed: {type(exc).__name__}") from None
+
+    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> S3Upload:
+        """Uploads go through aiobotocore: they are few and large, so botocore's per-call cost
+        is noise next to the bytes, and it handles multipart and retries of whole parts."""
+        return S3Upload(
+            self._client,
+            bucket=self._bucket,
+            key=key,
+            content_type=content_type,
+            no_overwrite=no_overwrite,
+            part_size=self._upload_part_size,
+        )
 
     async def head(self, key: str) -> ObjectMeta:
         response = await self._send("HEAD", key, {})

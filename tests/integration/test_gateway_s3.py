@@ -314,11 +314,17 @@ async def test_a_link_signed_with_a_verify_key_is_accepted(gw: RunningGateway, k
     assert response.status == 200
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH"])
 async def test_other_methods_are_405(gw: RunningGateway, keys: Keys, method: str) -> None:
     response, _ = await gw.request(method, keys.sign("/docs/hello.txt"))
     assert response.status == 405
-    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.headers["Allow"] == "GET, HEAD, PUT"
+
+
+async def test_a_put_with_a_download_link_is_refused(gw: RunningGateway, keys: Keys) -> None:
+    response, body = await gw.request("PUT", keys.sign("/docs/hello.txt"))
+    assert response.status == 403
+    assert body == b'{"error":"wrong_method"}\n'
 
 
 # --- client address ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ async def test_nothing_secret_appears_in_any_log_line(
         "/doc.txt", Keyring([replace(gone, status=Status.ACTIVE)]), expires_in=600
     )
     missing = keys.sign("/nothing-here.txt", expires_in=600)
+    upload = keys.sign("/up/new.txt", expires_in=600, method="PUT", one_time=True, max_bytes=9)
     targets = [valid, revoked, forged, retired_key, missing, valid + "&extra=1", valid + "%zz"]
     settings = gateway_settings(
         f"file://{objects}",
@@ -59,7 +60,12 @@ async def test_nothing_secret_appears_in_any_log_line(
         async with gateway.session.post(f"{admin}/admin/keyring/reload", headers=bearer) as answer:
             assert answer.status == 200
         statuses = [(await gateway.request("GET", target))[0].status for target in targets]
+        for body in (b"0123456789", b"012345678", b"again"):  # too large, stored, revoked
+            async with gateway.session.put(gateway.url(upload), data=body) as answer:
+                statuses.append(answer.status)
+    targets.append(upload)
     assert statuses[:5] == [200, 403, 403, 403, 404]
+    assert statuses[-3:] == [413, 201, 403]
 
     logged = caplog.text + "\n".join(capsys.readouterr())
     assert '"path":"/doc.txt"' in logged  # the access log did run: this test can fail

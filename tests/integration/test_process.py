@@ -66,7 +66,8 @@ def origin(tmp_path: Path) -> Path:
     return root
 
 
-def serve(tmp_path: Path, origin: Path, **extra: str) -> Served:
+def serve(tmp_path: Path, origin: Path | str, **extra: str) -> Served:
+    """`gateway serve` for a local directory, or for any origin URL given as a string."""
     keyring = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)])
     keyring_file = tmp_path / "gateway-keyring.json"
     keyring.public_export().save(keyring_file, public_only=True)
@@ -74,7 +75,7 @@ def serve(tmp_path: Path, origin: Path, **extra: str) -> Served:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(
         {
-            "GATEWAY_ORIGIN": f"file://{origin}",
+            "GATEWAY_ORIGIN": origin if isinstance(origin, str) else f"file://{origin}",
             "GATEWAY_KEYRING": str(keyring_file),
             "GATEWAY_REVOCATION_DB": str(keyring_file.parent / "revocations.sqlite3"),
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",

@@ -59,18 +59,26 @@ def test_a_preflight_for_reading_with_range_is_allowed(method: str, headers: str
     answer = LISTED.preflight(preflight(method=method, headers=headers))
     assert answer is not None
     assert answer["Access-Control-Allow-Origin"] == APP
-    assert answer["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert answer["Access-Control-Allow-Methods"] == "GET, HEAD, PUT"
     assert "range" in answer["Access-Control-Allow-Headers"].split(", ")
     assert answer["Access-Control-Max-Age"] == "60"
     assert answer["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize("headers", ["", "Content-Type", "content-type"])
+def test_a_preflight_for_a_browser_upload_is_allowed(headers: str) -> None:
+    answer = LISTED.preflight(preflight(method="PUT", headers=headers))
+    assert answer is not None
+    assert "PUT" in answer["Access-Control-Allow-Methods"].split(", ")
+    assert "content-type" in answer["Access-Control-Allow-Headers"].split(", ")
 
 
 @pytest.mark.parametrize(
     "request_headers",
     [
         preflight(origin="https://evil.example"),
-        preflight(method="PUT"),
         preflight(method="DELETE"),
+        preflight(method="POST"),
         preflight(headers="Range, Authorization"),
         preflight(headers="X-Custom"),
     ],

@@ -86,6 +86,8 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("shutdown_grace", "60", 60.0),
     ("chunk_size", "65536", 65536),
     ("origin_connections", "32", 32),
+    ("max_upload_bytes", "1048576", 1048576),
+    ("upload_part_size", "16777216", 16777216),
     ("workers", "4", 4),
     ("keyring_watch_interval", "0", 0.0),
     ("revocation_db", "/var/lib/gateway/revocations.db", Path("/var/lib/gateway/revocations.db")),
@@ -133,6 +135,8 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         shutdown_grace=30.0,
         chunk_size=262144,
         origin_connections=256,
+        max_upload_bytes=5 * 1024**3,
+        upload_part_size=8 * 1024**2,
         workers=1,
         keyring_watch_interval=2.0,
         revocation_db=Path("revocations.sqlite3"),
@@ -305,6 +309,8 @@ INVALID: list[tuple[str, str, str]] = [
     ("workers", "257", "must be an integer from 1 to 256"),
     ("chunk_size", "4095", "must be an integer from 4096 to 16777216"),
     ("origin_connections", "0", "must be an integer from 1 to 10000"),
+    ("max_upload_bytes", "0", "must be an integer from 1 to 5497558138880"),
+    ("upload_part_size", "5242879", "must be an integer from 5242880 to 536870912"),
     ("access_log", "maybe", "must be true or false"),
     ("access_log", "", "must be true or false"),
     ("trusted_proxies", "10.0.0.1/8", "host bits set"),
@@ -385,6 +391,11 @@ def test_a_toml_table_where_a_value_belongs_is_an_error(tmp_path: Path) -> None:
         SettingsError, match=rf"^{re.escape(str(config))}: listen: must be a string"
     ):
         load(config, environ={})
+
+
+def test_an_upload_bound_beyond_what_the_parts_can_carry_is_an_error() -> None:
+    with pytest.raises(SettingsError, match=r"^GATEWAY_MAX_UPLOAD_BYTES: above 10000 parts"):
+        load(environ=env(upload_part_size=str(5 * 1024**2), max_upload_bytes=str(60 * 1024**3)))
 
 
 def test_an_invalid_override_names_the_flag() -> None:

@@ -74,6 +74,33 @@ def test_sign_then_verify_explains_acceptance(
     assert "user-1" in out
 
 
+def test_sign_an_upload_link_then_verify_shows_its_constraints(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "https://cdn.example/uploads/u1/avatar.png",
+        *("--keyring", str(keys), "--expires-in", "600", "--method", "PUT"),
+        *("--content-type", "image/", "--min-bytes", "1", "--max-bytes", "1000"),
+        *("--no-overwrite", "--one-time", "--prefix", "/uploads/u1/"),
+    )
+    assert code == 0
+    assert "&Method=PUT&ContentType=image/&MinBytes=1&MaxBytes=1000&NoOverwrite=1&OneTime=1&" in url
+
+    code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys), "--method", "PUT")
+
+    assert code == 0
+    for line in (
+        "content type image/",
+        "min bytes    1",
+        "max bytes    1000",
+        "no overwrite yes",
+        "one time     yes",
+    ):
+        assert f"  {line}\n" in out
+
+
 @pytest.mark.parametrize(
     ("mutate", "extra", "reason"),
     [

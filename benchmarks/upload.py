@@ -1,0 +1,182 @@
+"""Upload throughput: a signed PUT through the gateway vs a presigned PUT straight to storage.
+
+    python -m benchmarks.upload [--rounds 3] [--size-mib 256] [--setting NAME=VALUE]
+
+Starts a SeaweedFS S3 server and `gateway serve` (a separate process) on 127.0.0.1, then
+uploads the same random body `--rounds` times each way, alternating: directly with a botocore
+presigned PutObject URL (one request, the whole body), and through the gateway with a signed
+upload link (which the gateway streams into a multipart upload, part by part). Both use one
+aiohttp client on uvloop with a Content-Length, and every upload is checked (size, and the
+gateway's answer). Prints MiB/s per upload, the median each way, their ratio, and the gateway's
+peak RSS (VmHWM) and CPU seconds per GiB.
+
+The client, the storage and the gateway share this machine's cores; direct and gateway uploads
+use the same client, so the ratio is fair, the absolute figures lower than on separate hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+from yarl import URL
+
+from signer import Algorithm, Keyring, Status, new_key, sign_path
+from tests.servers import S3Server, free_port, start_seaweedfs
+
+MiB = 1024 * 1024
+BUCKET = "bench"
+READY_TIMEOUT = 30.0
+
+
+def gateway_exe() -> str:
+    return str(Path(sys.executable).with_name("gateway"))
+
+
+def proc_value(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_gateway(
+    s3: S3Server, workdir: Path, keyring: Keyring, settings: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    keyring_file = workdir / "gateway-keyring.json"
+    keyring.public_export().save(keyring_file, public_only=True)
+    port, admin = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(s3.env())
+    env.update(
+        {
+            "GATEWAY_ORIGIN": f"s3://{BUCKET}",
+            "GATEWAY_S3_ENDPOINT_URL": s3.endpoint_url,
+            "GATEWAY_KEYRING": str(keyring_file),
+            "GATEWAY_REVOCATION_DB": str(workdir / "revocations.sqlite3"),
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+            "GATEWAY_ACCESS_LOG": "false",
+        }
+    )
+    env.update({f"GATEWAY_{k.upper()}": v for k, v in settings.items()})
+    process = subprocess.Popen(
+        [gateway_exe(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + READY_TIMEOUT
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
+                return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("the gateway did not start") from None
+            time.sleep(0.05)
+
+
+async def timed_put(session: aiohttp.ClientSession, url: URL | str, body: bytes) -> float:
+    started = time.perf_counter()
+    async with session.put(url, data=body) as response:
+        answer = await response.read()
+        if response.status not in (200, 201):
+            raise RuntimeError(f"upload answered {response.status}: {answer[:300]!r}")
+    return time.perf_counter() - started
+
+
+def presigning_client(s3: S3Server) -> Any:
+    """SigV4 presigning (botocore's default for S3 is SigV2, which also signs Content-Type)."""
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.get_session().create_client(
+        "s3",
+        region_name=s3.region,
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, proxies={}),
+    )
+
+
+async def run(s3: S3Server, workdir: Path, rounds: int, size: int, settings: dict[str, str]) -> int:
+    client = presigning_client(s3)
+    client.create_bucket(Bucket=BUCKET)
+    keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
+    process, port = start_gateway(s3, workdir, keyring, settings)
+    body = os.urandom(size)
+    rates: dict[str, list[float]] = {"direct": [], "gateway": []}
+    gateway_cpu = 0.0
+    try:
+        connector = aiohttp.TCPConnector(limit=4)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for index in range(rounds):
+                key = f"round-{index}.bin"
+                direct = client.generate_presigned_url(
+                    "put_object", Params={"Bucket": BUCKET, "Key": f"direct/{key}"}, ExpiresIn=600
+                )
+                signed = sign_path(f"/gateway/{key}", keyring, expires_in=600, method="PUT")
+                for side, url in (
+                    ("direct", URL(direct, encoded=True)),
+                    ("gateway", URL(f"http://127.0.0.1:{port}{signed}", encoded=True)),
+                ):
+                    cpu_before = cpu_seconds(process.pid)
+                    seconds = await timed_put(session, url, body)
+                    if side == "gateway":
+                        gateway_cpu += cpu_seconds(process.pid) - cpu_before
+                    stored = client.head_object(Bucket=BUCKET, Key=f"{side}/{key}")
+                    if stored["ContentLength"] != size:
+                        raise RuntimeError(f"{side} stored {stored['ContentLength']} bytes")
+                    rates[side].append(size / MiB / seconds)
+                    print(f"  round {index + 1} {side:8} {rates[side][-1]:8.1f} MiB/s")
+        peak = proc_value(process.pid, "VmHWM")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    direct_median = statistics.median(rates["direct"])
+    gateway_median = statistics.median(rates["gateway"])
+    part = int(settings.get("upload_part_size", 8 * MiB))
+    print(f"\n{rounds} x {size // MiB} MiB, upload_part_size {part // MiB} MiB:")
+    print(f"  direct presigned PUT  median {direct_median:8.1f} MiB/s")
+    print(f"  through the gateway   median {gateway_median:8.1f} MiB/s")
+    print(f"  ratio gateway/direct  {gateway_median / direct_median:.2f}")
+    gib = rounds * size / (1024 * MiB)
+    print(f"  gateway peak RSS (VmHWM) {peak / MiB:.1f} MiB; CPU {gateway_cpu / gib:.2f} s/GiB")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.setting)
+    with tempfile.TemporaryDirectory(prefix="upload-bench-") as directory:
+        workdir = Path(directory)
+        s3 = start_seaweedfs(workdir)
+        try:
+            return uvloop.run(run(s3, workdir, args.rounds, args.size_mib * MiB, settings))
+        finally:
+            s3.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

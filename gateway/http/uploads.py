@@ -1,0 +1,109 @@
+"""What an upload's headers must satisfy before a single body byte is read.
+
+`plan` judges a PUT's framing and entity headers against the constraints signed into its token
+(ContentType, MinBytes, MaxBytes) and the gateway's own bound, and returns either the plan for
+reading the body or the refusal to send instead. Pure: no I/O, no aiohttp.
+
+    no Content-Length and not chunked              -> 411 length_required
+    Content-Length above MaxBytes or the bound     -> 413 too_large
+    Content-Length below MinBytes                  -> 400 too_small
+    Content-Type absent/other than the signed one  -> 415 unsupported_media_type
+    Content-Encoding other than identity           -> 415 unsupported_content_encoding
+
+A chunked body's size is unknown up front: it is counted while streaming (`BodyPlan.limit`,
+`BodyPlan.minimum`) and refused the same way (413 once past the limit, 400 at the end).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from signer.format import Claims
+
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
+
+# RFC 9110 §8.3.1: type "/" subtype, both tokens; parameters follow after ';'.
+_TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE: Final = re.compile(rf"({_TCHARS})/({_TCHARS})")
+_STORABLE: Final = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    code: str
+
+
+LENGTH_REQUIRED: Final = Refusal(411, "length_required")
+TOO_LARGE: Final = Refusal(413, "too_large")
+TOO_SMALL: Final = Refusal(400, "too_small")
+WRONG_TYPE: Final = Refusal(415, "unsupported_media_type")
+ENCODED: Final = Refusal(415, "unsupported_content_encoding")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPlan:
+    """How to read an accepted upload's body."""
+
+    length: int | None  # the announced Content-Length; None for a chunked body
+    minimum: int  # fewer bytes than this at the end: too_small
+    limit: int  # more bytes than this at any point: too_large
+    content_type: str  # what to store the object with
+
+
+def plan(
+    claims: Claims,
+    *,
+    content_length: int | None,
+    chunked: bool,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_upload_bytes: int,
+) -> BodyPlan | Refusal:
+    """The body plan for a PUT with these headers, or why it is refused."""
+    limit = (
+        max_upload_bytes if claims.max_bytes is None else min(claims.max_bytes, max_upload_bytes)
+    )
+    minimum = claims.min_bytes or 0
+    if content_length is None and not chunked:
+        return LENGTH_REQUIRED
+    if content_length is not None:
+        if content_length > limit:
+            return TOO_LARGE
+        if content_length < minimum:
+            return TOO_SMALL
+    stored = storable_type(content_type)
+    if stored is None or not type_allowed(claims.content_type, media_type(stored)):
+        return WRONG_TYPE
+    if content_encoding is not None and content_encoding.strip().lower() not in ("", "identity"):
+        # The server would decompress it: the stored bytes would not be the bytes sent.
+        return ENCODED
+    return BodyPlan(content_length, minimum, limit, stored)
+
+
+def storable_type(header: str | None) -> str | None:
+    """The Content-Type to store: the header as sent (absent: octet-stream), or None when it
+    is not a media type or not plain visible ASCII."""
+    if header is None:
+        return DEFAULT_CONTENT_TYPE
+    value = header.strip()
+    if not _STORABLE.fullmatch(value) or media_type(value) is None:
+        return None
+    return value
+
+
+def media_type(header: str) -> str | None:
+    """`type/subtype` of a Content-Type value, lower-cased, without parameters."""
+    match = _MEDIA_TYPE.fullmatch(header.partition(";")[0].strip())
+    return match.group(0).lower() if match else None
+
+
+def type_allowed(signed: str | None, media: str | None) -> bool:
+    """A signed ContentType is an exact type (`image/png`) or a type prefix (`image/`)."""
+    if signed is None:
+        return True
+    if media is None:
+        return False
+    return media.startswith(signed) if signed.endswith("/") else media == signed

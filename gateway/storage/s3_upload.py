@@ -1,0 +1,180 @@
+"""One upload into S3: a single PutObject when the body fits in one part, else a multipart upload.
+
+The body arrives in small chunks and is gathered into parts of `part_size` bytes. While one
+part is on its way to storage the next one is being received, so memory stays at about two
+parts per upload whatever the object size, and the client's and storage's connections both
+stay busy. Nothing is visible under the key until CompleteMultipartUpload (or the single
+PutObject) returns; `abort()` cancels the part in flight and calls AbortMultipartUpload, so an
+abandoned upload leaves no object and no parts behind.
+
+No-overwrite uploads send `If-None-Match: *` with the request that makes the object visible
+(PutObject or CompleteMultipartUpload): storage refuses atomically (412) if the key exists by
+then. Stores that ignore the header simply overwrite; see docs/gateway.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import aiohttp
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+
+from gateway.storage import AlreadyExists, OriginError, OriginTimeout, StoredObject
+
+log = logging.getLogger("gateway.storage")
+
+T = TypeVar("T")
+
+#: S3's limits: every part but the last is at least 5 MiB, and an upload has at most 10,000.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+
+
+class S3Upload:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        bucket: str,
+        key: str,
+        content_type: str,
+        no_overwrite: bool,
+        part_size: int,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._content_type = content_type
+        self._conditions = {"IfNoneMatch": "*"} if no_overwrite else {}
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._in_flight: asyncio.Task[None] | None = None
+        self._done = False
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self._part_size:
+            await self._send_part()
+
+    async def complete(self) -> StoredObject:
+        if self._upload_id is None:
+            body, self._buffer = bytes(self._buffer), bytearray()
+            reply = await _call(
+                self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=body,
+                    ContentType=self._content_type,
+                    **self._conditions,
+                ),
+                "PutObject",
+            )
+        else:
+            if self._buffer:
+                await self._send_part()
+            await self._settle()
+            reply = await _call(
+                self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                    **self._conditions,
+                ),
+                "CompleteMultipartUpload",
+            )
+        self._done = True
+        return StoredObject(size=self.size, etag=reply.get("ETag"))
+
+    async def abort(self) -> None:
+        """Cancel the part in flight and drop every part stored so far. Never raises: a failure
+        is logged (a bucket lifecycle rule for incomplete uploads is the backstop)."""
+        if self._done:
+            return
+        self._done = True
+        self._buffer = bytearray()
+        if self._in_flight is not None:
+            self._in_flight.cancel()
+            with contextlib.suppress(BaseException):
+                await self._in_flight
+            self._in_flight = None
+        if self._upload_id is None:
+            return
+        try:
+            await _call(
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                ),
+                "AbortMultipartUpload",
+            )
+        except (OriginError, OriginTimeout) as exc:
+            log.error(
+                "could not abort a multipart upload (%s); its parts stay until the "
+                "bucket's lifecycle rule removes them",
+                exc,
+            )
+
+    async def _send_part(self) -> None:
+        if self._upload_id is None:
+            reply = await _call(
+                self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+                ),
+                "CreateMultipartUpload",
+            )
+            self._upload_id = reply["UploadId"]
+        await self._settle()
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise OriginError(f"more than {MAX_PARTS} parts: raise upload_part_size")
+        part, self._buffer = bytes(self._buffer), bytearray()
+        self._in_flight = asyncio.create_task(self._upload_part(number, part))
+
+    async def _upload_part(self, number: int, body: bytes) -> None:
+        reply = await _call(
+            self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            ),
+            "UploadPart",
+        )
+        self._parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+
+    async def _settle(self) -> None:
+        """Wait for the part in flight; its failure is this upload's failure."""
+        if self._in_flight is not None:
+            task, self._in_flight = self._in_flight, None
+            await task
+
+
+async def _call(call: Awaitable[T], operation: str) -> T:
+    """A botocore call with its failures as storage errors (kinds for metrics, short text)."""
+    try:
+        return await call
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.get("Code")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+            raise AlreadyExists(f"{operation}: the object exists") from None
+        raise OriginError(f"{operation} failed: {code or status}") from None
+    except (ReadTimeoutError, ConnectTimeoutError, TimeoutError):
+        raise OriginTimeout(f"{operation}: storage did not answer in time") from None
+    except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+        raise OriginError(f"{operation} failed: {type(exc).__name__}") from None

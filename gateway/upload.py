@@ -1,0 +1,275 @@
+"""PUT: a signed upload, from a verified request to an object in storage.
+
+The pipeline (`gateway/handler.py`) has verified the token, checked revocation and mapped the
+path to a key before it hands a PUT here. Then, in order, and all before the body is read:
+
+    headers vs the signed constraints (411/413/400/415)
+    -> NoOverwrite: claim the key fleet-wide (409 while another upload writes it), then is it
+       free? (412)
+    -> OneTime: claim the link fleet-wide (409 while another upload holds it) -> 100 Continue
+
+and only then the body is streamed into storage (`ObjectStore.begin_upload`), counted against
+the limits as it comes (413 past MaxBytes, 400 short of MinBytes), with `idle_timeout` between
+chunks (408). Any failure aborts the upload in storage, so nothing half-written is ever visible;
+a one-time link's claim is then given back so the client can retry. A success answers 201 with
+the object's ETag; a one-time link is revoked through the revocation list, so a replay fails
+everywhere with 403 `revoked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
+
+from gateway import responses
+from gateway.http.uploads import BodyPlan, Refusal, plan
+from gateway.observability.access_log import AccessRecord
+from gateway.revocation import Kind, Revocation
+from gateway.storage import NotFound, ObjectStore, StorageError, StoredObject
+from signer.verify import Verified
+
+if TYPE_CHECKING:
+    from gateway.handler import Gateway
+
+log = logging.getLogger("gateway.upload")
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str) -> None:
+        super().__init__(code)
+        self.status, self.code = status, code
+
+
+class Uploads:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.metrics = gateway.metrics
+        self.max_upload_bytes = gateway.settings.max_upload_bytes
+        self.idle_timeout = gateway.settings.idle_timeout
+        self.skew = gateway.settings.clock_skew
+
+    async def receive(
+        self, request: web.Request, verified: Verified, key: str, record: AccessRecord
+    ) -> web.StreamResponse:
+        claims = verified.claims
+        headers = request.headers
+        body_plan = plan(
+            claims,
+            content_length=request.content_length,
+            chunked="chunked" in headers.get(hdrs.TRANSFER_ENCODING, "").lower(),
+            content_type=headers.get(hdrs.CONTENT_TYPE),
+            content_encoding=headers.get(hdrs.CONTENT_ENCODING),
+            max_upload_bytes=self.max_upload_bytes,
+        )
+        if isinstance(body_plan, Refusal):
+            return _answer(record, body_plan.status, body_plan.code)
+        token, until = verified.token_id, claims.expires + self.skew
+        lock = _object_lock(key) if claims.no_overwrite else None
+        held: list[str] = []  # claims taken in the revocation store, given back on the way out
+        stored: StoredObject | None = None
+        try:
+            if lock is not None:
+                # One no-overwrite upload per key at a time, fleet-wide: what storage's own
+                # conditional write guarantees only on some stores (docs/gateway.md).
+                refused = await self._claim(lock, until, "upload_in_progress", record)
+                if refused is not None:
+                    return refused
+                held.append(lock)
+                try:
+                    if await _exists(self.gw.store, key):
+                        return _answer(record, 412, "object_exists")
+                except StorageError as exc:
+                    return self._storage_failure(exc, record)
+            if claims.one_time:
+                refused = await self._claim(token, until, "token_in_use", record)
+                if refused is not None:
+                    return refused
+                held.append(token)
+            result = await self._receive(request, key, body_plan, claims.no_overwrite, record)
+            if isinstance(result, web.Response):
+                return result
+            stored = result
+        finally:
+            for name in held:
+                if name == lock or stored is None:
+                    await asyncio.shield(self._release(name))
+        if claims.one_time:
+            await self._revoke(Revocation(Kind.TOKEN, token, until))
+        return _created(record, verified.path, stored)
+
+    async def _claim(
+        self, name: str, until: float, code: str, record: AccessRecord
+    ) -> web.Response | None:
+        """Claim `name` in the revocation store; the refusal to send when that fails."""
+        try:
+            if await self.gw.revocation_store.claim_once(name, until):
+                return None
+        except Exception as exc:  # any store failure: fail closed, never upload twice
+            log.error("could not claim an upload in the revocation store: %s", type(exc).__name__)
+            return _answer(record, 503, "revocation_store_unavailable")
+        return _answer(record, 409, code)
+
+    async def _receive(
+        self,
+        request: web.Request,
+        key: str,
+        body_plan: BodyPlan,
+        no_overwrite: bool,
+        record: AccessRecord,
+    ) -> StoredObject | web.Response:
+        """The body into storage: the stored object, or the response telling why not."""
+        self.metrics.uploads.inc()
+        try:
+            return await self._store(request, key, body_plan, no_overwrite, record)
+        except _Refused as exc:
+            return _answer(record, exc.status, exc.code)
+        except StorageError as exc:
+            return self._storage_failure(exc, record)
+        except (ConnectionError, HttpProcessingError):
+            # The client went away or broke the framing: nobody is left to answer.
+            return _answer(record, 400, "client_disconnected")
+        except asyncio.CancelledError:
+            # With handler cancellation on, a client that goes away cancels the handler; so
+            # does the shutdown deadline. The upload was aborted on the way out either way.
+            gone = request.transport is None or request.transport.is_closing()
+            record.status, record.reason = (
+                (400, "client_disconnected") if gone else (503, "cancelled")
+            )
+            raise
+        finally:
+            self.metrics.uploads.dec()
+            self.metrics.received_bytes.inc(record.received)
+
+    async def _store(
+        self,
+        request: web.Request,
+        key: str,
+        body_plan: BodyPlan,
+        no_overwrite: bool,
+        record: AccessRecord,
+    ) -> StoredObject:
+        if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == (
+            "100-continue"
+        ):
+            await request.writer.write(CONTINUE)
+            request.writer.output_size = 0  # the 100 is not part of the response
+        sink = await self.gw.store.begin_upload(
+            key, content_type=body_plan.content_type, no_overwrite=no_overwrite
+        )
+        try:
+            async for chunk in self._body(request, body_plan, record):
+                await sink.write(chunk)
+            return await sink.complete()
+        except BaseException:
+            # Shielded: a cancelled handler (shutdown deadline) must still drop the parts.
+            await asyncio.shield(sink.abort())
+            raise
+
+    async def _body(
+        self, request: web.Request, body_plan: BodyPlan, record: AccessRecord
+    ) -> AsyncIterator[bytes]:
+        content = request.content
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise _Refused(408, "body_timeout") from None
+            if not chunk:
+                break
+            record.received += len(chunk)
+            if record.received > body_plan.limit:
+                raise _Refused(413, "too_large")
+            yield chunk
+        if body_plan.length is not None and record.received != body_plan.length:
+            raise ConnectionResetError("the body ended before its Content-Length")
+        if record.received < body_plan.minimum:
+            raise _Refused(400, "too_small")
+
+    async def _release(self, name: str) -> None:
+        try:
+            await self.gw.revocation_store.release(name)
+        except Exception as exc:
+            log.error(
+                "could not give back an upload claim (%s): it holds until the link expires",
+                type(exc).__name__,
+            )
+
+    async def _revoke(self, entry: Revocation) -> None:
+        """Used: revoke it here at once and fleet-wide. The claim, kept until the link expires,
+        already refuses a second use; the revocation makes every gateway say why."""
+        self.gw.revocations.apply(entry)
+        try:
+            await self.gw.revocation_store.add(entry)
+        except Exception as exc:
+            log.error("could not record a used one-time link: %s", type(exc).__name__)
+
+    def _storage_failure(self, exc: StorageError, record: AccessRecord) -> web.Response:
+        self.metrics.storage_errors.labels(exc.kind).inc()
+        log.warning("upload failed in storage: %s", exc)
+        if isinstance(exc, NotFound):
+            # Only a local store says this on writes: a symlink in the way.
+            return _answer(record, 400, "invalid_path")
+        response, reason = responses.storage_failure(exc)
+        record.status, record.reason = response.status, reason
+        return response
+
+
+async def defer_expect(request: web.Request) -> web.Response | None:
+    """The route's `Expect` handler: send no `100 Continue` up front (aiohttp's default would,
+    before the handler runs). An upload sends it once every check has passed, so a refused
+    client never sends its body; any other expectation is 417."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version >= HttpVersion11 and expect.lower() != "100-continue":
+        return responses.error(417, "expectation_failed")
+    return None
+
+
+async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
+    """A response sent before the request body was read closes the connection: the body that
+    may still come must not be taken for the next request (RFC 9112 §9.3)."""
+    if request.body_exists and not request.content.is_eof():
+        response.force_close()  # the connection ends after this response...
+        response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
+
+
+def _object_lock(key: str) -> str:
+    """The claim name for writing `key`: never a token id (those are 32 hex digits)."""
+    return "object:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def _exists(store: ObjectStore, key: str) -> bool:
+    try:
+        await store.head(key)
+    except NotFound:
+        return False
+    return True
+
+
+def _answer(record: AccessRecord, status: int, code: str) -> web.Response:
+    record.status, record.reason = status, code
+    return responses.error(status, code)
+
+
+def _created(record: AccessRecord, path: str, stored: StoredObject) -> web.Response:
+    body = {"path": path, "size": stored.size, "etag": stored.etag}
+    response = web.Response(
+        status=201,
+        body=json.dumps(body, ensure_ascii=False).encode() + b"\n",
+        content_type="application/json",
+        headers={"Cache-Control": responses.NO_STORE},
+    )
+    if stored.etag:
+        response.headers[hdrs.ETAG] = stored.etag
+    record.status, record.reason = 201, "ok"
+    return response

@@ -1,0 +1,104 @@
+"""Specification of `claim_once` / `release`: a one-time link is used once, fleet-wide.
+
+Both stores, each seen by two independent store objects (two gateways, or two workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.revocation import RevocationStore
+from gateway.revocation.redis_store import RedisStore
+from gateway.revocation.sqlite_store import SQLiteStore
+from tests.redis_server import RedisServer, redis_server
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+OTHER = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[RevocationStore, RevocationStore]]:
+    make: Callable[[], RevocationStore]
+    if request.param == "sqlite":
+        make = lambda: SQLiteStore(tmp_path / "revocations.sqlite3")  # noqa: E731
+    else:
+        url = request.getfixturevalue("redis").url
+        namespace = f"test-{tmp_path.name}"
+        make = lambda: RedisStore(url, namespace=namespace)  # noqa: E731
+    pair = (make(), make())
+    for store in pair:
+        await store.open()
+    yield pair
+    for store in pair:
+        await store.close()
+
+
+def later(seconds: float = 300) -> float:
+    return time.time() + seconds
+
+
+async def test_a_link_is_claimed_once(stores: tuple[RevocationStore, RevocationStore]) -> None:
+    first, second = stores
+
+    assert await first.claim_once(TOKEN, later()) is True
+    assert await first.claim_once(TOKEN, later()) is False
+    assert await second.claim_once(TOKEN, later()) is False
+
+
+async def test_claims_of_different_links_are_independent(
+    stores: tuple[RevocationStore, RevocationStore],
+) -> None:
+    first, second = stores
+
+    assert await first.claim_once(TOKEN, later()) is True
+    assert await second.claim_once(OTHER, later()) is True
+
+
+async def test_a_released_claim_can_be_taken_again(
+    stores: tuple[RevocationStore, RevocationStore],
+) -> None:
+    first, second = stores
+    await first.claim_once(TOKEN, later())
+
+    await first.release(TOKEN)
+
+    assert await second.claim_once(TOKEN, later()) is True
+
+
+async def test_of_many_concurrent_claims_exactly_one_wins(
+    stores: tuple[RevocationStore, RevocationStore],
+) -> None:
+    first, second = stores
+
+    results = await asyncio.gather(
+        *(store.claim_once(TOKEN, later()) for _ in range(10) for store in (first, second))
+    )
+
+    assert results.count(True) == 1
+
+
+async def test_an_expired_claim_does_not_block_forever(
+    stores: tuple[RevocationStore, RevocationStore],
+) -> None:
+    first, second = stores
+    await first.claim_once(TOKEN, later(0.05))
+    deadline = time.monotonic() + 5
+
+    while not await second.claim_once(TOKEN, later()):
+        assert time.monotonic() < deadline, "the claim outlived its link"
+        await asyncio.sleep(0.02)
