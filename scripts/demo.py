@@ -50,6 +50,8 @@ A tampered link is refused with a reason:
 
 More links: .venv/bin/signer sign {f"http://{HOST}:{PORT}/hello.txt"} \\
                 --keyring demo/keyring.json --expires-in 600
+Revoke the first link (the running gateway refuses it within a second):
+  GATEWAY_REVOCATION_DB=demo/revocations.sqlite3 .venv/bin/gateway revoke --url '{hello}'
 Health and metrics: curl http://127.0.0.1:{ADMIN_PORT}/healthz  /readyz  /metrics
 Starting the gateway (Ctrl-C to stop) ...
 """,
