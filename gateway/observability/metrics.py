@@ -120,28 +120,22 @@ class Metrics:
 
         # Label lookups hash and validate their values on every call; a request makes three,
         # so the children are kept (the label sets are bounded, see the module docstring).
-        self._request_children: dict[tuple[str, int, str], Any] = {}
-        self._duration_children: dict[str, Any] = {}
-        self._ttfb_children: dict[str, Any] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[metric, labels] = metric.labels(*labels)
+        return child
 
     def request_counter(self, method: str, status: int, reason: str) -> Any:
-        key = (method, status, reason)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(method, str(status), reason)
-        return child
+        return self._child(self.requests, method, str(status), reason)
 
     def duration_histogram(self, method: str) -> Any:
-        child = self._duration_children.get(method)
-        if child is None:
-            child = self._duration_children[method] = self.duration.labels(method)
-        return child
+        return self._child(self.duration, method)
 
     def ttfb_histogram(self, method: str) -> Any:
-        child = self._ttfb_children.get(method)
-        if child is None:
-            child = self._ttfb_children[method] = self.ttfb.labels(method)
-        return child
+        return self._child(self.ttfb, method)
 
     def count_callback(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A counter kept by another component (read at scrape time)."""
