@@ -66,13 +66,15 @@ _PATH_FORM_START: Final = "/" + PATH_FORM_MARKER
 
 _TIME = re.compile(r"0|[1-9][0-9]{0,11}")
 _COUNT = re.compile(r"0|[1-9][0-9]{0,18}")
-_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the keyring uses the same rule
 _MIME_TOKEN = r"[a-z0-9!#$&^_.+-]+"  # noqa: S105 (an RFC 9110 token, not a password)
 _CONTENT_TYPE = re.compile(rf"{_MIME_TOKEN}/(?:{_MIME_TOKEN})?")
 _TARGET = re.compile(r"[\x21-\x7e]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PLAIN = re.compile(r"[A-Za-z0-9\-._~/:@]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 # Response header overrides (RFC 9110 media type, RFC 6266 disposition): tokens and parameters,
 # printable ASCII only, so a value can never split or extend a header.
 _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
@@ -82,6 +84,11 @@ _DISPOSITION = re.compile(rf"{_TCHAR}+(?:{_HEADER_PARAM})*")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def valid_sub(sub: str) -> bool:
+    """A `Sub`: 1-256 characters, none of them a control character."""
+    return 0 < len(sub) <= MAX_SUB_LENGTH and not _CONTROL.search(sub)
 
 
 def canonical(text: str) -> str:
@@ -207,7 +214,7 @@ class Claims:
         for name, value in (("Expires", self.expires), ("Issued", self.issued)):
             if not 0 <= value <= MAX_TIME:
                 raise _malformed(f"{name} is out of range")
-        if not _KEY_ID.fullmatch(self.key_id):
+        if not KEY_ID.fullmatch(self.key_id):
             raise _malformed("KeyID must be 1-64 of A-Z a-z 0-9 . _ -")
         if self.issued >= self.expires:
             raise _malformed("Issued must be before Expires")
@@ -217,9 +224,7 @@ class Claims:
             check_prefix(self.prefix)
         if self.method is not None and self.method not in METHODS:
             raise _malformed("Method must be one of GET, HEAD, PUT")
-        if self.sub is not None and (
-            not 0 < len(self.sub) <= MAX_SUB_LENGTH or _CONTROL.search(self.sub)
-        ):
+        if self.sub is not None and not valid_sub(self.sub):
             raise _malformed("Sub must be 1-256 characters without control characters")
         for name, header, pattern in (
             ("ResponseContentType", self.response_content_type, _RESPONSE_TYPE),

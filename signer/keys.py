@@ -19,7 +19,6 @@ import contextlib
 import enum
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -37,10 +36,9 @@ from signer.algorithms import (
     verifier,
 )
 from signer.errors import KeyringError, Rejected
-from signer.format import b64decode, b64encode
+from signer.format import KEY_ID, b64decode, b64encode
 
 KEYRING_FORMAT = "edge-keyring/1"
-_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Status(enum.StrEnum):
@@ -267,7 +265,7 @@ def _parse_entry(entry: object, where: str) -> Key:
     if not isinstance(entry, dict):
         raise KeyringError(f"{where}: must be an object")
     key_id = entry.get("id")
-    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+    if not isinstance(key_id, str) or not KEY_ID.fullmatch(key_id):
         raise KeyringError(f"{where}: 'id' must be 1-64 of A-Z a-z 0-9 . _ -")
     where = f"{where} (id {key_id!r})"
     try:

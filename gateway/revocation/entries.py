@@ -25,12 +25,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from signer.errors import Rejected
-from signer.format import MAX_SUB_LENGTH, check_path, parse_link
+from signer.format import KEY_ID, check_path, parse_link, valid_sub
 from signer.verify import token_id
 
 _TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
-_KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
@@ -97,10 +95,10 @@ def checked(kind: Kind, value: Any, until: Any, before: Any = None) -> Revocatio
         return Revocation(kind, value, until)
     before = _time("before", before)
     if kind is Kind.SUB:
-        if not 0 < len(value) <= MAX_SUB_LENGTH or _CONTROL.search(value):
+        if not valid_sub(value):
             raise RevocationError("sub: must be 1-256 characters without control characters")
     elif kind is Kind.KEY_ID:
-        if not _KEY_ID.fullmatch(value):
+        if not KEY_ID.fullmatch(value):
             raise RevocationError("key_id: must be 1-64 of A-Z a-z 0-9 . _ -")
     else:
         value = normalise_prefix(value)
