@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
-from gateway import responses
+from gateway import relay, responses
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
 from gateway.http.conditionals import (
@@ -73,6 +74,7 @@ class Pipeline:
         self.cors = gateway.settings.cors
         self.cookies = CookieIssuer(gateway.settings)
         self.uploads = Uploads(gateway)
+        self.zero_copy = gateway.settings.zero_copy and relay.AVAILABLE
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -203,12 +205,17 @@ class Pipeline:
         metrics = self.metrics
         metrics.streams.inc()
         try:
-            await response.prepare(request)
+            writer = await response.prepare(request)
             metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
-            async with contextlib.aclosing(body.chunks()) as chunks:
-                async for chunk in chunks:
-                    await response.write(chunk)
-                    record.sent += len(chunk)
+            relayed = False
+            length = body.range.length if body.range is not None else meta.size
+            if self.zero_copy and length >= relay.MIN_BYTES and writer is not None:
+                relayed = await self._relay(request, writer, body, record)
+            if not relayed:
+                async with contextlib.aclosing(body.chunks()) as chunks:
+                    async for chunk in chunks:
+                        await response.write(chunk)
+                        record.sent += len(chunk)
             await response.write_eof()
         except StorageError as exc:
             # Headers are gone: the only honest signal left is to break the connection, so a
@@ -230,6 +237,37 @@ class Pipeline:
             metrics.streams.dec()
             metrics.sent_bytes.inc(record.sent)
         return response
+
+    async def _relay(
+        self,
+        request: web.Request,
+        writer: AbstractStreamWriter,
+        body: ObjectBody,
+        record: AccessRecord,
+    ) -> bool:
+        """Send the body with `gateway.relay` if both ends are plain sockets; False (nothing
+        sent) if not. The response head must be on the wire first, so the relay's bytes
+        cannot overtake it: otherwise (rare: the client's socket is full) chunks are used."""
+        transport = request.transport
+        client_fd = relay.plain_socket(transport)
+        if client_fd is None or transport is None:
+            return False
+        writer.send_headers()
+        if transport.get_write_buffer_size():
+            return False
+        job = relay.Relay.open(client_fd)
+        if job is None:
+            return False
+        source = body.socket_body()
+        if source is None:
+            job.close()
+            return False
+        try:
+            await job.run(source)
+        finally:
+            record.sent += job.sent
+            self.metrics.spliced_bytes.inc(job.spliced)
+        return True
 
     def _preconditions(
         self, request: web.Request, meta: ObjectMeta, record: AccessRecord, extra: dict[str, str]

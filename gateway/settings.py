@@ -242,6 +242,12 @@ SETTINGS: tuple[Setting, ...] = (
         "connection pool size towards storage (per worker)",
     ),
     Setting(
+        "zero_copy",
+        _bool,
+        "true",
+        "move large bodies from plain-HTTP storage to clients with splice(2) (Linux), not copies",
+    ),
+    Setting(
         "max_upload_bytes",
         _positive_int(1, 5 * 1024**4),
         str(5 * 1024**3),
@@ -348,6 +354,7 @@ class Settings:
     shutdown_grace: float
     chunk_size: int
     origin_connections: int
+    zero_copy: bool
     max_upload_bytes: int
     upload_part_size: int
     workers: int

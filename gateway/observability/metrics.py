@@ -63,6 +63,12 @@ class Metrics:
         self.sent_bytes = Counter(
             "gateway_sent_bytes_total", "Body bytes sent to clients.", registry=r
         )
+        self.spliced_bytes = Counter(
+            "gateway_spliced_bytes_total",
+            "Of the body bytes sent, those moved from storage to the client inside the kernel "
+            "(splice), never copied through the gateway.",
+            registry=r,
+        )
         self.streams = Gauge(
             "gateway_streams_in_flight",
             "Object bodies being streamed to clients now.",

@@ -13,7 +13,7 @@ request paths or tokens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -64,6 +64,23 @@ class ObjectMeta:
     content_language: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SocketBody:
+    """The unread rest of a body, handed over as the plain TCP socket it arrives on, so that it
+    can be moved to the client inside the kernel (`gateway.relay`) instead of through Python.
+
+    `received` was already read and goes first; then exactly `remaining` bytes are to be read
+    from `fd`, which is borrowed (the store owns and closes it). `finished()` is called once all
+    of them were read; a body never finished is not reused. `idle_timeout` is the store's
+    allowance of silence between bytes."""
+
+    received: tuple[bytes, ...]
+    fd: int
+    remaining: int
+    idle_timeout: float
+    finished: Callable[[], None]
+
+
 class ObjectBody(Protocol):
     """An open object read. `release()` must always be called; it is idempotent."""
 
@@ -71,6 +88,11 @@ class ObjectBody(Protocol):
     range: ByteRange | None
 
     def chunks(self) -> AsyncGenerator[bytes, None]: ...
+
+    def socket_body(self) -> SocketBody | None:
+        """The body as a socket (see `SocketBody`), or None where there is no plain socket to
+        hand over (TLS, local files). Once it returned a SocketBody, `chunks()` is not used."""
+        ...
 
     async def release(self) -> None: ...
 

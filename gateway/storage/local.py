@@ -139,6 +139,9 @@ class LocalBody:
             self._remaining -= len(chunk)
             yield chunk
 
+    def socket_body(self) -> None:
+        return None  # a file, not a socket (and the demo store needs no zero-copy path)
+
     async def release(self) -> None:
         if not self._released:
             self._released = True

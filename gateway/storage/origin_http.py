@@ -124,12 +124,38 @@ class _Connection(asyncio.Protocol):
             await self._wait()
         return self._take(limit)
 
-    def _take(self, limit: int) -> bytes:
+    def hand_over(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
+        """Stop reading and give the caller what was received (at most `limit` bytes) and the
+        socket to read the rest from; `take_back()` resumes. None if there is no plain socket."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None or transport.get_extra_info("sslcontext"):
+            return None
+        transport.pause_reading()
+        self._paused = True
+        received = []
+        while self._chunks and limit > 0:
+            chunk = self._take_held(limit)
+            received.append(chunk)
+            limit -= len(chunk)
+        return tuple(received), sock.fileno()
+
+    def take_back(self) -> None:
+        """The caller read the rest of the body from the socket itself; read on from here."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _take_held(self, limit: int) -> bytes:
         chunk = self._chunks.popleft()
         if len(chunk) > limit:  # rare: only past the end of a body or within the head
             self._chunks.appendleft(chunk[limit:])
             chunk = chunk[:limit]
         self._buffered -= len(chunk)
+        return chunk
+
+    def _take(self, limit: int) -> bytes:
+        chunk = self._take_held(limit)
         if self._paused and self._buffered <= self._high_water // 2 and self.transport:
             self._paused = False
             self.transport.resume_reading()
@@ -153,6 +179,7 @@ class OriginResponse:
         self._remaining = body_length
         self._reusable = reusable and body_length is not None
         self._done = False
+        self._handed_over = False  # its reading paused, until read_elsewhere()
 
     async def read_chunk(self, size: int) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the
@@ -167,12 +194,32 @@ class OriginResponse:
         self._remaining -= len(chunk)
         return chunk
 
+    def hand_over(self) -> tuple[tuple[bytes, ...], int, int] | None:
+        """The body's received bytes, the socket holding the rest and how many bytes that is,
+        for a caller that reads the socket itself and then calls `read_elsewhere()`. None for
+        TLS connections, or a body of unknown length."""
+        if self._remaining is None or self._done:
+            return None
+        handed = self._connection.hand_over(self._remaining)
+        if handed is None:
+            return None
+        received, fd = handed
+        self._remaining -= sum(len(chunk) for chunk in received)
+        self._handed_over = True
+        return received, fd, self._remaining
+
+    def read_elsewhere(self) -> None:
+        """The rest of the body was read from the socket `hand_over()` gave out."""
+        self._remaining = 0
+        self._handed_over = False
+        self._connection.take_back()
+
     def release(self) -> None:
         """Done with the response: the connection is pooled if the body was read whole."""
         if self._done:
             return
         self._done = True
-        if self._reusable and self._remaining == 0:
+        if self._reusable and self._remaining == 0 and not self._handed_over:
             self._pool.put_back(self._connection)
         else:
             self._connection.close()

@@ -404,15 +404,20 @@ def doomed_s3(tmp_path: Path) -> Iterator[S3Server]:
         server.stop()
 
 
+@pytest.mark.parametrize("zero_copy", ["true", "false"], ids=["zero_copy", "copying"])
 async def test_storage_dying_mid_stream_aborts_the_client_connection(
-    doomed_s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch
+    doomed_s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, zero_copy: str
 ) -> None:
     import aiohttp
 
     for name, value in doomed_s3.env().items():
         monkeypatch.setenv(name, value)
     settings = gateway_settings(
-        "s3://doomed", keys.gateway_file, s3_endpoint_url=doomed_s3.endpoint_url, idle_timeout="5"
+        "s3://doomed",
+        keys.gateway_file,
+        s3_endpoint_url=doomed_s3.endpoint_url,
+        idle_timeout="5",
+        zero_copy=zero_copy,
     )
     async with running_gateway(settings) as gw:
         received = 0

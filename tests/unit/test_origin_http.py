@@ -4,6 +4,8 @@ unusable. A scripted asyncio server plays storage."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -90,6 +92,52 @@ async def test_a_connection_is_reused_once_a_body_was_read_whole(storage: Start)
     assert await read_all(pool) == (200, b"object 2")
 
     assert fake.connections == 1
+    await pool.close()
+
+
+async def read_handed_over(pool: ConnectionPool, size: int) -> bytes:
+    """Read a body the way the zero-copy relay does: what was received, then the socket."""
+    response = await pool.request("GET", "/k", {})
+    handed = response.hand_over()
+    assert handed is not None
+    received, fd, remaining = handed
+    assert sum(map(len, received)) + remaining == size
+    rest = bytearray()
+    loop = asyncio.get_running_loop()
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        while len(rest) < remaining:
+            rest += await loop.sock_recv(sock, remaining - len(rest))
+    response.read_elsewhere()
+    response.release()
+    return b"".join(received) + bytes(rest)
+
+
+async def test_a_body_read_from_the_handed_over_socket_leaves_the_connection_reusable(
+    storage: Start,
+) -> None:
+    bodies = {n: os.urandom(300_000 + n) for n in (1, 2, 3)}
+    fake = storage(lambda n: ok(bodies[n]))
+    pool = await serve(fake)
+
+    assert await read_handed_over(pool, len(bodies[1])) == bodies[1]
+    assert await read_all(pool) == (200, bodies[2])  # reading resumed where the body ended
+    assert await read_handed_over(pool, len(bodies[3])) == bodies[3]
+
+    assert fake.connections == 1
+    await pool.close()
+
+
+async def test_a_handed_over_body_not_read_to_its_end_closes_its_connection(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: ok(b"x" * 100_000))
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert response.hand_over() is not None
+    response.release()  # read_elsewhere() never called: the socket is somewhere mid-body
+
+    assert await read_all(pool) == (200, b"x" * 100_000)
+    assert fake.connections == 2
     await pool.close()
 
 
