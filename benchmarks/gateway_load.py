@@ -11,7 +11,9 @@ gateway is read with HMAC-SHA256 signed links; both kinds of URL are made before
   (a) requests/s for 4 KiB objects: closed loop, 32 connections, 3000 requests per path
       (--quick 500) in rounds alternating direct/gateway;
   (b) MiB/s for a 256 MiB object (--quick 64 MiB): sequential downloads, direct and gateway
-      alternating, body counted and discarded;
+      alternating, body counted and discarded. A third path puts a bare TCP forwarder
+      (`benchmarks/tcp_forwarder.py`: splice, no HTTP, no checks) where the gateway goes: what
+      one more loopback hop costs here by itself, the ceiling for any proxy's ratio;
   (c) the gateway's peak RSS while streaming an object 4x larger than (b), next to the same
       for the (b) object, each in a fresh gateway process (VmHWM from /proc/PID/status, and
       VmRSS sampled during the transfer): it must not grow with the object;
@@ -46,6 +48,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -111,7 +114,7 @@ class Profile:
         return round(self.rate * self.latency_seconds)
 
 
-FULL = Profile("full", 3000, 256 * MiB, 3, 200.0, 10.0)
+FULL = Profile("full", 3000, 256 * MiB, 6, 200.0, 10.0)
 QUICK = Profile("quick", 500, 64 * MiB, 3, 200.0, 5.0)
 
 
@@ -277,6 +280,50 @@ class Gateway:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+@dataclass
+class Forwarder:
+    """`benchmarks/tcp_forwarder.py` in front of storage, for the (b) reference path."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, direct: URL) -> tuple[URL, dict[str, str]]:
+        """A presigned URL sent to the forwarder, with the Host header it was signed for."""
+        via = URL(f"http://127.0.0.1:{self.port}{direct.raw_path_qs}", encoded=True)
+        return via, {"Host": f"{direct.raw_host}:{direct.port}"}
+
+
+@contextlib.contextmanager
+def running_forwarder(bench: Bench) -> Iterator[Forwarder]:
+    port = free_port()
+    storage = URL(bench.s3.endpoint_url)
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("tcp_forwarder.py")),
+        f"--port={port}",
+        f"--to={storage.raw_host}:{storage.port}",
+    ]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("the TCP forwarder did not start") from None
+                time.sleep(0.02)
+        yield Forwarder(process, port)
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def gateway_command() -> list[str]:
@@ -499,7 +546,7 @@ class CpuMeter:
     so reading /proc is never timed.
     """
 
-    def __init__(self, bench: Bench, gateway: Gateway) -> None:
+    def __init__(self, bench: Bench, gateway: Gateway | Forwarder) -> None:
         self._storage = process_tree(bench.storage_pid)
         self._gateway = process_tree(gateway.pid)
         self._cpu = self._cpu_now()
@@ -595,12 +642,17 @@ async def open_loop(
 
 
 async def download(
-    session: aiohttp.ClientSession, url: URL, obj: StoredObject, *, verify: bool = False
+    session: aiohttp.ClientSession,
+    url: URL,
+    obj: StoredObject,
+    *,
+    verify: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> int:
     """Stream one object, discarding the body; bytes received. `verify` checks its SHA-256."""
     digest = hashlib.sha256() if verify else None
     received = 0
-    async with session.get(url) as response:
+    async with session.get(url, headers=headers) as response:
         if response.status != 200:
             raise BenchError(f"GET {obj.key}: status {response.status}")
         async for chunk in response.content.iter_any():
@@ -630,6 +682,13 @@ class Side:
 class Pair:
     direct: Side
     gateway: Side
+    forwarder: Side | None = None  # (b) only: the bare TCP forwarder in the gateway's place
+
+    @property
+    def forwarder_ratio(self) -> float:
+        if self.forwarder is None or not self.direct.rate:
+            return math.nan
+        return self.forwarder.rate / self.direct.rate
 
     @property
     def ratio(self) -> float:
@@ -691,25 +750,33 @@ async def measure_small(bench: Bench, gateway: Gateway, checker: Checker) -> Pai
 
 
 async def measure_large(bench: Bench, gateway: Gateway) -> Pair:
-    """(b): one warm-up download per path, then timed downloads alternating direct/gateway."""
+    """(b): one warm-up download per path, then timed downloads alternating direct, forwarder
+    and gateway."""
     obj = bench.large
-    urls = {path: bench.urls(path, gateway, [obj])[0] for path in PATHS}
-    totals = {path: Cpu() for path in PATHS}
-    received = dict.fromkeys(PATHS, 0)
-    async with client_session() as direct, client_session() as through:
-        sessions = {"direct": direct, "gateway": through}
-        for path in PATHS:
-            await download(sessions[path], urls[path], obj)
-        with py_spy(bench, gateway, "b-large"):
-            for _ in range(bench.profile.large_downloads):
-                for path in PATHS:
-                    meter = CpuMeter(bench, gateway)
-                    received[path] += await download(sessions[path], urls[path], obj)
-                    totals[path] += meter.elapsed()
-    direct_side, gateway_side = (
-        Side(received[p] / MiB / totals[p].wall, received[p], totals[p]) for p in PATHS
+    paths = ("direct", "forwarder", "gateway")
+    totals = {path: Cpu() for path in paths}
+    received = dict.fromkeys(paths, 0)
+    with running_forwarder(bench) as forwarder:
+        direct_url = bench.urls("direct", gateway, [obj])[0]
+        forwarded_url, host = forwarder.url(direct_url)
+        targets: dict[str, tuple[URL, dict[str, str] | None, Gateway | Forwarder]] = {
+            "direct": (direct_url, None, gateway),
+            "forwarder": (forwarded_url, host, forwarder),
+            "gateway": (bench.urls("gateway", gateway, [obj])[0], None, gateway),
+        }
+        async with client_session() as session:
+            for url, headers, _ in targets.values():
+                await download(session, url, obj, headers=headers)
+            with py_spy(bench, gateway, "b-large"):
+                for _ in range(bench.profile.large_downloads):
+                    for path, (url, headers, middle) in targets.items():
+                        meter = CpuMeter(bench, middle)
+                        received[path] += await download(session, url, obj, headers=headers)
+                        totals[path] += meter.elapsed()
+    direct_side, forwarder_side, gateway_side = (
+        Side(received[p] / MiB / totals[p].wall, received[p], totals[p]) for p in paths
     )
-    return Pair(direct_side, gateway_side)
+    return Pair(direct_side, gateway_side, forwarder_side)
 
 
 async def measure_latency(
@@ -799,7 +866,10 @@ def print_header(bench: Bench) -> None:
 def print_sides(pair: Pair, unit: str, cpu_unit: str, per: float, decimals: int) -> None:
     """The two paths' figures, with CPU time per request (or per GiB) of each party."""
     print(f"    {'':8} {unit:>9}   CPU {cpu_unit}: {'client':>7} {'storage':>8} {'gateway':>8}")
-    for name, side in (("direct", pair.direct), ("gateway", pair.gateway)):
+    rows = [("direct", pair.direct), ("gateway", pair.gateway)]
+    if pair.forwarder is not None:
+        rows.insert(1, ("tcp fwd", pair.forwarder))
+    for name, side in rows:
         cpu, scale = side.cpu, per / side.work
         print(
             f"    {name:8} {side.rate:9.{decimals}f}   {'':{len(cpu_unit) + 5}}"
@@ -829,9 +899,14 @@ def print_large(bench: Bench, pair: Pair) -> None:
     profile = bench.profile
     print(
         f"(b) {mib(profile.large_size)} object: {profile.large_downloads} downloads per path "
-        "after a warm-up,\n    alternating direct/gateway, body counted and discarded"
+        "after a warm-up,\n    alternating direct/forwarder/gateway, body counted and discarded"
     )
     print_sides(pair, "MiB/s", "ms per GiB", 1e3 * GiB, 1)
+    print(
+        f"    tcp fwd: a bare TCP forwarder (splice, no HTTP) in the gateway's place, its CPU\n"
+        f"             in the gateway column: {pair.forwarder_ratio:.2f}x direct, the ceiling "
+        "for any proxy here"
+    )
     ok = pair.ratio >= LARGE_RATIO_TARGET
     print(f"    ratio    {pair.ratio:8.2f}x   target >= {LARGE_RATIO_TARGET}x   {verdict(ok)}")
     print()
@@ -892,6 +967,14 @@ def summary_rows(bench: Bench, results: Results) -> list[tuple[str, str, str, bo
                 f"{ratio:.2f}x",
                 f">= {LARGE_RATIO_TARGET}x",
                 ratio >= LARGE_RATIO_TARGET,
+            )
+        )
+        rows.append(
+            (
+                "(b) bare TCP forwarder/direct",
+                f"{results.large.forwarder_ratio:.2f}x",
+                "(reference)",
+                None,
             )
         )
     if results.memory is not None:
