@@ -200,23 +200,28 @@ class Pipeline:
             status = 206
             headers["Content-Range"] = body.range.content_range()
             headers["Content-Length"] = str(body.range.length)
-        response = web.StreamResponse(status=status, headers=headers)
+        response = _CoalescingResponse(status=status, headers=headers)
         record.status, record.reason = status, "ok"
         metrics = self.metrics
         metrics.streams.inc()
+        first_byte = metrics.ttfb_histogram(record.method)
         try:
             writer = await response.prepare(request)
-            metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
-            relayed = False
+            relayed = timed = False
             length = body.range.length if body.range is not None else meta.size
             if self.zero_copy and length >= relay.MIN_BYTES and writer is not None:
-                relayed = await self._relay(request, writer, body, record)
+                relayed, timed = await self._relay(request, writer, body, record)
             if not relayed:
                 async with contextlib.aclosing(body.chunks()) as chunks:
                     async for chunk in chunks:
                         await response.write(chunk)
+                        if not timed:
+                            first_byte.observe(time.perf_counter() - record.started)
+                            timed = True
                         record.sent += len(chunk)
             await response.write_eof()
+            if not timed:  # an empty body: the head went out just now
+                first_byte.observe(time.perf_counter() - record.started)
         except StorageError as exc:
             # Headers are gone: the only honest signal left is to break the connection, so a
             # truncated body can never pass for a complete one.
@@ -244,30 +249,32 @@ class Pipeline:
         writer: AbstractStreamWriter,
         body: ObjectBody,
         record: AccessRecord,
-    ) -> bool:
-        """Send the body with `gateway.relay` if both ends are plain sockets; False (nothing
-        sent) if not. The response head must be on the wire first, so the relay's bytes
-        cannot overtake it: otherwise (rare: the client's socket is full) chunks are used."""
+    ) -> tuple[bool, bool]:
+        """Send the body with `gateway.relay` if both ends are plain sockets. Returns whether
+        it did, and whether the head was sent (and timed). The head must be on the wire before
+        the relay's bytes, which would overtake it: if it is not (rare: the client's socket is
+        full), or anything else rules the relay out, the caller streams chunks instead."""
         transport = request.transport
         client_fd = relay.plain_socket(transport)
         if client_fd is None or transport is None:
-            return False
+            return False, False
         writer.send_headers()
+        self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
         if transport.get_write_buffer_size():
-            return False
+            return False, True
         job = relay.Relay.open(client_fd)
         if job is None:
-            return False
+            return False, True
         source = body.socket_body()
         if source is None:
             job.close()
-            return False
+            return False, True
         try:
             await job.run(source)
         finally:
             record.sent += job.sent
             self.metrics.spliced_bytes.inc(job.spliced)
-        return True
+        return True, True
 
     def _preconditions(
         self, request: web.Request, meta: ObjectMeta, record: AccessRecord, extra: dict[str, str]
@@ -328,6 +335,14 @@ class Pipeline:
         self.metrics.duration_histogram(method).observe(record.duration)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(record.line())
+
+
+class _CoalescingResponse(web.StreamResponse):
+    """Holds the head back until the first body bytes, so that a small object goes out in one
+    write (one segment, one wake-up of the client) rather than head and body apart. aiohttp's
+    own `web.Response` does this; a StreamResponse sends its head at once unless told not to."""
+
+    _send_headers_immediately = False
 
 
 def _answer(record: AccessRecord, response: web.Response, reason: str) -> web.Response:

@@ -26,6 +26,7 @@ pytestmark = [
 ]
 
 SIZE = 24 * 1024 * 1024 + 7
+SMALL_SIZE = 4096
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 def large(s3_server: S3Server) -> bytes:
     body = os.urandom(SIZE)
     s3_server.client().put_object(Bucket="private", Key="relay/large.bin", Body=body)
+    s3_server.client().put_object(Bucket="private", Key="relay/small.bin", Body=body[:SMALL_SIZE])
     return body
 
 
@@ -76,6 +78,16 @@ async def test_a_large_get_arrives_whole(gw: RunningGateway, keys: Keys, large: 
         assert SIZE // 2 < spliced(gw) <= SIZE  # the head's first bytes came through Python
     else:
         assert spliced(gw) == 0
+
+
+@pytest.mark.parametrize("path", ["/large.bin", "/small.bin"])
+async def test_each_streamed_answer_times_its_first_byte_once(
+    gw: RunningGateway, keys: Keys, large: bytes, path: str
+) -> None:
+    response, body = await gw.request("GET", keys.sign(path))
+    assert response.status == 200
+    assert len(body) == (SIZE if path == "/large.bin" else SMALL_SIZE)
+    assert gw.metric("gateway_time_to_first_byte_seconds_count", method="GET") == 1
 
 
 @pytest.mark.parametrize(
