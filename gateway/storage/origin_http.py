@@ -68,11 +68,21 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait(self) -> None:
+    async def _wait(self, idle: float | None = None) -> None:
+        """Until data or the end arrives; TimeoutError after `idle` seconds without either.
+        The timer exists only while waiting: most reads find their data already buffered."""
         if self._eof:
             return
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        if idle is None:
+            await waiter
+            return
+        timer = loop.call_later(idle, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     @property
     def idle_usable(self) -> bool:
@@ -114,14 +124,15 @@ class _Connection(asyncio.Protocol):
                     self._buffered += len(rest)
                 return seen[: end + 4]
 
-    async def read(self, limit: int) -> bytes:
-        """The next received bytes, at most `limit`; b"" once the connection has ended."""
+    async def read(self, limit: int, idle: float | None = None) -> bytes:
+        """The next received bytes, at most `limit`; b"" once the connection has ended.
+        TimeoutError if nothing arrives for `idle` seconds."""
         while not self._chunks:
             if self._eof:
                 if self._error is not None:
                     raise OriginProtocolError(f"connection broke: {type(self._error).__name__}")
                 return b""
-            await self._wait()
+            await self._wait(idle)
         return self._take(limit)
 
     def hand_over(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
@@ -181,14 +192,14 @@ class OriginResponse:
         self._done = False
         self._handed_over = False  # its reading paused, until read_elsewhere()
 
-    async def read_chunk(self, size: int) -> bytes:
+    async def read_chunk(self, size: int, idle: float | None = None) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the
-        connection ends early."""
+        connection ends early, TimeoutError if storage sends nothing for `idle` seconds."""
         if self._remaining is None:
             raise OriginProtocolError("no Content-Length: the body cannot be delimited")
         if self._remaining == 0:
             return b""
-        chunk = await self._connection.read(min(size, self._remaining))
+        chunk = await self._connection.read(min(size, self._remaining), idle)
         if not chunk:
             raise OriginProtocolError(f"connection closed with {self._remaining} bytes to go")
         self._remaining -= len(chunk)
@@ -335,6 +346,11 @@ class ConnectionPool:
 
 class _StaleConnection(Exception):
     pass
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _request_head(method: str, target: str, headers: dict[str, str]) -> bytes:

@@ -13,6 +13,7 @@ be handed over as its socket (`S3Body.socket_body`) for the zero-copy relay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -36,6 +37,8 @@ from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, Ori
 from gateway.storage.s3_upload import S3Upload
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
+# Every answer carries its object's Last-Modified; the same few values come back again and again.
+_parse_last_modified = functools.lru_cache(maxsize=1024)(parse_http_date)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
@@ -222,8 +225,7 @@ class S3Body:
         idle = self._store._idle_timeout
         try:
             while True:
-                async with asyncio.timeout(idle):
-                    chunk = await response.read_chunk(size)
+                chunk = await response.read_chunk(size, idle)
                 if not chunk:
                     break
                 received += len(chunk)
@@ -279,7 +281,7 @@ def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
     return ObjectMeta(
         size=size,
         etag=headers.get("ETag"),
-        last_modified=parse_http_date(modified) if modified else None,
+        last_modified=_parse_last_modified(modified) if modified else None,
         content_type=headers.get("Content-Type") or "application/octet-stream",
         content_encoding=headers.get("Content-Encoding"),
         content_disposition=headers.get("Content-Disposition"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -436,6 +437,48 @@ async def test_storage_dying_mid_stream_aborts_the_client_connection(
                 await drain(response)
         assert received < 64 * 1024 * 1024
         await eventually(lambda: gw.metric("gateway_streams_in_flight") == 0)
+        assert (
+            gw.metric("gateway_requests_total", method="GET", status="200", reason="origin_aborted")
+            == 1
+        )
+
+
+@pytest.mark.parametrize("zero_copy", ["true", "false"], ids=["zero_copy", "copying"])
+async def test_storage_going_silent_mid_stream_aborts_after_the_idle_timeout(
+    doomed_s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, zero_copy: str
+) -> None:
+    import aiohttp
+
+    assert doomed_s3.process is not None
+    for name, value in doomed_s3.env().items():
+        monkeypatch.setenv(name, value)
+    settings = gateway_settings(
+        "s3://doomed",
+        keys.gateway_file,
+        s3_endpoint_url=doomed_s3.endpoint_url,
+        idle_timeout="0.5",
+        zero_copy=zero_copy,
+    )
+    async with running_gateway(settings) as gw:
+        received = 0
+
+        async def drain(response: aiohttp.ClientResponse) -> None:
+            nonlocal received
+            while chunk := await response.content.readany():
+                received += len(chunk)
+
+        async with gw.session.get(gw.url(keys.sign("/large.bin"))) as response:
+            assert response.status == 200
+            received += len(await response.content.readexactly(256 * 1024))
+            os.kill(doomed_s3.process.pid, signal.SIGSTOP)  # alive, connected, sending nothing
+            try:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await drain(response)
+            finally:
+                os.kill(doomed_s3.process.pid, signal.SIGCONT)
+        assert received < 64 * 1024 * 1024
+        await eventually(lambda: gw.metric("gateway_streams_in_flight") == 0)
+        assert gw.metric("gateway_storage_errors_total", kind="origin_timeout") == 1
         assert (
             gw.metric("gateway_requests_total", method="GET", status="200", reason="origin_aborted")
             == 1

@@ -141,6 +141,17 @@ async def test_a_handed_over_body_not_read_to_its_end_closes_its_connection(
     await pool.close()
 
 
+async def test_a_body_that_stalls_times_out_after_the_idle_allowance(storage: Start) -> None:
+    fake = storage(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")  # 6 short
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert await response.read_chunk(10, idle=0.05) == b"abcd"
+    with pytest.raises(TimeoutError):
+        await response.read_chunk(10, idle=0.05)
+    response.close()
+    await pool.close()
+
+
 async def test_the_request_carries_method_target_and_headers(storage: Start) -> None:
     fake = storage(lambda n: ok(b""))
     pool = await serve(fake)
