@@ -253,6 +253,11 @@ def _launch(workdir: Path) -> S3Server:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-volume.preStopSeconds=0",  # no clients to drain: do not linger 10 s on SIGTERM
+        # Each bucket is a collection that grows 7 volumes at once; with the default 8 volume
+        # slots a second bucket's writes could fail with InternalError ("no free volumes").
+        # Smaller volumes (sparse files, nothing preallocated) and more slots fit every test.
+        "-volume.max=200",
+        "-master.volumeSizeLimitMB=256",
     ]
     log_path = directory / "weed.log"
     with log_path.open("wb") as log:

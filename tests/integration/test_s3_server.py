@@ -90,3 +90,13 @@ def test_an_ended_server_is_gone(tmp_path: Path, ending: str) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert refuses_connections(port)
+
+
+def test_several_buckets_each_take_writes(s3_server: S3Server) -> None:
+    """Each bucket claims its own volumes; the server must have room for every test's."""
+    client = s3_server.client()
+    for index in range(4):
+        bucket = f"room-{index}-{secrets.token_hex(4)}"
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="k", Body=b"v")
+        assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
