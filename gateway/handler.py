@@ -265,12 +265,21 @@ class Pipeline:
         job = relay.Relay.open(client_fd)
         if job is None:
             return False, True
-        source = body.socket_body()
+        try:
+            source = body.socket_body()
+        except BaseException:
+            job.close()
+            raise
         if source is None:
             job.close()
             return False, True
         try:
             await job.run(source)
+        except BaseException:
+            # The body is short whatever went wrong: the connection must not carry on as if
+            # the response were complete.
+            transport.abort()
+            raise
         finally:
             record.sent += job.sent
             self.metrics.spliced_bytes.inc(job.spliced)

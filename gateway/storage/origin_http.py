@@ -142,6 +142,8 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None or transport.get_extra_info("sslcontext"):
             return None
+        if transport.is_closing() or self._eof or sock.fileno() < 0:
+            return None  # the rest of the body will never come: let reads say so
         transport.pause_reading()
         self._paused = True
         received = []

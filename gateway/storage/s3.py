@@ -157,6 +157,7 @@ class S3Store:
             byte_range = None
             if response.status == 206:
                 byte_range = _content_range(response.headers.get("Content-Range"))
+                _check_length(response, byte_range)
             meta = _meta(response, byte_range)
         except BaseException:
             response.close()
@@ -266,6 +267,14 @@ def _content_range(value: str | None) -> ByteRange:
         raise OriginError("storage sent 206 without a usable Content-Range")
     start, end, size = (int(g) for g in match.groups())
     return ByteRange(start, end, size)
+
+
+def _check_length(response: OriginResponse, byte_range: ByteRange) -> None:
+    """A 206 whose framing disagrees with its Content-Range would make us promise the client
+    one length and send another."""
+    length = response.headers.get("Content-Length")
+    if length is not None and (not length.isdigit() or int(length) != byte_range.length):
+        raise OriginError("storage's Content-Length disagrees with its Content-Range")
 
 
 def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:

@@ -114,8 +114,8 @@ async def relay_through(wires: Wires, received: tuple[bytes, ...], stored: bytes
         ((), 1),
         ((b"head",), 0),
         ((b"a" * 1000, b"b" * 3), 5000),
-        ((), 3 * relay.PIPE_BYTES + 12345),  # more than the pipe holds
-        ((os.urandom(700_000),), 2 * relay.PIPE_BYTES),  # a big already-received part
+        ((), 3 * relay.PIPE_BYTES[0] + 12345),  # more than the pipe holds
+        ((os.urandom(700_000),), 2 * relay.PIPE_BYTES[0]),  # a big already-received part
     ],
     ids=["one-byte", "received-only", "both", "larger-than-the-pipe", "large-received"],
 )
@@ -176,7 +176,7 @@ async def test_storage_going_silent_is_an_origin_timeout(wires: Wires) -> None:
 async def test_a_client_that_resets_is_a_connection_error(wires: Wires) -> None:
     wires.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     wires.client.close()  # RST: nothing more can be delivered
-    size = 8 * relay.PIPE_BYTES
+    size = 8 * relay.PIPE_BYTES[0]
     job = wires.relay(wires.body((), size))
     feeding = asyncio.ensure_future(send(wires.storage, b"y" * size))
     with pytest.raises(ConnectionError):
@@ -239,3 +239,41 @@ def test_a_process_out_of_descriptors_gets_no_relay_and_loses_none(wires: Wires)
         assert open_fds() == before
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+REFUSED = 0x80001000  # past 2 GiB: EINVAL whatever the process's privileges
+
+
+@pytest.mark.parametrize(
+    ("asked", "granted"),
+    [
+        ((1024 * 1024, 256 * 1024), 1024 * 1024),
+        ((REFUSED, 256 * 1024), 256 * 1024),  # the first refused: the next one
+        ((REFUSED,), 64 * 1024),  # every size refused: the kernel's default
+    ],
+    ids=["first", "second", "default"],
+)
+async def test_a_relay_gets_the_largest_pipe_the_kernel_grants(
+    wires: Wires, monkeypatch: pytest.MonkeyPatch, asked: tuple[int, ...], granted: int
+) -> None:
+    monkeypatch.setattr(relay, "PIPE_BYTES", asked)
+    job = relay.Relay.open(wires.client_side.fileno())
+    assert job is not None
+    assert job.pipe_bytes == granted
+    stored = os.urandom(3 * granted + 1)
+    _, _, got = await asyncio.gather(
+        send(wires.storage, stored),
+        job.run(wires.body((), len(stored))),
+        receive(wires.client, len(stored)),
+    )
+    assert got == stored
+
+
+def test_a_pipe_too_small_to_pay_off_means_no_relay_and_no_descriptor_kept(
+    wires: Wires, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when the user's pipe quota is used up and the kernel hands out two-page pipes."""
+    monkeypatch.setattr(relay, "MIN_PIPE_BYTES", 2 * 1024 * 1024)
+    before = open_fds()
+    assert relay.Relay.open(wires.client_side.fileno()) is None
+    assert open_fds() == before

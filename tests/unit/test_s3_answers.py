@@ -1,0 +1,92 @@
+"""How the S3 store reads storage's answers to a ranged GET: a scripted server plays storage,
+so the answers can be ones no well-behaved S3 server would give."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from gateway.http.ranges import RangeSpec
+from gateway.storage import OriginError
+from gateway.storage.s3 import S3Store
+
+StoreAnswering = Callable[[bytes], Awaitable[S3Store]]
+RANGE = RangeSpec(first=10, last=19, suffix=None)
+
+
+@pytest.fixture
+async def store_answering(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StoreAnswering]:
+    """An S3Store whose storage answers every request with `reply`."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-made-at-test-time")
+    started: list[tuple[asyncio.Server, S3Store]] = []
+
+    async def start(reply: bytes) -> S3Store:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = S3Store(
+            bucket="media",
+            region="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            connect_timeout=2,
+            first_byte_timeout=2,
+            idle_timeout=2,
+            chunk_size=65536,
+            pool_size=2,
+        )
+        await store.start()
+        started.append((server, store))
+        return store
+
+    yield start
+    for server, store in started:
+        await store.close()
+        server.close()
+
+
+def partial(content_range: str, body: bytes, length: int | None = None) -> bytes:
+    declared = len(body) if length is None else length
+    return b"HTTP/1.1 206 Partial Content\r\nContent-Range: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        content_range.encode(),
+        declared,
+        body,
+    )
+
+
+async def test_a_range_whose_length_matches_its_content_range_is_streamed(
+    store_answering: StoreAnswering,
+) -> None:
+    store = await store_answering(partial("bytes 10-19/100", b"0123456789"))
+    body = await store.get("clip.mp4", RANGE)
+    received = b"".join([chunk async for chunk in body.chunks()])
+    await body.release()
+    assert received == b"0123456789"
+    assert body.meta.size == 100
+    assert body.range is not None
+    assert (body.range.start, body.range.length) == (10, 10)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        partial("bytes 10-19/100", b"x" * 50),  # framing longer than the range
+        partial("bytes 10-19/100", b"x" * 5),  # shorter
+    ],
+    ids=["longer", "shorter"],
+)
+async def test_a_range_whose_framing_disagrees_with_its_content_range_is_refused(
+    store_answering: StoreAnswering, reply: bytes
+) -> None:
+    """The client would be promised one length and sent another: a 502, before any header."""
+    store = await store_answering(reply)
+    with pytest.raises(OriginError, match="disagrees"):
+        await store.get("clip.mp4", RANGE)
+    assert store.open_bodies == 0
