@@ -25,9 +25,9 @@ from tests.deploy.sources import ALERTS, Query, dashboard_queries, rule_queries
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    gateway_settings,
     make_keys,
     running_gateway,
+    s3_gateway_settings,
 )
 from tests.servers import S3Server, free_port, seaweedfs
 
@@ -56,11 +56,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 async def gw(
     s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningGateway]:
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
-    settings = gateway_settings(
-        f"s3://{BUCKET}/media", keys.gateway_file, s3_endpoint_url=s3.endpoint_url
-    )
+    settings = s3_gateway_settings(monkeypatch, s3, f"s3://{BUCKET}/media", keys.gateway_file)
     async with running_gateway(settings) as running:
         yield running
 

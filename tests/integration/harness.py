@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
@@ -19,6 +20,7 @@ from gateway.app import GATEWAY, create_admin_app, create_app
 from gateway.handler import Gateway
 from gateway.settings import Settings
 from signer import Algorithm, Keyring, Status, new_key, sign_path
+from tests.servers import S3Server
 
 
 @dataclass
@@ -58,6 +60,20 @@ def gateway_settings(origin: str, keyring: Path, **extra: str) -> Settings:
     }
     environ.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
     return settings_module.load(environ=environ)
+
+
+def use_credentials(monkeypatch: pytest.MonkeyPatch, server: S3Server) -> None:
+    """Give the gateway `server`'s credentials the way production does: AWS_* variables."""
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+
+
+def s3_gateway_settings(
+    monkeypatch: pytest.MonkeyPatch, server: S3Server, origin: str, keyring: Path, **extra: str
+) -> Settings:
+    """Settings for a gateway in front of `server`, holding its credentials."""
+    use_credentials(monkeypatch, server)
+    return gateway_settings(origin, keyring, s3_endpoint_url=server.endpoint_url, **extra)
 
 
 @dataclass

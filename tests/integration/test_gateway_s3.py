@@ -23,6 +23,8 @@ from tests.integration.harness import (
     gateway_settings,
     make_keys,
     running_gateway,
+    s3_gateway_settings,
+    use_credentials,
 )
 from tests.servers import S3Server
 
@@ -56,8 +58,7 @@ def stored(s3_server: S3Server) -> dict[str, Any]:
 
 @pytest.fixture
 def aws_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, s3_server)
 
 
 @pytest.fixture
@@ -418,12 +419,11 @@ def doomed_gateway(
     idle_timeout: str,
     zero_copy: str,
 ) -> AbstractAsyncContextManager[RunningGateway]:
-    for name, value in doomed_s3.env().items():
-        monkeypatch.setenv(name, value)
-    settings = gateway_settings(
+    settings = s3_gateway_settings(
+        monkeypatch,
+        doomed_s3,
         "s3://doomed",
         keys.gateway_file,
-        s3_endpoint_url=doomed_s3.endpoint_url,
         idle_timeout=idle_timeout,
         zero_copy=zero_copy,
     )
@@ -496,12 +496,8 @@ async def test_storage_going_silent_mid_stream_aborts_after_the_idle_timeout(
 async def test_storage_refusing_our_credentials_is_502(
     s3_server: S3Server, keys: Keys, stored: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+    settings = s3_gateway_settings(monkeypatch, s3_server, "s3://private/media", keys.gateway_file)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
-    settings = gateway_settings(
-        "s3://private/media", keys.gateway_file, s3_endpoint_url=s3_server.endpoint_url
-    )
     async with running_gateway(settings) as gw:
         response, body = await gw.request("GET", keys.sign("/docs/hello.txt"))
         assert (response.status, body) == (502, b'{"error":"origin_error"}\n')

@@ -22,7 +22,12 @@ from gateway.revocation import Kind, Revocation, from_request
 from gateway.token_source import COOKIE_NAME
 from signer import path_form
 from signer.format import encode_payload
-from tests.integration.harness import Keys, RunningGateway, gateway_settings, make_keys
+from tests.integration.harness import (
+    Keys,
+    RunningGateway,
+    make_keys,
+    s3_gateway_settings,
+)
 from tests.integration.harness import running_gateway as start_gateway
 from tests.servers import S3Server
 
@@ -84,12 +89,11 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 async def gw(
     s3_server: S3Server, keys: Keys, media: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[RunningGateway]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    settings = gateway_settings(
+    settings = s3_gateway_settings(
+        monkeypatch,
+        s3_server,
         "s3://private/av",
         keys.gateway_file,
-        s3_endpoint_url=s3_server.endpoint_url,
         token_cookie="true",
         cors_origins="https://player.example",
         cors_credentials="true",

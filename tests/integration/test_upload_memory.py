@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.integration.harness import use_credentials
 from tests.integration.test_process import Served, serve
 from tests.servers import S3Server
 
@@ -33,8 +34,7 @@ def high_water_mark(pid: int) -> int:
 def served(
     tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Served]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, s3_server)
     gateway = serve(
         tmp_path,
         "s3://private/memory",

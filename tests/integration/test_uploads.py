@@ -24,6 +24,7 @@ from tests.integration.harness import (
     gateway_settings,
     make_keys,
     running_gateway,
+    use_credentials,
 )
 from tests.servers import S3Server
 
@@ -51,8 +52,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 @pytest.fixture
 def aws_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
+    use_credentials(monkeypatch, s3_server)
 
 
 @pytest.fixture

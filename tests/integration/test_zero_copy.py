@@ -14,9 +14,9 @@ from tests.integration.harness import (
     Keys,
     RunningGateway,
     eventually,
-    gateway_settings,
     make_keys,
     running_gateway,
+    s3_gateway_settings,
 )
 from tests.servers import S3Server
 
@@ -49,12 +49,11 @@ async def gw(
     keys: Keys,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[RunningGateway]:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    settings = gateway_settings(
+    settings = s3_gateway_settings(
+        monkeypatch,
+        s3_server,
         "s3://private/relay",
         keys.gateway_file,
-        s3_endpoint_url=s3_server.endpoint_url,
         zero_copy=str(request.param).lower(),
     )
     async with running_gateway(settings) as running:
