@@ -21,12 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.errors import Refusal, Refused, answer
 from gateway.revocation import Revocation, RevocationError, RevocationStore, from_request
 from gateway.revocation.entries import REQUEST_KINDS
 
 log = logging.getLogger("gateway.admin")
 
 MAX_BODY = 64 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,15 @@ class AdminActions:
 
 
 def add_admin_api(app: web.Application, token: str | None, actions: AdminActions) -> None:
+    """Mount the API on `app`, which must be made with `client_max_size=MAX_BODY`."""
     if not token:
         return
     expected = token.encode()
 
     @web.middleware
-    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/admin/"):
-            return await handler(request)  # type: ignore[no-any-return]
+            return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # aiohttp decodes header bytes with surrogateescape: encode them back the same way.
         given_bytes = given.encode("utf-8", "surrogateescape")
@@ -56,52 +59,30 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
                 request.method,
                 request.path,
             )
-            return _json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
-        return await handler(request)  # type: ignore[no-any-return]
+            return answer(Refused(Refusal.UNAUTHORIZED))
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return answer(exc)
 
     async def revoke(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _json(413, {"error": "body_too_large"})
-        raw = bytearray()
-        while len(raw) <= MAX_BODY:  # read(n) returns what has arrived so far, not n bytes
-            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
-            if not chunk:
-                break
-            raw += chunk
-        if len(raw) > MAX_BODY:
-            return _json(413, {"error": "body_too_large"})
+        what, value, before = _revocation_request(await _json_body(request))
         try:
-            body = json.loads(raw or b"null")
-        except ValueError:
-            detail = "the body is not JSON (UTF-8)"
-            return _json(400, {"error": "invalid_json", "detail": detail})
-        if not isinstance(body, dict):
-            return _json(400, {"error": "invalid_request", "detail": "a JSON object is required"})
-        given = [k for k in REQUEST_KINDS if k in body]
-        unknown = sorted(set(body) - set(REQUEST_KINDS) - {"before"})
-        if len(given) != 1 or unknown:
-            detail = f"exactly one of {', '.join(REQUEST_KINDS)}, and optionally before"
-            return _json(400, {"error": "invalid_request", "detail": detail})
-        what = given[0]
-        try:
-            value = body[what]
-            if not isinstance(value, str):
-                raise RevocationError(f"{what}: must be a string")
             entry = from_request(
                 what,
                 value,
-                before=body.get("before"),
+                before=before,
                 now=time.time(),
                 max_lifetime=actions.max_lifetime,
                 skew=actions.skew,
             )
         except RevocationError as exc:
-            return _json(400, {"error": "invalid_request", "detail": str(exc)})
+            raise Refused(Refusal.INVALID_REQUEST, detail=str(exc)) from None
         try:
             await actions.store().add(entry)
         except Exception as exc:  # any store failure: the caller must know it did not happen
             log.error("admin API: revocation store %s failed: %s", actions.store().name, exc)
-            return _json(503, {"error": "store_unavailable"})
+            raise Refused(Refusal.STORE_UNAVAILABLE) from None
         actions.on_revoked(entry)
         log.info("admin API: revoked %s (until %d)", _loggable(entry), entry.until)
         return _json(201, {"revoked": entry.describe()})
@@ -111,7 +92,7 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
             entries = await actions.store().entries()
         except Exception as exc:  # any store failure
             log.error("admin API: revocation store %s failed: %s", actions.store().name, exc)
-            return _json(503, {"error": "store_unavailable"})
+            raise Refused(Refusal.STORE_UNAVAILABLE) from None
         return _json(200, {"revocations": [e.describe() for e in entries]})
 
     async def reload(request: web.Request) -> web.Response:
@@ -124,15 +105,45 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
     app.router.add_post("/admin/keyring/reload", reload)
 
 
+async def _json_body(request: web.Request) -> object:
+    """The request's JSON document, read within the app's `client_max_size` (MAX_BODY)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise Refused(Refusal.BODY_TOO_LARGE)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refused(Refusal.BODY_TOO_LARGE) from None
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, RecursionError):
+        # RecursionError: a document nested deeper than the parser goes.
+        raise Refused(Refusal.INVALID_JSON, detail="the body is not JSON (UTF-8)") from None
+
+
+def _revocation_request(body: object) -> tuple[str, str, Any]:
+    """(what, value, before) of a revocation request, or the refusal saying what is wrong."""
+    if not isinstance(body, dict):
+        raise Refused(Refusal.INVALID_REQUEST, detail="a JSON object is required")
+    given = [k for k in REQUEST_KINDS if k in body]
+    unknown = sorted(set(body) - set(REQUEST_KINDS) - {"before"})
+    if len(given) != 1 or unknown:
+        detail = f"exactly one of {', '.join(REQUEST_KINDS)}, and optionally before"
+        raise Refused(Refusal.INVALID_REQUEST, detail=detail)
+    what = given[0]
+    value = body[what]
+    if not isinstance(value, str):
+        raise Refused(Refusal.INVALID_REQUEST, detail=f"{what}: must be a string")
+    return what, value, body.get("before")
+
+
 def _loggable(entry: Revocation) -> str:
     """Token ids are digests, safe to log; the other kinds name what operators revoked."""
     return f"{entry.kind.value} {entry.value}"
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(body, separators=(",", ":")).encode() + b"\n",
         content_type="application/json",
-        headers=headers,
     )

@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only links issued at or before TIME (unix seconds or ISO 8601); default: now",
     )
     revoke.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    revoke.add_argument(
+        "--create",
+        action="store_true",
+        help="create the embedded store's file if it does not exist yet (a new installation)",
+    )
     revocations = commands.add_parser("revocations", help="list or prune the revocation list")
     revocations.add_argument("action", choices=("list", "prune"))
     revocations.add_argument("--json", action="store_true", help="list as JSON")
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = settings_module.load(args.config, overrides=overrides)
-        configure(settings.access_log, settings.log_level)
+        configure(settings.log.access, settings.log.level)
         run_server(settings)
     except (SettingsError, KeyringError, StorageError, RevocationError) as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
@@ -127,7 +132,9 @@ def _operate(args: argparse.Namespace) -> int:
                 before = parse_time(args.before) if args.before is not None else None
             except ValueError as exc:
                 raise ValueError(f"--before: {exc}") from None
-            message = asyncio.run(commands.revoke(args.config, what, getattr(args, what), before))
+            message = asyncio.run(
+                commands.revoke(args.config, what, getattr(args, what), before, create=args.create)
+            )
         elif args.action == "list":
             message = asyncio.run(commands.list_entries(args.config, args.json))
         else:

@@ -14,17 +14,18 @@ import time
 
 from aiohttp import web
 
-from gateway.settings import Settings
+from gateway.client_address import TrustedProxies
+from gateway.settings import Cookie
 from gateway.token_source import COOKIE_NAME, Form, Presented
 from signer.format import Claims, canonical, encode_payload
 
 
 class CookieIssuer:
-    def __init__(self, settings: Settings) -> None:
-        self.enabled = settings.token_cookie
-        self.same_site = settings.cookie_samesite
-        self.secure = settings.cookie_secure
-        self.proxies = settings.proxies
+    def __init__(self, settings: Cookie, proxies: TrustedProxies) -> None:
+        self.enabled = settings.enabled
+        self.same_site = settings.same_site
+        self.secure = settings.secure
+        self.proxies = proxies
 
     def set_cookie(self, request: web.Request, presented: Presented, claims: Claims) -> str | None:
         """The `Set-Cookie` value for a verified token, or None when no cookie is due."""

@@ -1,12 +1,12 @@
 """The request pipeline, visible in one place:
 
-    client address -> locate token -> verify token -> object key -> storage
-        -> conditionals/range -> stream
+    client address -> locate token -> verify token -> lifetime -> object key -> revocation
+        -> (PUT: gateway/uploads.py) -> plan from metadata -> storage -> stream
 
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
-one `verify` call below. Nothing touches storage before the token is verified. Every exit goes
-through `_finish`, which records the outcome once for metrics and the access log.
-A PUT takes the same path up to the object key, then goes to `gateway/upload.py`.
+one `verify` call below. Nothing touches storage before the token is verified and checked
+against revocations. Refusals are raised (`gateway.errors`) and answered in `__call__`; every
+exit goes through `_finish`, which records the outcome once for metrics and the access log.
 """
 
 from __future__ import annotations
@@ -15,200 +15,173 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from gateway import relay, responses
+from gateway import relay
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
-from gateway.http.conditionals import (
-    Outcome,
-    Validators,
-    evaluate,
-    format_http_date,
-    if_range_allows,
-)
+from gateway.errors import METHODS, Outcome, Refusal, Refused, answer, refusal_for
 from gateway.http.cors import is_preflight
+from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range
-from gateway.keyring import KeyringHolder
 from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import log as access_log
 from gateway.observability.metrics import Metrics
-from gateway.revocation import RevocationStore, RevocationView
-from gateway.settings import Settings
-from gateway.storage import ObjectBody, ObjectMeta, ObjectStore, RangeNotSatisfiable, StorageError
+from gateway.services import Services
+from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
 from gateway.token_source import locate
-from gateway.upload import Uploads
+from gateway.uploads import Uploads
 from signer import Reason, Rejected, verify
 from signer.format import Claims, IPAddress, strip_path_token
 
 log = logging.getLogger("gateway.handler")
 
-METHODS = ("GET", "HEAD", "PUT")
-ALLOWED = ", ".join(METHODS)
-
-
-@dataclass(frozen=True)
-class Gateway:
-    """Everything a request needs, built once at start-up."""
-
-    settings: Settings
-    keyring: KeyringHolder
-    store: ObjectStore
-    metrics: Metrics
-    revocations: RevocationView
-    revocation_store: RevocationStore
+#: Statuses whose answer carries the object's bytes.
+_STREAMED: Final = frozenset((200, 206))
+#: Reads of one request: storage answering with another version each time gives up (502).
+_READ_ATTEMPTS: Final = 3
 
 
 class Pipeline:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        self.settings = gateway.settings
-        self.metrics = gateway.metrics
-        self.prefix = gateway.settings.origin.prefix
-        self.max_lifetime = gateway.settings.max_link_lifetime
-        self.revocations = gateway.revocations
-        self.cors = gateway.settings.cors
-        self.cookies = CookieIssuer(gateway.settings)
-        self.uploads = Uploads(gateway)
-        self.zero_copy = gateway.settings.zero_copy and relay.AVAILABLE
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.metrics = services.metrics
+        self.store = services.store
+        self.prefix = services.settings.origin.prefix
+        self.max_lifetime = services.settings.links.max_lifetime
+        self.skew = services.settings.links.clock_skew
+        self.cache_control = services.settings.cache_control
+        self.revocations = services.revocations
+        self.proxies = services.proxies
+        self.cors = services.cors
+        self.cookies = CookieIssuer(services.settings.cookie, services.proxies)
+        self.uploads = Uploads(services)
+        self.zero_copy = services.settings.zero_copy and relay.AVAILABLE
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        method = request.method
-        raw_path, _, raw_query = request.raw_path.partition("?")
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        proxies = self.settings.proxies
+        proxies = self.proxies
         client = client_address(
             peer[0] if peer else None, request.headers.getall(proxies.header, ()), proxies
         )
-        record = AccessRecord(method, strip_path_token(raw_path), str(client) if client else None)
+        raw_path = request.raw_path.partition("?")[0]
+        record = AccessRecord(
+            request.method, strip_path_token(raw_path), str(client) if client else None
+        )
         try:
-            return await self._serve(request, method, raw_path, raw_query, client, record)
+            return await self._serve(request, record, client)
+        except (Refused, Rejected, StorageError) as exc:
+            if isinstance(exc, StorageError):
+                self.metrics.storage_errors.labels(exc.kind).inc()
+            elif isinstance(exc, Rejected) and exc.claims is not None:
+                record.key_id, record.sub = exc.claims.key_id, exc.claims.sub
+            record.status, record.reason = refusal_for(exc)
+            return answer(exc)
         finally:
             self._finish(record)
 
     async def _serve(
-        self,
-        request: web.Request,
-        method: str,
-        raw_path: str,
-        raw_query: str,
-        client: IPAddress | None,
-        record: AccessRecord,
+        self, request: web.Request, record: AccessRecord, client: IPAddress | None
     ) -> web.StreamResponse:
+        method = request.method
         if is_preflight(method, request.headers):
             allowed = self.cors.preflight(request.headers)
             if allowed is None:
-                return _answer(record, responses.cors_refused(), "cors_refused")
-            return _answer(record, web.Response(status=204, headers=allowed), "preflight")
+                raise Refused(Refusal.CORS_REFUSED)
+            return _answered(record, web.Response(status=204, headers=allowed), Outcome.PREFLIGHT)
         if method not in METHODS:
-            return _answer(record, responses.method_not_allowed(ALLOWED), "method_not_allowed")
-        try:
-            presented = locate(raw_path, raw_query, request.headers.getall("Cookie", ()))
-            verified = verify(
-                self.gw.keyring.current,
-                method=method,
-                raw_path=presented.raw_path,
-                raw_query=presented.raw_query,
-                client_ip=client,
-                skew=self.settings.clock_skew,
-            )
-        except Rejected as exc:
-            if exc.claims is not None:
-                record.key_id, record.sub = exc.claims.key_id, exc.claims.sub
-            return _answer(record, responses.rejected(exc.reason), exc.reason.value)
+            raise Refused(Refusal.METHOD_NOT_ALLOWED)
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        presented = locate(raw_path, raw_query, request.headers.getall("Cookie", ()))
+        verified = verify(
+            self.services.keyring.current,
+            method=method,
+            raw_path=presented.raw_path,
+            raw_query=presented.raw_query,
+            client_ip=client,
+            skew=self.skew,
+        )
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
         if claims.expires - claims.issued > self.max_lifetime:
-            return _answer(record, responses.lifetime_exceeded(), "lifetime_exceeded")
-        if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
-            return _answer(record, responses.rejected(Reason.REVOKED), Reason.REVOKED.value)
+            raise Refused(Refusal.LIFETIME_EXCEEDED)
         try:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:
-            return _answer(record, responses.invalid_path(), "invalid_path")
+            raise Refused(Refusal.INVALID_PATH) from None
+        if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
+            raise Rejected(Reason.REVOKED)
         if method == "PUT":
             return await self.uploads.receive(request, verified, key, record)
-        extra = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
-        try:
-            if method == "HEAD":
-                return await self._head(request, key, record, extra)
-            return await self._get(request, key, record, extra)
-        except StorageError as exc:
-            self.metrics.storage_errors.labels(exc.kind).inc()
-            response, reason = responses.storage_failure(exc)
-            return _answer(record, response, reason)
+        granted = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
+        return await self._read(request, key, record, granted)
 
-    async def _head(
-        self, request: web.Request, key: str, record: AccessRecord, extra: dict[str, str]
-    ) -> web.Response:
-        meta = await self.gw.store.head(key)
-        early = self._preconditions(request, meta, record, extra)
-        if early is not None:
-            return early
-        spec = parse_range(request.headers.get("Range"))
-        status, headers = 200, self._headers(meta, extra)
-        if spec is not None and if_range_allows(request.headers.get("If-Range"), _validators(meta)):
-            byte_range = spec.resolve(meta.size)
-            if byte_range is None:
-                raise RangeNotSatisfiable(meta.size)
-            status = 206
-            headers["Content-Range"] = byte_range.content_range()
-            headers["Content-Length"] = str(byte_range.length)
-        response = web.Response(status=status, headers=headers)
-        return _answer(record, response, "ok")
-
-    async def _get(
-        self, request: web.Request, key: str, record: AccessRecord, extra: dict[str, str]
+    async def _read(
+        self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
     ) -> web.StreamResponse:
-        spec = parse_range(request.headers.get("Range"))
-        store = self.gw.store
-        try:
-            body: ObjectBody = await store.get(key, spec)
-        except RangeNotSatisfiable:
-            # Rare: judge preconditions and If-Range on the object as it is, then 416 or 200.
+        """GET or HEAD. A conditional request (or a HEAD) asks storage for metadata first, so
+        a 304 or 412 moves no bytes; a plain GET asks for the body at once (one round trip)
+        and plans from the metadata that comes with it."""
+        method, headers, store = request.method, request.headers, self.store
+        if method == "HEAD" or is_conditional(headers):
             meta = await store.head(key)
-            early = self._preconditions(request, meta, record, extra)
-            if early is not None:
-                return early
-            if if_range_allows(request.headers.get("If-Range"), _validators(meta)):
-                raise
-            body = await store.get(key, None)
-        try:
-            early = self._preconditions(request, body.meta, record, extra)
-            if early is not None:
-                return early
-            if body.range is not None and not if_range_allows(
-                request.headers.get("If-Range"), _validators(body.meta)
-            ):
+            planned = plan(method, headers, meta)
+            if method == "HEAD" or planned.status not in _STREAMED:
+                return self._without_body(meta, planned, record, granted)
+            spec = storage_range(planned)
+        else:
+            spec = parse_range(headers.get("Range"))
+        for _ in range(_READ_ATTEMPTS):
+            body: ObjectBody = await store.get(key, spec)
+            try:
+                # The object may have changed since its metadata was read: judge what came.
+                planned = plan(method, headers, body.meta)
+                if planned.status not in _STREAMED:
+                    return self._without_body(body.meta, planned, record, granted)
+                if planned.range == body.range:
+                    return await self._stream(request, body, planned, record, granted)
+                spec = storage_range(planned)
+            finally:
                 await body.release()
-                body = await store.get(key, None)
-            return await self._stream(request, body, record, extra)
-        finally:
-            await body.release()
+        raise OriginError("the object changed on every read of this request")
+
+    def _without_body(
+        self, meta: ObjectMeta, planned: Plan, record: AccessRecord, granted: dict[str, str]
+    ) -> web.Response:
+        """A HEAD, a 304, or the refusal a plan ends in (412, 416)."""
+        if planned.status == 412:
+            raise Refused(Refusal.PRECONDITION_FAILED)
+        if planned.status == 416:
+            raise RangeNotSatisfiable(meta.size)
+        headers = object_headers(meta, planned, cache_control=self.cache_control, granted=granted)
+        reason = Outcome.NOT_MODIFIED if planned.status == 304 else Outcome.OK
+        return _answered(record, web.Response(status=planned.status, headers=headers), reason)
 
     async def _stream(
-        self, request: web.Request, body: ObjectBody, record: AccessRecord, extra: dict[str, str]
+        self,
+        request: web.Request,
+        body: ObjectBody,
+        planned: Plan,
+        record: AccessRecord,
+        granted: dict[str, str],
     ) -> web.StreamResponse:
-        meta = body.meta
-        headers = self._headers(meta, extra)
-        status = 200
-        if body.range is not None:
-            status = 206
-            headers["Content-Range"] = body.range.content_range()
-            headers["Content-Length"] = str(body.range.length)
-        response = _CoalescingResponse(status=status, headers=headers)
-        record.status, record.reason = status, "ok"
+        headers = object_headers(
+            body.meta, planned, cache_control=self.cache_control, granted=granted
+        )
+        response = _CoalescingResponse(status=planned.status, headers=headers)
+        record.status, record.reason = planned.status, Outcome.OK
         metrics = self.metrics
         metrics.streams.inc()
         first_byte = metrics.ttfb_histogram(record.method)
         try:
             writer = await response.prepare(request)
             relayed = timed = False
-            length = body.range.length if body.range is not None else meta.size
+            length = body.range.length if body.range is not None else body.meta.size
             if self.zero_copy and length >= relay.MIN_BYTES and writer is not None:
                 relayed, timed = await self._relay(request, writer, body, record)
             if not relayed:
@@ -226,17 +199,17 @@ class Pipeline:
             # Headers are gone: the only honest signal left is to break the connection, so a
             # truncated body can never pass for a complete one.
             metrics.storage_errors.labels(exc.kind).inc()
-            record.reason = "origin_aborted"
+            record.reason = Outcome.ORIGIN_ABORTED
             log.warning("storage failed mid-stream after %d bytes: %s", record.sent, exc)
             if request.transport is not None:
                 request.transport.abort()
         except ConnectionError:
-            record.reason = "client_disconnected"
+            record.reason = Outcome.CLIENT_DISCONNECTED
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client goes away, and so does the shutdown
             # deadline; either way the finally blocks release storage before we re-raise.
             gone = request.transport is None or request.transport.is_closing()
-            record.reason = "client_disconnected" if gone else "cancelled"
+            record.reason = Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
             raise
         finally:
             metrics.streams.dec()
@@ -285,58 +258,6 @@ class Pipeline:
             self.metrics.spliced_bytes.inc(job.spliced)
         return True, True
 
-    def _preconditions(
-        self, request: web.Request, meta: ObjectMeta, record: AccessRecord, extra: dict[str, str]
-    ) -> web.Response | None:
-        headers = request.headers
-        outcome = evaluate(
-            request.method,
-            headers.get("If-Match"),
-            headers.get("If-None-Match"),
-            headers.get("If-Modified-Since"),
-            headers.get("If-Unmodified-Since"),
-            _validators(meta),
-        )
-        if outcome is Outcome.NOT_MODIFIED:
-            validators = {
-                k: v
-                for k, v in self._headers(meta, extra).items()
-                if k in ("ETag", "Last-Modified", "Cache-Control", "Set-Cookie")
-            }
-            return _answer(record, web.Response(status=304, headers=validators), "not_modified")
-        if outcome is Outcome.PRECONDITION_FAILED:
-            return _answer(
-                record, responses.error(412, "precondition_failed"), "precondition_failed"
-            )
-        return None
-
-    def _headers(self, meta: ObjectMeta, extra: dict[str, str]) -> dict[str, str]:
-        """Only what clients need; nothing storage-internal (x-amz-*, Server, request ids).
-
-        `extra` (the token's signed overrides, a cookie) comes last and wins."""
-        headers = {
-            "Content-Type": meta.content_type,
-            "Content-Length": str(meta.size),
-            "Accept-Ranges": "bytes",
-            "Cache-Control": self.settings.cache_control,
-            # A stored HTML/SVG/PDF must not be sniffed into script, nor leak its own signed
-            # URL to the next site through Referer.
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        }
-        if meta.etag:
-            headers["ETag"] = meta.etag
-        if meta.last_modified:
-            headers["Last-Modified"] = format_http_date(meta.last_modified)
-        if meta.content_encoding:
-            headers["Content-Encoding"] = meta.content_encoding
-        if meta.content_disposition:
-            headers["Content-Disposition"] = meta.content_disposition
-        if meta.content_language:
-            headers["Content-Language"] = meta.content_language
-        headers.update(extra)
-        return headers
-
     def _finish(self, record: AccessRecord) -> None:
         record.duration = time.perf_counter() - record.started
         method = Metrics.method_label(record.method)
@@ -354,7 +275,7 @@ class _CoalescingResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-def _answer(record: AccessRecord, response: web.Response, reason: str) -> web.Response:
+def _answered(record: AccessRecord, response: web.Response, reason: Outcome) -> web.Response:
     record.status, record.reason = response.status, reason
     return response
 
@@ -369,7 +290,3 @@ def _granted_headers(claims: Claims, set_cookie: str | None) -> dict[str, str]:
     if set_cookie is not None:
         headers["Set-Cookie"] = set_cookie
     return headers
-
-
-def _validators(meta: ObjectMeta) -> Validators:
-    return Validators(etag=meta.etag, last_modified=meta.last_modified)

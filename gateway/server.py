@@ -2,9 +2,9 @@
 
 Signals: SIGTERM/SIGINT stop accepting, let in-flight streams finish for up to
 `shutdown_grace` seconds, then exit; SIGHUP reloads the keyring. With several workers the
-supervisor forwards signals, restarts a worker that dies, and serves the admin listener
-(health, readiness and the admin API; each worker follows the revocation store itself, and
-per-worker metrics are not exported in this mode: run one worker per container to scrape them).
+supervisor forwards signals, restarts a worker that dies, and serves the admin listener: each
+worker serves its own admin app on a Unix socket only the supervisor uses, so `/readyz` applies
+every worker's own checks and `/metrics` merges every worker's metrics (`gateway.workers`).
 """
 
 from __future__ import annotations
@@ -14,73 +14,84 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from gateway.admin_api import AdminActions, add_admin_api
-from gateway.app import GATEWAY, create_admin_app, create_app
-from gateway.revocation import make_store as make_revocation_store
+from gateway import workers
+from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
+from gateway.app import create_admin_app, create_app
+from gateway.revocation.backends import open_store as open_revocation_store
+from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
 
 log = logging.getLogger("gateway")
 
 
 async def run(
-    settings: Settings, *, with_admin: bool = True, on_ready: Callable[[], None] | None = None
+    settings: Settings,
+    *,
+    admin_socket: Path | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
+    """Serve until SIGTERM/SIGINT. The admin app listens on `admin_listen`, or on
+    `admin_socket` (a worker of the supervisor)."""
     app = create_app(settings)
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.timeouts.shutdown_grace,
     )
-    await runner.setup()  # starts the keyring and storage: failures surface here
-    admin_runner = None
+    admin_runner = web.AppRunner(
+        create_admin_app(app, settings), access_log=None, handle_signals=False, shutdown_timeout=1
+    )
     try:
+        await runner.setup()  # opens every resource: failures surface here
         site = web.TCPSite(
             runner, settings.listen.host, settings.listen.port, reuse_port=True, backlog=1024
         )
         await _bind(site, "GATEWAY_LISTEN", settings.listen)
-        if with_admin:
-            admin_runner = web.AppRunner(
-                create_admin_app(app, settings),
-                access_log=None,
-                handle_signals=False,
-                shutdown_timeout=1,
-            )
-            await admin_runner.setup()
-            admin_site = web.TCPSite(
+        await admin_runner.setup()
+        if admin_socket is None:
+            admin_site: web.BaseSite = web.TCPSite(
                 admin_runner, settings.admin_listen.host, settings.admin_listen.port
             )
             await _bind(admin_site, "GATEWAY_ADMIN_LISTEN", settings.admin_listen)
+        else:
+            await web.UnixSite(admin_runner, str(admin_socket)).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, app[GATEWAY].keyring.reload)
+        loop.add_signal_handler(signal.SIGHUP, app[SERVICES].keyring.reload)
         log.info(
             "serving %s on %s%s",
             settings.origin,
             settings.listen,
-            f", admin on {settings.admin_listen}" if with_admin else "",
+            "" if admin_socket else f", admin on {settings.admin_listen}",
         )
         if on_ready is not None:
             on_ready()
         await stop.wait()
         log.info(
-            "stopping: no new connections; in-flight requests get %ss", settings.shutdown_grace
+            "stopping: no new connections; in-flight requests get %ss",
+            settings.timeouts.shutdown_grace,
         )
     finally:
-        await runner.cleanup()
-        if admin_runner is not None:
-            await admin_runner.cleanup()
+        await runner.cleanup()  # also after a failed start: closes what was opened
+        await admin_runner.cleanup()
     log.info("stopped")
 
 
-async def _bind(site: web.TCPSite, setting: str, address: Listen) -> None:
+async def _bind(site: web.BaseSite, setting: str, address: Listen) -> None:
     try:
         await site.start()
     except OSError as exc:
@@ -94,12 +105,12 @@ def serve(settings: Settings) -> None:
         Supervisor(settings).run()
 
 
-def _worker_main(settings: Settings, index: int) -> None:
+def _worker_main(settings: Settings, index: int, admin_socket: Path) -> None:
     from gateway.observability.access_log import configure
 
-    configure(settings.access_log, settings.log_level)
+    configure(settings.log.access, settings.log.level)
     logging.getLogger("gateway").info("worker %d starting", index)
-    uvloop.run(run(settings, with_admin=False))
+    uvloop.run(run(settings, admin_socket=admin_socket))
 
 
 class Supervisor:
@@ -109,17 +120,26 @@ class Supervisor:
         self.settings = settings
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, BaseProcess] = {}
-        self.stopping = False
+        self.sockets = Path(tempfile.mkdtemp(prefix="gateway-workers-"))
+
+    def _socket(self, index: int) -> Path:
+        return self.sockets / f"worker-{index}.sock"
 
     def _spawn(self, index: int) -> None:
+        self._socket(index).unlink(missing_ok=True)
         process = self.context.Process(
-            target=_worker_main, args=(self.settings, index), name=f"gateway-worker-{index}"
+            target=_worker_main,
+            args=(self.settings, index, self._socket(index)),
+            name=f"gateway-worker-{index}",
         )
         process.start()
         self.workers[index] = process
 
     def run(self) -> None:
-        uvloop.run(self._run())
+        try:
+            uvloop.run(self._run())
+        finally:
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -129,7 +149,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._signal_all(signal.SIGHUP))
         for index in range(self.settings.workers):
             self._spawn(index)
-        admin = web.Application()
+        fleet = workers.Workers({i: self._socket(i) for i in range(self.settings.workers)})
+        admin = web.Application(client_max_size=MAX_BODY)
 
         async def healthz(request: web.Request) -> web.Response:
             alive = sum(p.is_alive() for p in self.workers.values())
@@ -137,22 +158,17 @@ class Supervisor:
             return web.Response(status=status, text=f"workers alive: {alive}\n")
 
         async def readyz(request: web.Request) -> web.Response:
-            health = await healthz(request)
-            if health.status != 200:
-                return health
-            listen = self.settings.listen
-            try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(listen.host, listen.port), timeout=2
-                )
-            except (OSError, TimeoutError):
-                return web.Response(status=503, text="workers not accepting yet\n")
-            writer.close()
-            return web.Response(text="ready\n")
+            status, text = await fleet.readiness()
+            return web.Response(status=status, text=f"{text}\n")
+
+        async def metrics(request: web.Request) -> web.Response:
+            body, content_type = await fleet.metrics()
+            return web.Response(body=body, headers={"Content-Type": content_type})
 
         admin.router.add_get("/healthz", healthz)
         admin.router.add_get("/readyz", readyz)
-        revocations = make_revocation_store(self.settings)
+        admin.router.add_get("/metrics", metrics)
+        revocations = open_revocation_store(self.settings.revocation.store_url)
         await revocations.open()
 
         async def reload_keyring() -> tuple[int, str]:
@@ -164,8 +180,8 @@ class Supervisor:
             self.settings.admin_token,
             AdminActions(
                 store=lambda: revocations,
-                max_lifetime=self.settings.max_link_lifetime,
-                skew=self.settings.clock_skew,
+                max_lifetime=self.settings.links.max_lifetime,
+                skew=self.settings.links.clock_skew,
                 reload_keyring=reload_keyring,
             ),
         )
@@ -174,8 +190,23 @@ class Supervisor:
         admin_site = web.TCPSite(
             runner, self.settings.admin_listen.host, self.settings.admin_listen.port
         )
-        await _bind(admin_site, "GATEWAY_ADMIN_LISTEN", self.settings.admin_listen)
-        log.info("supervising %d workers on %s", self.settings.workers, self.settings.listen)
+        try:
+            await _bind(admin_site, "GATEWAY_ADMIN_LISTEN", self.settings.admin_listen)
+            log.info("supervising %d workers on %s", self.settings.workers, self.settings.listen)
+            await self._supervise(stop)
+        finally:
+            self._signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + self.settings.timeouts.shutdown_grace + 5
+            for process in self.workers.values():
+                remaining = max(0.0, deadline - time.monotonic())
+                await loop.run_in_executor(None, process.join, remaining)
+                if process.is_alive():
+                    process.kill()
+            await fleet.close()
+            await runner.cleanup()
+            await revocations.close()
+
+    async def _supervise(self, stop: asyncio.Event) -> None:
         restarts: dict[int, float] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -187,14 +218,6 @@ class Supervisor:
                     log.error("worker %d exited with %s; restarting", index, process.exitcode)
                     restarts[index] = time.monotonic()
                     self._spawn(index)
-        self._signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_grace + 5
-        for process in self.workers.values():
-            await loop.run_in_executor(None, process.join, max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-        await runner.cleanup()
-        await revocations.close()
 
     def _signal_all(self, sig: signal.Signals) -> None:
         for process in self.workers.values():

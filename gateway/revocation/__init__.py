@@ -1,7 +1,7 @@
 """The revocation list: entries, the in-memory view the request path checks, and its stores.
 
-`make_store` picks the store from the settings: Redis when `redis_url` is set (a fleet), else
-the embedded SQLite file (one node).
+`backends.open_store` picks the store from its URL: Redis when `redis_url` is set (a fleet),
+else the embedded SQLite file (one node).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Protocol
 
 from gateway.revocation.entries import Kind, Revocation, RevocationError, from_request
 from gateway.revocation.view import RevocationView
-from gateway.settings import Settings
 
 __all__ = [
     "Kind",
@@ -19,13 +18,13 @@ __all__ = [
     "RevocationStore",
     "RevocationView",
     "from_request",
-    "make_store",
 ]
 
 
 class RevocationStore(Protocol):
     name: str
     connected: bool
+    resyncs: int  # full resyncs of a follower's view (start and every reconnect)
 
     async def open(self) -> None: ...
     async def add(self, entry: Revocation) -> None: ...
@@ -42,13 +41,3 @@ class RevocationStore(Protocol):
     async def release(self, token_id: str) -> None:
         """Give a claim back (the use failed), so the link can be tried again."""
         ...
-
-
-def make_store(settings: Settings) -> RevocationStore:
-    if settings.redis_url:
-        from gateway.revocation.redis_store import RedisStore
-
-        return RedisStore(settings.redis_url)
-    from gateway.revocation.sqlite_store import SQLiteStore
-
-    return SQLiteStore(settings.revocation_db)

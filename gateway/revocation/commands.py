@@ -7,35 +7,31 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from gateway import settings as settings_module
 from gateway.revocation import Revocation, RevocationStore, from_request
-
-NEEDED = ("revocation_db", "redis_url", "max_link_lifetime", "clock_skew")
-
-
-def open_store(config: Path | None) -> tuple[RevocationStore, dict[str, Any]]:
-    values = settings_module.load_some(NEEDED, config)
-    if values["redis_url"]:
-        from gateway.revocation.redis_store import RedisStore
-
-        return RedisStore(values["redis_url"]), values
-    from gateway.revocation.sqlite_store import SQLiteStore
-
-    return SQLiteStore(values["revocation_db"]), values
+from gateway.revocation.backends import open_store as open_backend
+from gateway.settings import LinkRules, Revocations, load_group
 
 
-async def revoke(config: Path | None, what: str, value: str, before: float | None) -> str:
-    store, values = open_store(config)
+def open_store(config: Path | None, *, create: bool = False) -> RevocationStore:
+    """The store the gateways use. An embedded store's file must exist already unless
+    `create`: a command run from the wrong place must not write a database nobody reads."""
+    return open_backend(load_group(Revocations, config).store_url, create=create)
+
+
+async def revoke(
+    config: Path | None, what: str, value: str, before: float | None, *, create: bool = False
+) -> str:
+    rules = load_group(LinkRules, config)
+    store = open_store(config, create=create)
     try:
         entry = from_request(
             what,
             value,
             before=before,
             now=time.time(),
-            max_lifetime=values["max_link_lifetime"],
-            skew=values["clock_skew"],
+            max_lifetime=rules.max_lifetime,
+            skew=rules.clock_skew,
         )
         await store.open()
         await store.add(entry)
@@ -45,7 +41,7 @@ async def revoke(config: Path | None, what: str, value: str, before: float | Non
 
 
 async def list_entries(config: Path | None, as_json: bool) -> str:
-    store, _ = open_store(config)
+    store = open_store(config)
     try:
         await store.open()
         entries = sorted(await store.entries(), key=lambda e: (e.kind.value, e.value))
@@ -59,7 +55,7 @@ async def list_entries(config: Path | None, as_json: bool) -> str:
 
 
 async def prune(config: Path | None) -> str:
-    store, _ = open_store(config)
+    store = open_store(config)
     try:
         await store.open()
         dropped = await store.prune()

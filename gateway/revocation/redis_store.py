@@ -193,3 +193,8 @@ def _safe(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.rpartition("@")[2]
     return f"{scheme}{sep}{rest}"
+
+
+def from_url(url: str, *, create: bool = True) -> RedisStore:
+    """Any URL redis-py takes (`redis://`, `rediss://`, `unix://`); a shared store always exists."""
+    return RedisStore(url)

@@ -44,15 +44,25 @@ CREATE TABLE IF NOT EXISTS claims (
 class SQLiteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path, *, poll_interval: float = POLL_INTERVAL) -> None:
+    resyncs = 0  # the file is always there: nothing to resync from
+
+    def __init__(
+        self, path: Path, *, poll_interval: float = POLL_INTERVAL, create: bool = True
+    ) -> None:
         self.path = path
         self.poll_interval = poll_interval
+        self.create = create
         self.connected = True
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            if not self.create and not self.path.exists():
+                raise RevocationError(
+                    f"revocation_db {self.path}: does not exist (no gateway has used it); "
+                    "check GATEWAY_REVOCATION_DB, or pass --create to start a new one"
+                )
             try:
                 db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
                 _use_wal(db)
@@ -184,3 +194,8 @@ def _use_wal(db: sqlite3.Connection) -> None:
             if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def from_url(url: str, *, create: bool = True) -> SQLiteStore:
+    """`sqlite:///absolute/path` (the registry's form of `revocation_db`)."""
+    return SQLiteStore(Path(url.partition("://")[2]), create=create)

@@ -4,6 +4,7 @@
     ├── NotFound                the object does not exist              -> 404
     ├── RangeNotSatisfiable     the range starts past the end          -> 416 (carries the size)
     ├── AlreadyExists           a no-overwrite upload found the key    -> 412
+    ├── InvalidObjectKey        the store cannot hold this key         -> 400
     ├── OriginError             storage refused, failed or broke       -> 502
     └── OriginTimeout           storage did not answer in time         -> 504
 
@@ -41,6 +42,13 @@ class RangeNotSatisfiable(StorageError):
 
 class AlreadyExists(StorageError):
     kind = "exists"
+
+
+class InvalidObjectKey(StorageError):
+    """A key the store cannot write (a local store: a symlink or a file where a directory
+    must be)."""
+
+    kind = "invalid_key"
 
 
 class OriginError(StorageError):
@@ -126,6 +134,10 @@ class ObjectStore(Protocol):
         """Start writing `key`. With `no_overwrite`, `complete()` raises AlreadyExists rather
         than replace an object (atomically where the store supports conditional writes)."""
         ...
+
+    async def start(self) -> None:
+        """Open what the store needs (credentials, connection pools); raise StorageError with a
+        message for the operator if it cannot work."""
 
     async def check(self) -> None:
         """Raise StorageError unless storage is reachable (for /readyz)."""

@@ -20,11 +20,12 @@ import tempfile
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from gateway.http.ranges import ByteRange, RangeSpec
 from gateway.storage import (
     AlreadyExists,
+    InvalidObjectKey,
     NotFound,
     ObjectMeta,
     OriginError,
@@ -33,6 +34,10 @@ from gateway.storage import (
 )
 
 T = TypeVar("T")
+
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 class LocalStore:
@@ -65,12 +70,15 @@ class LocalStore:
         return LocalUpload(final, fd, temporary, no_overwrite=no_overwrite)
 
     def _create_temporary(self, key: str) -> tuple[str, int, str]:
-        final = self._resolve(key)
+        try:
+            final = self._resolve(key)
+        except NotFound:
+            raise InvalidObjectKey(key) from None  # a symlink on the way
         directory, name = os.path.split(final)
         try:
             os.makedirs(directory, exist_ok=True)
             if os.path.realpath(directory) != directory:
-                raise NotFound(key)  # a symlink appeared on the way: refuse, as `_resolve` does
+                raise InvalidObjectKey(key)  # a symlink appeared on the way, as in `_resolve`
             fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".upload", dir=directory)
         except OSError as exc:
             raise OriginError(f"cannot create an upload file: {exc.strerror}") from None
@@ -238,3 +246,9 @@ def _meta(path: str, result: os.stat_result) -> ObjectMeta:
         last_modified=datetime.fromtimestamp(int(result.st_mtime), tz=UTC),
         content_type=content_type or "application/octet-stream",
     )
+
+
+def from_settings(settings: Settings) -> LocalStore:
+    root = settings.origin.path
+    assert root is not None  # a file:// origin always has one
+    return LocalStore(root, chunk_size=settings.chunk_size)

@@ -16,7 +16,7 @@ import asyncio
 import functools
 import re
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
@@ -41,6 +41,10 @@ from gateway.storage.sigv4 import Credentials, SigV4Signer
 _parse_last_modified = functools.lru_cache(maxsize=1024)(parse_http_date)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
+
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 class S3Store:
@@ -295,4 +299,20 @@ def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
         content_encoding=headers.get("Content-Encoding"),
         content_disposition=headers.get("Content-Disposition"),
         content_language=headers.get("Content-Language"),
+    )
+
+
+def from_settings(settings: Settings) -> S3Store:
+    region = settings.s3.region
+    assert region is not None  # settings refuse an s3 origin without one
+    return S3Store(
+        bucket=settings.origin.bucket,
+        region=region,
+        endpoint_url=settings.s3.endpoint_url,
+        connect_timeout=settings.timeouts.connect,
+        first_byte_timeout=settings.timeouts.first_byte,
+        idle_timeout=settings.timeouts.idle,
+        chunk_size=settings.chunk_size,
+        pool_size=settings.s3.connections,
+        upload_part_size=settings.uploads.part_size,
     )

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gateway import settings as settings_module
-from gateway.app import GATEWAY, create_admin_app, create_app
-from gateway.handler import Gateway
+from gateway.app import create_admin_app, create_app
+from gateway.services import SERVICES, Services
 from gateway.settings import Settings
 from signer import Algorithm, Keyring, Status, new_key, sign_path
 from tests.servers import S3Server
@@ -84,8 +84,8 @@ class RunningGateway:
     session: aiohttp.ClientSession
 
     @property
-    def gateway(self) -> Gateway:
-        return self.app[GATEWAY]
+    def services(self) -> Services:
+        return self.app[SERVICES]
 
     def url(self, target: str) -> URL:
         """`target` is sent byte for byte: no re-encoding by the client."""
@@ -103,7 +103,7 @@ class RunningGateway:
             return response.status, await response.text()
 
     def metric(self, name: str, **labels: str) -> float:
-        value = self.gateway.metrics.registry.get_sample_value(name, labels)
+        value = self.services.metrics.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
 

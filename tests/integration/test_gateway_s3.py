@@ -382,7 +382,7 @@ async def test_a_client_that_disconnects_mid_stream_leaks_nothing(
         await eventually(lambda: gw.metric("gateway_streams_in_flight") == 1)
         response.close()  # drop the connection with most of the body unread
     await eventually(lambda: gw.metric("gateway_streams_in_flight") == 0)
-    await eventually(lambda: gw.gateway.store.open_bodies == 0)  # type: ignore[attr-defined]
+    await eventually(lambda: gw.services.store.open_bodies == 0)  # type: ignore[attr-defined]
     assert (
         gw.metric(
             "gateway_requests_total", method="GET", status="200", reason="client_disconnected"

@@ -316,7 +316,7 @@ async def test_a_revoked_stream_token_fails_in_every_form(
         "sub": Revocation(Kind.SUB, "viewer-7", time.time() + 600, time.time()),
         "prefix": Revocation(Kind.PREFIX, STREAM.rstrip("/"), time.time() + 600, time.time()),
     }[revoke]
-    gw.gateway.revocations.apply(entry)
+    gw.services.revocations.apply(entry)
 
     status, _, _ = await play("-i", path_url(gw, token))
     assert status != 0

@@ -174,7 +174,7 @@ async def test_the_revoke_command_reaches_a_running_gateway(
         return keys.sign(path, expires_in=600, sub=sub or None)
 
     settings = gateway_settings(f"file://{objects}", keys.gateway_file)
-    monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(settings.revocation_db))
+    monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(settings.revocation.db))
     async with running_gateway(settings) as gateway:
         assert await status(gateway, link(revoked)) == 200
 
@@ -193,7 +193,7 @@ async def test_links_issued_after_a_subject_revocation_work_again(
     new = keys.sign("/doc.txt", expires_in=600, sub="u1", now=now)
     settings = gateway_settings(f"file://{objects}", keys.gateway_file)
     async with running_gateway(settings) as gateway:
-        gateway.gateway.revocations.apply(Revocation(Kind.SUB, "u1", now + 10_000, now - 50))
+        gateway.services.revocations.apply(Revocation(Kind.SUB, "u1", now + 10_000, now - 50))
 
         assert await status(gateway, old) == 403
         assert await status(gateway, new) == 200
@@ -235,7 +235,7 @@ async def test_the_admin_api_refuses_a_missing_or_wrong_bearer_token(
         ) as answer:
             assert answer.status == 401
         assert await status(gateway, link) == 200
-        assert len(gateway.gateway.revocations) == 0
+        assert len(gateway.services.revocations) == 0
 
 
 async def test_without_an_admin_token_the_admin_api_does_not_exist(
@@ -258,7 +258,7 @@ async def test_the_admin_api_is_not_on_the_public_port(objects: Path, keys: Keys
             "POST", "/admin/revocations", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
         assert response.status in (403, 405)
-        assert len(gateway.gateway.revocations) == 0
+        assert len(gateway.services.revocations) == 0
 
 
 # --- a fleet on Redis --------------------------------------------------------------------------
@@ -291,7 +291,7 @@ async def test_a_gateway_resyncs_what_it_missed_while_cut_off(
         assert (await gateway.admin_get("/readyz"))[0] == 200
 
         await relay.cut()
-        await eventually_true(lambda: not gateway.gateway.revocation_store.connected)
+        await eventually_true(lambda: not gateway.services.revocation_store.connected)
         writer = RedisStore(redis.url)
         await writer.add(Revocation(Kind.SUB, "user-9", 2_000_000_000.0, 1_999_000_000.0))
         await writer._client.xtrim(writer.events_key, maxlen=0)  # only a full resync can tell
@@ -323,7 +323,7 @@ async def test_a_redis_restart_loses_nothing_the_fleet_enforces(
         for gateway in gateways:
             await eventually_true(
                 lambda g=gateway: (
-                    g.gateway.revocation_store.connected  # type: ignore[misc]
+                    g.services.revocation_store.connected  # type: ignore[misc]
                     and g.metric("gateway_revocation_resyncs_total") >= 2
                 )
             )

@@ -72,7 +72,7 @@ async def test_a_key_rotation_under_load_fails_no_valid_link(
 
     settings = gateway_settings(f"file://{objects}", Path(exported), keyring_watch_interval="0.05")
     async with running_gateway(settings) as gateway:
-        holder = gateway.gateway.keyring
+        holder = gateway.services.keyring
         load = Load(gateway)
         load.links.append(sign())  # before the rotation: k1
         old_links = list(load.links)
@@ -126,6 +126,6 @@ async def test_an_invalid_keyring_file_keeps_the_old_keyring(tmp_path: Path) -> 
 
         await eventually(lambda: gateway.metric("gateway_keyring_reload_failures_total") == 1)
 
-        assert gateway.gateway.keyring.generation == 1
+        assert gateway.services.keyring.generation == 1
         response, _ = await gateway.request("GET", link)
         assert response.status == 200

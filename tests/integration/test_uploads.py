@@ -541,7 +541,7 @@ async def test_a_one_time_link_used_concurrently_on_two_gateways_succeeds_once(
         token = for_url(target, skew=0).value
         await eventually(
             lambda: all(
-                any(e.value == token for e in g.gateway.revocations.entries()) for g in (gw, other)
+                any(e.value == token for e in g.services.revocations.entries()) for g in (gw, other)
             )
         )
         for g in (gw, other):

@@ -73,7 +73,7 @@ async def test_a_large_get_arrives_whole(gw: RunningGateway, keys: Keys, large: 
     assert (response.status, response.headers["Content-Length"]) == (200, str(SIZE))
     assert hashlib.sha256(body).digest() == hashlib.sha256(large).digest()
     assert gw.metric("gateway_sent_bytes_total") == SIZE
-    if gw.gateway.settings.zero_copy:
+    if gw.services.settings.zero_copy:
         assert SIZE // 2 < spliced(gw) <= SIZE  # the head's first bytes came through Python
     else:
         assert spliced(gw) == 0
@@ -130,7 +130,7 @@ async def test_a_client_that_disconnects_mid_body_leaks_nothing(
         await eventually(lambda: gw.metric("gateway_streams_in_flight") == 1)
         streaming.close()
     await eventually(lambda: gw.metric("gateway_streams_in_flight") == 0)
-    assert gw.gateway.store.open_bodies == 0  # type: ignore[attr-defined]
+    assert gw.services.store.open_bodies == 0  # type: ignore[attr-defined]
     assert (
         gw.metric(
             "gateway_requests_total", method="GET", status="200", reason="client_disconnected"

@@ -83,7 +83,7 @@ def admin_app(
     calls: Calls,
     reload_keyring: Callable[[], Awaitable[tuple[int, str]]] | None = None,
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")

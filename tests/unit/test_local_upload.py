@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.storage import AlreadyExists, NotFound
+from gateway.storage import AlreadyExists, InvalidObjectKey, NotFound
 from gateway.storage.local import LocalStore, LocalUpload
 
 
@@ -121,7 +121,7 @@ async def test_an_upload_through_a_symlink_out_of_the_root_is_refused(
     outside.mkdir()
     os.symlink(outside, root / "link")
 
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidObjectKey):
         await store.begin_upload("link/escape.txt", content_type="text/plain", no_overwrite=False)
 
     assert list(outside.iterdir()) == []

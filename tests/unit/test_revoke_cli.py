@@ -43,7 +43,15 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "revocations.sqlite3"
     monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(path))
     monkeypatch.chdir(tmp_path)
+    asyncio.run(_made_by_a_gateway(path))
     return path
+
+
+async def _made_by_a_gateway(path: Path) -> None:
+    """The file a gateway makes when it starts (the commands refuse to create one)."""
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -159,6 +167,7 @@ def test_the_store_can_come_from_a_config_file(
 ) -> None:
     monkeypatch.delenv("GATEWAY_REVOCATION_DB")
     other = tmp_path / "configured.sqlite3"
+    asyncio.run(_made_by_a_gateway(other))
     config = tmp_path / "gateway.toml"
     config.write_text(f'[gateway]\nrevocation_db = "{other}"\nmax_link_lifetime = 3600\n')
     before = int(time.time()) - 60  # within the configured (short) lifetime of now
@@ -167,7 +176,7 @@ def test_the_store_can_come_from_a_config_file(
     )
     assert code == 0
     assert stored(other, now=0) == [Revocation(Kind.KEY_ID, "k1", before + 3600 + SKEW, before)]
-    assert not db.exists()
+    assert stored(db, now=0) == []  # nothing went to the variable's store
 
 
 # -- refusals ------------------------------------------------------------------------------------
@@ -327,3 +336,33 @@ def test_entries_revoked_by_the_cli_are_listed_by_the_cli(
     code, out, _ = run(capsys, "revocations", "list", "--json")
     assert code == 0
     assert [(e["kind"], e["value"]) for e in json.loads(out)] == [("prefix", "/videos/ep1")]
+
+
+# -- a store that does not exist yet ---------------------------------------------------------
+
+
+def test_revoking_into_a_database_that_does_not_exist_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "elsewhere" / "revocations.sqlite3"
+    missing.parent.mkdir()
+    monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(missing))
+
+    code, _, err = run(capsys, "revoke", "--sub", "user-42")
+
+    assert code == 2
+    assert "does not exist" in err
+    assert "--create" in err
+    assert not missing.exists()
+
+
+def test_create_starts_a_new_database(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new = tmp_path / "revocations.sqlite3"
+    monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(new))
+
+    code, out, _ = run(capsys, "revoke", "--sub", "user-42", "--create")
+
+    assert code == 0, out
+    assert [e.value for e in stored(new)] == ["user-42"]

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,22 @@ from gateway.settings import (
     ENV_PREFIX,
     SETTING_NAMES,
     SETTINGS,
+    Cookie,
+    Cors,
+    LinkRules,
     Listen,
+    Logging,
     Origin,
+    Proxies,
+    Revocations,
     Settings,
     SettingsError,
+    Timeouts,
+    Uploads,
     describe,
     load,
 )
+from gateway.settings import S3 as S3Settings
 
 ORIGIN = "file:///srv/objects"
 KEYRING = "/etc/gateway/keyring.json"
@@ -113,6 +123,12 @@ SAMPLE_IDS = [name for name, _, _ in SAMPLES]
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def setting_value(settings: Settings, name: str) -> Any:
+    """A setting's value by its file name (settings are grouped: `timeouts.connect` is
+    `connect_timeout`)."""
+    return SETTINGS_BY_NAME[name].get(settings)
+
+
 # --- defaults and required settings -------------------------------------------------------
 
 
@@ -123,37 +139,26 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         listen=Listen("127.0.0.1", 8080),
         admin_listen=Listen("127.0.0.1", 9090),
         origin=Origin("file", "", "", Path("/srv/objects")),
-        s3_endpoint_url=None,
-        s3_region=None,
         keyring=Path(KEYRING),
-        trusted_proxies=(),
-        forwarded_header=ForwardedHeader.X_FORWARDED_FOR,
-        clock_skew=30.0,
-        cache_control="private, max-age=300",
-        connect_timeout=5.0,
-        first_byte_timeout=30.0,
-        idle_timeout=30.0,
-        shutdown_grace=30.0,
-        chunk_size=262144,
-        origin_connections=256,
-        zero_copy=True,
-        max_upload_bytes=5 * 1024**3,
-        upload_part_size=8 * 1024**2,
-        workers=1,
         keyring_watch_interval=2.0,
-        revocation_db=Path("revocations.sqlite3"),
-        max_link_lifetime=604800.0,
-        redis_url=None,
-        revocation_max_staleness=30.0,
+        cache_control="private, max-age=300",
+        chunk_size=262144,
+        zero_copy=True,
+        workers=1,
         admin_token=None,
-        cors_origins=(),
-        cors_credentials=False,
-        cors_max_age=600,
-        token_cookie=False,
-        cookie_samesite="Lax",
-        cookie_secure=None,
-        access_log=True,
-        log_level="INFO",
+        links=LinkRules(clock_skew=30.0, max_lifetime=604800.0),
+        timeouts=Timeouts(connect=5.0, first_byte=30.0, idle=30.0, shutdown_grace=30.0),
+        s3=S3Settings(endpoint_url=None, region=None, connections=256),
+        uploads=Uploads(max_bytes=5 * 1024**3, part_size=8 * 1024**2),
+        revocation=Revocations(
+            db=Path("/var/lib/edge-gateway/revocations.sqlite3"),
+            redis_url=None,
+            max_staleness=30.0,
+        ),
+        proxies=Proxies(networks=(), header=ForwardedHeader.X_FORWARDED_FOR),
+        cors=Cors(origins=(), credentials=False, max_age=600),
+        cookie=Cookie(enabled=False, same_site="Lax", secure=None),
+        log=Logging(access=True, level="INFO"),
     )
 
 
@@ -186,11 +191,11 @@ def test_the_samples_cover_every_setting() -> None:
 def test_every_setting_can_be_set_from_its_environment_variable(
     name: str, text: str, expected: Any
 ) -> None:
-    assert getattr(load(environ=REQUIRED), name) != expected  # the sample is not the default
+    assert setting_value(load(environ=REQUIRED), name) != expected  # the sample is not the default
 
     settings = load(environ=env(**{name: text}))
 
-    assert getattr(settings, name) == expected
+    assert setting_value(settings, name) == expected
 
 
 @pytest.mark.parametrize("table", [False, True], ids=["top-level", "gateway-table"])
@@ -202,7 +207,7 @@ def test_every_setting_can_be_set_in_the_toml_file(
 
     settings = load(config, environ={})
 
-    assert getattr(settings, name) == expected
+    assert setting_value(settings, name) == expected
 
 
 @pytest.mark.parametrize(
@@ -227,7 +232,7 @@ def test_toml_numbers_booleans_and_lists_are_accepted_natively(
 ) -> None:
     config = write_toml(tmp_path, FILE_REQUIRED | {name: value})
 
-    assert getattr(load(config, environ={}), name) == expected
+    assert setting_value(load(config, environ={}), name) == expected
 
 
 @pytest.mark.parametrize(
@@ -536,23 +541,23 @@ def test_an_s3_origin_without_any_region_is_an_error() -> None:
 def test_the_s3_region_comes_from_the_setting_then_aws_region_then_aws_default_region(
     extra: dict[str, str], region: str
 ) -> None:
-    assert load(environ=env(origin=S3) | extra).s3_region == region
+    assert load(environ=env(origin=S3) | extra).s3.region == region
 
 
 def test_a_non_aws_endpoint_without_a_region_gets_us_east_1() -> None:
     settings = load(environ=env(origin=S3, s3_endpoint_url="http://127.0.0.1:8333"))
 
-    assert settings.s3_region == "us-east-1"
+    assert settings.s3.region == "us-east-1"
 
 
 def test_a_non_aws_endpoint_keeps_an_explicit_region() -> None:
     environ = env(origin=S3, s3_endpoint_url="http://127.0.0.1:8333", s3_region="eu-central-1")
 
-    assert load(environ=environ).s3_region == "eu-central-1"
+    assert load(environ=environ).s3.region == "eu-central-1"
 
 
 def test_a_file_origin_needs_no_region() -> None:
-    assert load(environ=REQUIRED).s3_region is None
+    assert load(environ=REQUIRED).s3.region is None
 
 
 # --- Origin -------------------------------------------------------------------------------------
@@ -659,7 +664,7 @@ TIMEOUTS = ["clock_skew", "connect_timeout", "first_byte_timeout", "idle_timeout
     seconds=st.floats(min_value=0, max_value=86400, exclude_min=True),
 )
 def test_any_number_of_seconds_in_the_range_is_accepted_exactly(name: str, seconds: float) -> None:
-    assert getattr(load(environ=env(**{name: repr(seconds)})), name) == seconds
+    assert setting_value(load(environ=env(**{name: repr(seconds)})), name) == seconds
 
 
 @given(
@@ -683,7 +688,7 @@ def test_any_number_of_seconds_outside_the_range_is_refused(name: str, seconds: 
     ],
 )
 def test_booleans_accept_the_usual_spellings(text: str, expected: bool) -> None:
-    assert load(environ=env(access_log=text)).access_log is expected
+    assert load(environ=env(access_log=text)).log.access is expected
 
 
 @pytest.mark.parametrize(
@@ -699,13 +704,13 @@ def test_the_forwarded_header_name_is_case_insensitive(
 ) -> None:
     settings = load(environ=env(forwarded_header=text))
 
-    assert settings.forwarded_header is expected
+    assert settings.proxies.header is expected
     assert settings.proxies.header is expected
 
 
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", " error "])
 def test_log_levels_are_case_insensitive_and_upper_cased(level: str) -> None:
-    assert load(environ=env(log_level=level)).log_level == level.strip().upper()
+    assert load(environ=env(log_level=level)).log.level == level.strip().upper()
 
 
 def test_trusted_proxies_reach_the_proxy_policy() -> None:
@@ -719,14 +724,14 @@ def test_trusted_proxies_reach_the_proxy_policy() -> None:
 
 @pytest.mark.parametrize("text", ["", "  ", ",", " , "])
 def test_empty_trusted_proxies_means_none(text: str) -> None:
-    assert load(environ=env(trusted_proxies=text)).trusted_proxies == ()
+    assert load(environ=env(trusted_proxies=text)).proxies.networks == ()
 
 
 @pytest.mark.parametrize("text", ["", "   "])
 def test_an_empty_endpoint_or_region_means_unset(text: str) -> None:
     settings = load(environ=env(s3_endpoint_url=text, s3_region=text))
 
-    assert (settings.s3_endpoint_url, settings.s3_region) == (None, None)
+    assert (settings.s3.endpoint_url, settings.s3.region) == (None, None)
 
 
 # --- the table itself ---------------------------------------------------------------------------
@@ -738,8 +743,24 @@ def test_env_names_are_the_prefix_and_the_upper_cased_setting_names() -> None:
     assert len(ENV_NAMES) == len(SETTINGS)
 
 
+def leaf_paths(cls: type, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    hints = typing.get_type_hints(cls)
+    paths: list[tuple[str, ...]] = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if (
+            dataclasses.is_dataclass(kind)
+            and isinstance(kind, type)
+            and kind.__module__ == cls.__module__
+        ):
+            paths += leaf_paths(kind, (*path, f.name))
+        else:
+            paths.append((*path, f.name))
+    return paths
+
+
 def test_the_settings_table_matches_the_settings_object() -> None:
-    assert [s.name for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings) if f.init]
+    assert [s.path for s in SETTINGS] == leaf_paths(Settings)
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
@@ -766,14 +787,16 @@ def test_settings_are_frozen() -> None:
         settings.workers = 2  # type: ignore[misc]
 
 
-def test_replace_changes_only_what_it_names_and_rebuilds_the_proxy_policy() -> None:
+def test_replace_changes_only_what_it_names() -> None:
     settings = load(environ=REQUIRED)
+    forwarded = dataclasses.replace(settings.proxies, header=ForwardedHeader.FORWARDED)
 
-    changed = settings.replace(workers=3, forwarded_header=ForwardedHeader.FORWARDED)
+    changed = dataclasses.replace(settings, workers=3, proxies=forwarded)
 
     assert changed.workers == 3
     assert changed.proxies.header is ForwardedHeader.FORWARDED
-    assert changed.replace(workers=1, forwarded_header=ForwardedHeader.X_FORWARDED_FOR) == settings
+    back = dataclasses.replace(settings.proxies, header=ForwardedHeader.X_FORWARDED_FOR)
+    assert dataclasses.replace(changed, workers=1, proxies=back) == settings
 
 
 # --- browsers -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Specification of `gateway.http.uploads.plan`: an upload's headers against its signed limits.
+"""Specification of `gateway.http.upload_rules.upload_plan`: an upload's headers against its
+signed limits.
 
 Everything here is decided before a single body byte is read.
 """
@@ -9,20 +10,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.http.uploads import (
+from gateway.errors import Refusal
+from gateway.http.upload_rules import (
     DEFAULT_CONTENT_TYPE,
-    ENCODED,
-    LENGTH_REQUIRED,
-    TOO_LARGE,
-    TOO_SMALL,
-    WRONG_TYPE,
     BodyPlan,
-    Refusal,
     media_type,
-    plan,
     type_allowed,
+    upload_plan,
 )
 from signer.format import Claims
+
+LENGTH_REQUIRED = Refusal.LENGTH_REQUIRED
+TOO_LARGE = Refusal.TOO_LARGE
+TOO_SMALL = Refusal.TOO_SMALL
+WRONG_TYPE = Refusal.UNSUPPORTED_MEDIA_TYPE
+ENCODED = Refusal.UNSUPPORTED_CONTENT_ENCODING
 
 BOUND = 1000  # the gateway's max_upload_bytes in these tests
 
@@ -40,7 +42,7 @@ def judge(
     content_encoding: str | None = None,
     bound: int = BOUND,
 ) -> BodyPlan | Refusal:
-    return plan(
+    return upload_plan(
         claims or put_claims(),
         content_length=length,
         chunked=chunked,

@@ -23,47 +23,41 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import responses
-from gateway.http.uploads import BodyPlan, Refusal, plan
+from gateway import errors
+from gateway.errors import NO_STORE, Outcome, Refusal, Refused
+from gateway.http.upload_rules import BodyPlan, upload_plan
 from gateway.observability.access_log import AccessRecord
 from gateway.revocation import Kind, Revocation
+from gateway.services import Services
 from gateway.storage import NotFound, ObjectStore, StorageError, StoredObject
 from signer.verify import Verified
 
-if TYPE_CHECKING:
-    from gateway.handler import Gateway
-
-log = logging.getLogger("gateway.upload")
+log = logging.getLogger("gateway.uploads")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str) -> None:
-        super().__init__(code)
-        self.status, self.code = status, code
-
-
 class Uploads:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        self.metrics = gateway.metrics
-        self.max_upload_bytes = gateway.settings.max_upload_bytes
-        self.idle_timeout = gateway.settings.idle_timeout
-        self.skew = gateway.settings.clock_skew
+    def __init__(self, services: Services) -> None:
+        self.store = services.store
+        self.claims = services.revocation_store
+        self.revocations = services.revocations
+        self.metrics = services.metrics
+        self.max_upload_bytes = services.settings.uploads.max_bytes
+        self.idle_timeout = services.settings.timeouts.idle
+        self.skew = services.settings.links.clock_skew
 
     async def receive(
         self, request: web.Request, verified: Verified, key: str, record: AccessRecord
     ) -> web.StreamResponse:
         claims = verified.claims
         headers = request.headers
-        body_plan = plan(
+        body_plan = upload_plan(
             claims,
             content_length=request.content_length,
             chunked="chunked" in headers.get(hdrs.TRANSFER_ENCODING, "").lower(),
@@ -72,7 +66,7 @@ class Uploads:
             max_upload_bytes=self.max_upload_bytes,
         )
         if isinstance(body_plan, Refusal):
-            return _answer(record, body_plan.status, body_plan.code)
+            raise Refused(body_plan)
         token, until = verified.token_id, claims.expires + self.skew
         lock = _object_lock(key) if claims.no_overwrite else None
         held: list[str] = []  # claims taken in the revocation store, given back on the way out
@@ -81,24 +75,14 @@ class Uploads:
             if lock is not None:
                 # One no-overwrite upload per key at a time, fleet-wide: what storage's own
                 # conditional write guarantees only on some stores (docs/gateway.md).
-                refused = await self._claim(lock, until, "upload_in_progress", record)
-                if refused is not None:
-                    return refused
+                await self._claim(lock, until, Refusal.UPLOAD_IN_PROGRESS)
                 held.append(lock)
-                try:
-                    if await _exists(self.gw.store, key):
-                        return _answer(record, 412, "object_exists")
-                except StorageError as exc:
-                    return self._storage_failure(exc, record)
+                if await _exists(self.store, key):
+                    raise Refused(Refusal.OBJECT_EXISTS)
             if claims.one_time:
-                refused = await self._claim(token, until, "token_in_use", record)
-                if refused is not None:
-                    return refused
+                await self._claim(token, until, Refusal.TOKEN_IN_USE)
                 held.append(token)
-            result = await self._receive(request, key, body_plan, claims.no_overwrite, record)
-            if isinstance(result, web.Response):
-                return result
-            stored = result
+            stored = await self._receive(request, key, body_plan, claims.no_overwrite, record)
         finally:
             for name in held:
                 if name == lock or stored is None:
@@ -107,17 +91,15 @@ class Uploads:
             await self._revoke(Revocation(Kind.TOKEN, token, until))
         return _created(record, verified.path, stored)
 
-    async def _claim(
-        self, name: str, until: float, code: str, record: AccessRecord
-    ) -> web.Response | None:
-        """Claim `name` in the revocation store; the refusal to send when that fails."""
+    async def _claim(self, name: str, until: float, taken: Refusal) -> None:
+        """Claim `name` in the revocation store, or refuse: `taken` when another holds it."""
         try:
-            if await self.gw.revocation_store.claim_once(name, until):
-                return None
+            if await self.claims.claim_once(name, until):
+                return
         except Exception as exc:  # any store failure: fail closed, never upload twice
             log.error("could not claim an upload in the revocation store: %s", type(exc).__name__)
-            return _answer(record, 503, "revocation_store_unavailable")
-        return _answer(record, 409, code)
+            raise Refused(Refusal.REVOCATION_STORE_UNAVAILABLE) from None
+        raise Refused(taken)
 
     async def _receive(
         self,
@@ -126,25 +108,23 @@ class Uploads:
         body_plan: BodyPlan,
         no_overwrite: bool,
         record: AccessRecord,
-    ) -> StoredObject | web.Response:
-        """The body into storage: the stored object, or the response telling why not."""
+    ) -> StoredObject:
+        """The body into storage: the stored object, or a refusal saying why not."""
         self.metrics.uploads.inc()
         try:
             return await self._store(request, key, body_plan, no_overwrite, record)
-        except _Refused as exc:
-            return _answer(record, exc.status, exc.code)
         except StorageError as exc:
-            return self._storage_failure(exc, record)
+            log.warning("upload failed in storage: %s", exc)
+            raise
         except (ConnectionError, HttpProcessingError):
             # The client went away or broke the framing: nobody is left to answer.
-            return _answer(record, 400, "client_disconnected")
+            raise Refused(Refusal.CLIENT_DISCONNECTED) from None
         except asyncio.CancelledError:
             # With handler cancellation on, a client that goes away cancels the handler; so
             # does the shutdown deadline. The upload was aborted on the way out either way.
             gone = request.transport is None or request.transport.is_closing()
-            record.status, record.reason = (
-                (400, "client_disconnected") if gone else (503, "cancelled")
-            )
+            refusal = Refusal.CLIENT_DISCONNECTED if gone else Refusal.CANCELLED
+            record.status, record.reason = refusal.status, refusal.code
             raise
         finally:
             self.metrics.uploads.dec()
@@ -163,7 +143,7 @@ class Uploads:
         ):
             await request.writer.write(CONTINUE)
             request.writer.output_size = 0  # the 100 is not part of the response
-        sink = await self.gw.store.begin_upload(
+        sink = await self.store.begin_upload(
             key, content_type=body_plan.content_type, no_overwrite=no_overwrite
         )
         try:
@@ -184,21 +164,21 @@ class Uploads:
                 async with asyncio.timeout(self.idle_timeout):
                     chunk = await content.readany()
             except TimeoutError:
-                raise _Refused(408, "body_timeout") from None
+                raise Refused(Refusal.BODY_TIMEOUT) from None
             if not chunk:
                 break
             record.received += len(chunk)
             if record.received > body_plan.limit:
-                raise _Refused(413, "too_large")
+                raise Refused(Refusal.TOO_LARGE)
             yield chunk
         if body_plan.length is not None and record.received != body_plan.length:
             raise ConnectionResetError("the body ended before its Content-Length")
         if record.received < body_plan.minimum:
-            raise _Refused(400, "too_small")
+            raise Refused(Refusal.TOO_SMALL)
 
     async def _release(self, name: str) -> None:
         try:
-            await self.gw.revocation_store.release(name)
+            await self.claims.release(name)
         except Exception as exc:
             log.error(
                 "could not give back an upload claim (%s): it holds until the link expires",
@@ -208,21 +188,11 @@ class Uploads:
     async def _revoke(self, entry: Revocation) -> None:
         """Used: revoke it here at once and fleet-wide. The claim, kept until the link expires,
         already refuses a second use; the revocation makes every gateway say why."""
-        self.gw.revocations.apply(entry)
+        self.revocations.apply(entry)
         try:
-            await self.gw.revocation_store.add(entry)
+            await self.claims.add(entry)
         except Exception as exc:
             log.error("could not record a used one-time link: %s", type(exc).__name__)
-
-    def _storage_failure(self, exc: StorageError, record: AccessRecord) -> web.Response:
-        self.metrics.storage_errors.labels(exc.kind).inc()
-        log.warning("upload failed in storage: %s", exc)
-        if isinstance(exc, NotFound):
-            # Only a local store says this on writes: a symlink in the way.
-            return _answer(record, 400, "invalid_path")
-        response, reason = responses.storage_failure(exc)
-        record.status, record.reason = response.status, reason
-        return response
 
 
 async def defer_expect(request: web.Request) -> web.Response | None:
@@ -231,7 +201,7 @@ async def defer_expect(request: web.Request) -> web.Response | None:
     client never sends its body; any other expectation is 417."""
     expect = request.headers.get(hdrs.EXPECT, "")
     if request.version >= HttpVersion11 and expect.lower() != "100-continue":
-        return responses.error(417, "expectation_failed")
+        return errors.answer(Refused(Refusal.EXPECTATION_FAILED))
     return None
 
 
@@ -256,20 +226,15 @@ async def _exists(store: ObjectStore, key: str) -> bool:
     return True
 
 
-def _answer(record: AccessRecord, status: int, code: str) -> web.Response:
-    record.status, record.reason = status, code
-    return responses.error(status, code)
-
-
 def _created(record: AccessRecord, path: str, stored: StoredObject) -> web.Response:
     body = {"path": path, "size": stored.size, "etag": stored.etag}
     response = web.Response(
         status=201,
         body=json.dumps(body, ensure_ascii=False).encode() + b"\n",
         content_type="application/json",
-        headers={"Cache-Control": responses.NO_STORE},
+        headers={"Cache-Control": NO_STORE},
     )
     if stored.etag:
         response.headers[hdrs.ETAG] = stored.etag
-    record.status, record.reason = 201, "ok"
+    record.status, record.reason = 201, Outcome.OK
     return response

@@ -1,8 +1,8 @@
 """What an upload's headers must satisfy before a single body byte is read.
 
-`plan` judges a PUT's framing and entity headers against the constraints signed into its token
-(ContentType, MinBytes, MaxBytes) and the gateway's own bound, and returns either the plan for
-reading the body or the refusal to send instead. Pure: no I/O, no aiohttp.
+`upload_plan` judges a PUT's framing and entity headers against the constraints signed into its
+token (ContentType, MinBytes, MaxBytes) and the gateway's own bound, and returns either the plan
+for reading the body or the refusal to send instead. Pure: no I/O, no aiohttp.
 
     no Content-Length and not chunked              -> 411 length_required
     Content-Length above MaxBytes or the bound     -> 413 too_large
@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.errors import Refusal
 from signer.format import Claims
 
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
@@ -28,19 +29,6 @@ DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 _TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE: Final = re.compile(rf"({_TCHARS})/({_TCHARS})")
 _STORABLE: Final = re.compile(r"[\x20-\x7e]{1,255}")
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    status: int
-    code: str
-
-
-LENGTH_REQUIRED: Final = Refusal(411, "length_required")
-TOO_LARGE: Final = Refusal(413, "too_large")
-TOO_SMALL: Final = Refusal(400, "too_small")
-WRONG_TYPE: Final = Refusal(415, "unsupported_media_type")
-ENCODED: Final = Refusal(415, "unsupported_content_encoding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +41,7 @@ class BodyPlan:
     content_type: str  # what to store the object with
 
 
-def plan(
+def upload_plan(
     claims: Claims,
     *,
     content_length: int | None,
@@ -68,18 +56,18 @@ def plan(
     )
     minimum = claims.min_bytes or 0
     if content_length is None and not chunked:
-        return LENGTH_REQUIRED
+        return Refusal.LENGTH_REQUIRED
     if content_length is not None:
         if content_length > limit:
-            return TOO_LARGE
+            return Refusal.TOO_LARGE
         if content_length < minimum:
-            return TOO_SMALL
+            return Refusal.TOO_SMALL
     stored = storable_type(content_type)
     if stored is None or not type_allowed(claims.content_type, media_type(stored)):
-        return WRONG_TYPE
+        return Refusal.UNSUPPORTED_MEDIA_TYPE
     if content_encoding is not None and content_encoding.strip().lower() not in ("", "identity"):
         # The server would decompress it: the stored bytes would not be the bytes sent.
-        return ENCODED
+        return Refusal.UNSUPPORTED_CONTENT_ENCODING
     return BodyPlan(content_length, minimum, limit, stored)
 
 

@@ -1,0 +1,239 @@
+"""What a request needs, built once at start-up, each resource with its own cleanup context.
+
+    metrics -> keyring (+ watcher) -> revocation store -> revocation view (+ follower, sweeper)
+        -> object store -> Services
+
+Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
+that resource needs, and closes it on the way out. If a step fails at start-up (no AWS
+credentials, a bad keyring), aiohttp runs the cleanup of the steps already done, so nothing
+opened before the failure stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway.client_address import TrustedProxies
+from gateway.http.cors import CorsPolicy
+from gateway.keyring import KeyringHolder
+from gateway.observability.metrics import Metrics
+from gateway.revocation import Kind, RevocationStore, RevocationView
+from gateway.revocation.backends import open_store as open_revocation_store
+from gateway.settings import Settings
+from gateway.storage import ObjectStore, StorageError
+from gateway.storage.backends import open_store
+
+log = logging.getLogger("gateway")
+
+SWEEP_EVERY: Final = 60.0
+FIRST_SYNC_WAIT: Final = 5.0
+
+Check = Callable[[], Awaitable[str | None]]  # -> why the gateway is not ready, or None
+
+
+@dataclass
+class Readiness:
+    """The checks `/readyz` runs, in order; each resource registers its own."""
+
+    checks: list[tuple[str, Check]] = field(default_factory=list)
+
+    def add(self, name: str, check: Check) -> None:
+        self.checks.append((name, check))
+
+    async def problem(self) -> str | None:
+        """The first failing check's message, or None when every check passes."""
+        for _, check in self.checks:
+            message = await check()
+            if message is not None:
+                return message
+        return None
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request needs, built once at start-up."""
+
+    settings: Settings
+    keyring: KeyringHolder
+    store: ObjectStore
+    metrics: Metrics
+    revocations: RevocationView
+    revocation_store: RevocationStore
+    readiness: Readiness
+    proxies: TrustedProxies
+    cors: CorsPolicy
+
+
+SERVICES: Final = web.AppKey("services", Services)
+SETTINGS: Final = web.AppKey("settings", Settings)
+_METRICS: Final = web.AppKey("metrics", Metrics)
+_KEYRING: Final = web.AppKey("keyring", KeyringHolder)
+_REVOCATION_STORE: Final = web.AppKey("revocation_store", RevocationStore)
+_REVOCATIONS: Final = web.AppKey("revocations", RevocationView)
+_STORE: Final = web.AppKey("store", ObjectStore)
+_READINESS: Final = web.AppKey("readiness", Readiness)
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def contexts() -> list[Context]:
+    """The cleanup contexts, in start-up order (aiohttp closes them in reverse)."""
+    return [_metrics, _keyring, _revocation_store, _revocation_view, _object_store, _assemble]
+
+
+async def _metrics(app: web.Application) -> AsyncIterator[None]:
+    app[_METRICS] = Metrics()
+    app[_READINESS] = Readiness()
+    yield
+
+
+async def _keyring(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[SETTINGS], app[_METRICS]
+    holder = KeyringHolder(settings.keyring)
+    _publish_keyring(holder, metrics)
+    app[_KEYRING] = holder
+    interval = settings.keyring_watch_interval
+    async with _background(holder.watch(interval) if interval > 0 else None, "keyring"):
+        yield
+
+
+async def _revocation_store(app: web.Application) -> AsyncIterator[None]:
+    store = open_revocation_store(app[SETTINGS].revocation.store_url)
+    try:
+        await store.open()
+        app[_REVOCATION_STORE] = store
+        yield
+    finally:
+        await store.close()
+
+
+async def _revocation_view(app: web.Application) -> AsyncIterator[None]:
+    settings, store, metrics = app[SETTINGS], app[_REVOCATION_STORE], app[_METRICS]
+    view = RevocationView()
+    _publish_revocations(view, store, metrics)
+    bound = settings.revocation.max_staleness
+
+    async def fresh() -> str | None:
+        return revocation_staleness(view, bound)
+
+    app[_READINESS].add("revocations", fresh)
+    app[_REVOCATIONS] = view
+    async with _background(store.follow(view), "revocations"), _background(_sweep(view), "sweep"):
+        await _first_sync(view, min(FIRST_SYNC_WAIT, bound))
+        yield
+
+
+async def _object_store(app: web.Application) -> AsyncIterator[None]:
+    store = open_store(app[SETTINGS])
+    try:
+        await store.start()
+
+        async def reachable() -> str | None:
+            try:
+                await store.check()
+            except StorageError as exc:
+                return f"storage: {exc.kind}"
+            return None
+
+        app[_READINESS].add("storage", reachable)
+        app[_STORE] = store
+        yield
+    finally:
+        await store.close()
+
+
+async def _assemble(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[SERVICES] = Services(
+        settings=settings,
+        keyring=app[_KEYRING],
+        store=app[_STORE],
+        metrics=app[_METRICS],
+        revocations=app[_REVOCATIONS],
+        revocation_store=app[_REVOCATION_STORE],
+        readiness=app[_READINESS],
+        proxies=TrustedProxies(settings.proxies.networks, settings.proxies.header),
+        cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
+    )
+    yield
+
+
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None] | None, name: str) -> AsyncIterator[None]:
+    """Run `work` as a task while the block runs; cancel and await it on the way out."""
+    if work is None:
+        yield
+        return
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def revocation_staleness(view: RevocationView, max_staleness: float) -> str | None:
+    """Why the gateway is not ready on account of revocations, or None."""
+    lag = view.lag()
+    if lag > max_staleness:
+        shown = "never synced" if lag == float("inf") else f"last sync {lag:.1f}s ago"
+        return f"revocations stale: {shown} (bound {max_staleness:g}s)"
+    return None
+
+
+async def _first_sync(view: RevocationView, within: float) -> None:
+    """Serve only once the revocation list is loaded, unless the store is down: then start
+    anyway (not ready, so a load balancer keeps traffic away) and catch up when it is back."""
+    try:
+        async with asyncio.timeout(within):
+            await view.first_sync.wait()
+    except TimeoutError:
+        log.warning("revocation store not reachable yet; starting not-ready")
+
+
+async def _sweep(view: RevocationView) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY)
+        dropped = view.sweep()
+        if dropped:
+            log.info("dropped %d expired revocations from the view", dropped)
+
+
+def _publish_keyring(holder: KeyringHolder, metrics: Metrics) -> None:
+    def publish(current: KeyringHolder) -> None:
+        metrics.keyring_generation.set(current.generation)
+        for status, count in current.current.count_by_status().items():
+            metrics.keyring_keys.labels(status.value).set(count)
+
+    previous_failures = [0]
+
+    def count_failures(current: KeyringHolder) -> None:
+        new = current.reload_failures - previous_failures[0]
+        if new > 0:
+            metrics.keyring_reload_failures.inc(new)
+        previous_failures[0] = current.reload_failures
+
+    holder.listeners.extend([publish, count_failures])
+    publish(holder)
+
+
+def _publish_revocations(view: RevocationView, store: RevocationStore, metrics: Metrics) -> None:
+    for kind in Kind:
+        metrics.revocation_entries.labels(kind.value).set_function(
+            lambda kind=kind: view.count(kind)  # type: ignore[misc]
+        )
+    metrics.revocation_sync_lag.set_function(lambda: min(view.lag(), 1e9))
+    metrics.revocation_store_up.set_function(lambda: 1.0 if store.connected else 0.0)
+    metrics.count_callback(
+        "gateway_revocation_resyncs",
+        "Full resyncs of the revocation view from its store (start and every reconnect).",
+        lambda: float(store.resyncs),
+    )
