@@ -56,6 +56,7 @@ class Pipeline:
         self.max_lifetime = services.settings.links.max_lifetime
         self.skew = services.settings.links.clock_skew
         self.cache_control = services.settings.cache_control
+        self.inline_active = services.settings.inline_active_types
         self.revocations = services.revocations
         self.proxies = services.proxies
         self.cors = services.cors
@@ -158,9 +159,18 @@ class Pipeline:
             raise Refused(Refusal.PRECONDITION_FAILED)
         if planned.status == 416:
             raise RangeNotSatisfiable(meta.size)
-        headers = object_headers(meta, planned, cache_control=self.cache_control, granted=granted)
+        headers = self._headers(meta, planned, granted)
         reason = Outcome.NOT_MODIFIED if planned.status == 304 else Outcome.OK
         return _answered(record, web.Response(status=planned.status, headers=headers), reason)
+
+    def _headers(self, meta: ObjectMeta, planned: Plan, granted: dict[str, str]) -> dict[str, str]:
+        return object_headers(
+            meta,
+            planned,
+            cache_control=self.cache_control,
+            granted=granted,
+            inline_active=self.inline_active,
+        )
 
     async def _stream(
         self,
@@ -170,9 +180,7 @@ class Pipeline:
         record: AccessRecord,
         granted: dict[str, str],
     ) -> web.StreamResponse:
-        headers = object_headers(
-            body.meta, planned, cache_control=self.cache_control, granted=granted
-        )
+        headers = self._headers(body.meta, planned, granted)
         response = _CoalescingResponse(status=planned.status, headers=headers)
         record.status, record.reason = planned.status, Outcome.OK
         metrics = self.metrics

@@ -62,7 +62,7 @@ class Uploads:
             content_length=request.content_length,
             chunked="chunked" in headers.get(hdrs.TRANSFER_ENCODING, "").lower(),
             content_type=headers.get(hdrs.CONTENT_TYPE),
-            content_encoding=headers.get(hdrs.CONTENT_ENCODING),
+            content_encodings=headers.getall(hdrs.CONTENT_ENCODING, ()),
             max_upload_bytes=self.max_upload_bytes,
         )
         if isinstance(body_plan, Refusal):

@@ -34,6 +34,26 @@ CONDITIONAL: Final = (
     "If-Unmodified-Since",
     "If-Range",
 )
+#: Types a browser runs as a page (script on the gateway's origin): served as attachments
+#: unless a setting allows them inline. `+xml` covers SVG, XHTML and every XML dialect.
+ACTIVE_TYPES: Final = frozenset(
+    (
+        "text/html",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "application/x-javascript",
+        "text/xsl",
+    )
+)
+#: Even a page that gets through runs in an opaque origin, without the gateway's cookies (CSP
+#: `sandbox`). Media elements and downloads do not notice it; a PDF is left out, because
+#: browsers refuse to show a sandboxed PDF inline (its viewer keeps its own sandbox).
+SANDBOX: Final = "sandbox"
+_UNSANDBOXED: Final = frozenset(("application/pdf",))
 #: What a 304 repeats of the 200 it stands for (RFC 9110 §15.4.5).
 _NOT_MODIFIED_KEEPS: Final = frozenset(("ETag", "Last-Modified", "Cache-Control", "Set-Cookie"))
 
@@ -85,11 +105,26 @@ def storage_range(plan: Plan) -> RangeSpec | None:
     return RangeSpec(first=plan.range.start, last=plan.range.end, suffix=None)
 
 
+def is_active(content_type: str) -> bool:
+    """Whether a browser would run a response of this type as a page or a script."""
+    essence = content_type.partition(";")[0].strip().lower()
+    return essence in ACTIVE_TYPES or essence.endswith("+xml")
+
+
 def object_headers(
-    meta: ObjectMeta, plan: Plan, *, cache_control: str, granted: Mapping[str, str]
+    meta: ObjectMeta,
+    plan: Plan,
+    *,
+    cache_control: str,
+    granted: Mapping[str, str],
+    inline_active: bool = False,
 ) -> dict[str, str]:
     """The response headers for `plan`: only what clients need, nothing storage-internal
-    (x-amz-*, Server, request ids). `granted` (a token's signed overrides, a cookie) wins."""
+    (x-amz-*, Server, request ids). `granted` (a token's signed overrides, a cookie) wins.
+
+    Stored objects are whatever uploaders sent: an active type (HTML, SVG, XML, script) goes
+    out as an attachment unless `inline_active` or a signed Content-Disposition says otherwise,
+    and every object but a PDF runs sandboxed if it is opened as a page anyway."""
     headers = {
         "Content-Type": meta.content_type,
         "Content-Length": str(meta.size),
@@ -111,6 +146,16 @@ def object_headers(
     if meta.content_language:
         headers["Content-Language"] = meta.content_language
     headers.update(granted)
+    content_type = headers["Content-Type"]
+    if content_type.partition(";")[0].strip().lower() not in _UNSANDBOXED:
+        headers["Content-Security-Policy"] = SANDBOX
+    if (
+        not inline_active
+        and is_active(content_type)
+        and "Content-Disposition" not in granted
+        and not headers.get("Content-Disposition", "").lower().startswith("attachment")
+    ):
+        headers["Content-Disposition"] = "attachment"
     if plan.status == 304:
         return {k: v for k, v in headers.items() if k in _NOT_MODIFIED_KEEPS}
     if plan.range is not None:

@@ -8,7 +8,7 @@ for reading the body or the refusal to send instead. Pure: no I/O, no aiohttp.
     Content-Length above MaxBytes or the bound     -> 413 too_large
     Content-Length below MinBytes                  -> 400 too_small
     Content-Type absent/other than the signed one  -> 415 unsupported_media_type
-    Content-Encoding other than identity           -> 415 unsupported_content_encoding
+    Content-Encoding other than one identity       -> 415 unsupported_content_encoding
 
 A chunked body's size is unknown up front: it is counted while streaming (`BodyPlan.limit`,
 `BodyPlan.minimum`) and refused the same way (413 once past the limit, 400 at the end).
@@ -17,6 +17,7 @@ A chunked body's size is unknown up front: it is counted while streaming (`BodyP
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,9 +26,12 @@ from signer.format import Claims
 
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 
-# RFC 9110 §8.3.1: type "/" subtype, both tokens; parameters follow after ';'.
+# RFC 9110 §8.3.1: type "/" subtype, both tokens; parameters `; name=value` follow, each value
+# a token or a quoted-string. Nothing else is stored (a `,` never: see `storable_type`).
 _TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED: Final = r'"(?:[ !#-\[\]-~]|\\[ -~])*"'
 _MEDIA_TYPE: Final = re.compile(rf"({_TCHARS})/({_TCHARS})")
+_PARAMETER: Final = re.compile(rf" *;(?: *({_TCHARS})=({_TCHARS}|{_QUOTED}))? *")
 _STORABLE: Final = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -47,7 +51,7 @@ def upload_plan(
     content_length: int | None,
     chunked: bool,
     content_type: str | None,
-    content_encoding: str | None,
+    content_encodings: Sequence[str],
     max_upload_bytes: int,
 ) -> BodyPlan | Refusal:
     """The body plan for a PUT with these headers, or why it is refused."""
@@ -65,21 +69,41 @@ def upload_plan(
     stored = storable_type(content_type)
     if stored is None or not type_allowed(claims.content_type, media_type(stored)):
         return Refusal.UNSUPPORTED_MEDIA_TYPE
-    if content_encoding is not None and content_encoding.strip().lower() not in ("", "identity"):
-        # The server would decompress it: the stored bytes would not be the bytes sent.
+    if len(content_encodings) > 1 or any(
+        e.strip().lower() not in ("", "identity") for e in content_encodings
+    ):
+        # The stored bytes must be the bytes sent: no coding is undone, and more than one
+        # header could be read differently by whatever looks at it next.
         return Refusal.UNSUPPORTED_CONTENT_ENCODING
     return BodyPlan(content_length, minimum, limit, stored)
 
 
 def storable_type(header: str | None) -> str | None:
-    """The Content-Type to store: the header as sent (absent: octet-stream), or None when it
-    is not a media type or not plain visible ASCII."""
+    """The Content-Type to store (absent: octet-stream), re-serialised from its parsed parts,
+    or None when the header is not exactly one well-formed media type in visible ASCII.
+
+    Never the header as sent: a browser reading a stored `image/png;,text/html` takes the last
+    type after a comma (WHATWG "extract a MIME type") and would run the object as a page.
+    """
     if header is None:
         return DEFAULT_CONTENT_TYPE
     value = header.strip()
-    if not _STORABLE.fullmatch(value) or media_type(value) is None:
+    if not _STORABLE.fullmatch(value) or "," in value:
         return None
-    return value
+    essence = value.partition(";")[0]
+    media = _MEDIA_TYPE.fullmatch(essence.strip())
+    if media is None:
+        return None
+    stored = media.group(0).lower()
+    position = len(essence)  # then each `; name=value` to the end
+    while position < len(value):
+        parameter = _PARAMETER.match(value, position)
+        if parameter is None or parameter.end() == position:
+            return None
+        if parameter.group(1) is not None:
+            stored += f"; {parameter.group(1).lower()}={parameter.group(2)}"
+        position = parameter.end()
+    return stored
 
 
 def media_type(header: str) -> str | None:

@@ -238,6 +238,12 @@ class Settings:
         "true",
         "move large bodies from plain-HTTP storage to clients with splice(2) (Linux), not copies",
     )
+    inline_active_types: bool = setting(
+        "inline_active_types",
+        parse.boolean,
+        "false",
+        "serve HTML, SVG, XML and scripts inline (else as attachments); they still run sandboxed",
+    )
     workers: int = setting(
         "workers", parse.integer(1, 256), "1", "processes sharing the public port"
     )

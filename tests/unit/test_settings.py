@@ -116,6 +116,7 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("token_cookie", "true", True),
     ("cookie_samesite", "strict", "Strict"),
     ("cookie_secure", "false", False),
+    ("inline_active_types", "true", True),
     ("access_log", "false", False),
     ("log_level", "debug", "DEBUG"),
 ]
@@ -144,6 +145,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         cache_control="private, max-age=300",
         chunk_size=262144,
         zero_copy=True,
+        inline_active_types=False,
         workers=1,
         admin_token=None,
         links=LinkRules(clock_skew=30.0, max_lifetime=604800.0),

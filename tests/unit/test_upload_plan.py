@@ -15,6 +15,7 @@ from gateway.http.upload_rules import (
     DEFAULT_CONTENT_TYPE,
     BodyPlan,
     media_type,
+    storable_type,
     type_allowed,
     upload_plan,
 )
@@ -40,6 +41,7 @@ def judge(
     chunked: bool = False,
     content_type: str | None = "application/octet-stream",
     content_encoding: str | None = None,
+    more_encodings: tuple[str, ...] = (),
     bound: int = BOUND,
 ) -> BodyPlan | Refusal:
     return upload_plan(
@@ -47,7 +49,8 @@ def judge(
         content_length=length,
         chunked=chunked,
         content_type=content_type,
-        content_encoding=content_encoding,
+        content_encodings=(() if content_encoding is None else (content_encoding,))
+        + more_encodings,
         max_upload_bytes=bound,
     )
 
@@ -201,3 +204,52 @@ def test_media_type_never_raises_and_is_lower_case(header: str) -> None:
 @given(st.sampled_from(["image/", "video/", "text/"]), st.text(max_size=20))
 def test_a_type_prefix_allows_only_types_that_start_with_it(prefix: str, media: str) -> None:
     assert type_allowed(prefix, media) is media.startswith(prefix)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "image/png;,text/html",
+        "image/png;x=y,text/html",
+        "image/png, text/html",
+        'image/png; x=","',
+        "image/png; x",
+        "image/png; =y",
+        "image/png x",
+        "image/png;x=y z",
+    ],
+)
+def test_a_content_type_that_is_not_exactly_one_media_type_is_refused(header: str) -> None:
+    assert judge(content_type=header) == WRONG_TYPE
+
+
+@pytest.mark.parametrize(
+    ("header", "stored"),
+    [
+        ("image/png", "image/png"),
+        ("IMAGE/PNG", "image/png"),
+        ("text/plain;charset=UTF-8", "text/plain; charset=UTF-8"),
+        ("text/plain ; Charset=utf-8 ;", "text/plain; charset=utf-8"),
+        ('text/plain; name="a b"', 'text/plain; name="a b"'),
+        ("image/png;;", "image/png"),
+    ],
+)
+def test_the_stored_content_type_is_re_serialised_from_its_parts(header: str, stored: str) -> None:
+    result = judge(content_type=header)
+
+    assert isinstance(result, BodyPlan)
+    assert result.content_type == stored
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60))
+def test_a_stored_content_type_is_one_media_type_and_stable(header: str) -> None:
+    stored = storable_type(header)
+    if stored is not None:
+        assert "," not in stored
+        assert media_type(stored) == media_type(header)
+        assert storable_type(stored) == stored
+
+
+def test_two_content_encodings_are_refused_even_when_one_is_identity() -> None:
+    assert judge(content_encoding="identity", more_encodings=("gzip",)) == ENCODED
+    assert judge(content_encoding="identity", more_encodings=("identity",)) == ENCODED
