@@ -19,13 +19,13 @@ from gateway.http.conditionals import format_http_date
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
     s3_gateway_settings,
     use_credentials,
 )
+from tests.polling import eventually
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration

@@ -21,11 +21,11 @@ from gateway.revocation.redis_store import RedisStore
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
 )
+from tests.polling import eventually
 from tests.redis_server import RedisServer, redis_server
 from tests.servers import free_port
 

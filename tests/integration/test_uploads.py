@@ -20,12 +20,12 @@ from gateway.revocation.entries import for_url
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
     use_credentials,
 )
+from tests.polling import eventually
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,11 @@ from gateway import relay
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     make_keys,
     running_gateway,
     s3_gateway_settings,
 )
+from tests.polling import eventually
 from tests.servers import S3Server
 
 pytestmark = [
