@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from gateway.revocation.entries import for_url
+from gateway.storage import MIN_PART_SIZE
 from tests.integration.harness import (
     Keys,
     RunningGateway,
@@ -31,7 +32,7 @@ from tests.servers import S3Server
 pytestmark = pytest.mark.integration
 
 BUCKET = "private"
-PART = 5 * 1024 * 1024
+PART = MIN_PART_SIZE
 MIB = 1024 * 1024
 
 
