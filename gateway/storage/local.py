@@ -38,7 +38,6 @@ class LocalStore:
         self._root = root
         self._real_root = os.path.realpath(root)
         self._chunk_size = chunk_size
-        self.open_bodies = 0
 
     async def start(self) -> None:
         await self.check()
@@ -127,7 +126,6 @@ class LocalBody:
         self.range = byte_range
         self._remaining = byte_range.length if byte_range else meta.size
         self._released = False
-        store.open_bodies += 1
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         while self._remaining > 0:
@@ -144,7 +142,6 @@ class LocalBody:
     async def release(self) -> None:
         if not self._released:
             self._released = True
-            self._store.open_bodies -= 1
             self._handle.close()
 
 

@@ -84,7 +84,6 @@ class S3Store:
         self._client: S3Client | None = None
         self._client_context: ClientCreatorContext[S3Client] | None = None
         self._credentials: AioCredentials | None = None
-        self.open_bodies = 0
 
     async def start(self) -> None:
         session = get_session()
@@ -224,7 +223,6 @@ class S3Body:
         self._expected = byte_range.length if byte_range else meta.size
         self._complete = False
         self._released = False
-        store.open_bodies += 1
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         response = self._response
@@ -261,7 +259,6 @@ class S3Body:
         if self._released:
             return
         self._released = True
-        self._store.open_bodies -= 1
         if self._complete:
             self._response.release()
         else:
