@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict signer gateway scripts benchmarks deploy/healthcheck.py
+	$(BIN)/mypy --strict signer gateway scripts benchmarks deploy/healthcheck.py tests
 
 pytest: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest

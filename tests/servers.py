@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,6 +155,12 @@ class S3Server:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+
+    @property
+    def port(self) -> int:
+        port = urllib.parse.urlsplit(self.endpoint_url).port
+        assert port is not None, self.endpoint_url
+        return port
 
     @property
     def running(self) -> bool:

@@ -18,7 +18,8 @@ from gateway.settings import parse, sources
 from gateway.settings.declare import ENV_PREFIX, Spec, build, group, setting, specs
 from gateway.settings.parse import Listen
 from gateway.settings.sources import SettingsError
-from gateway.storage.backends import MAX_PARTS, MIN_PART_SIZE, Origin, parse_origin
+from gateway.storage import MAX_PARTS, MIN_PART_SIZE
+from gateway.storage.backends import Origin, parse_origin
 from signer.format import IPNetwork
 
 __all__ = [

@@ -21,6 +21,11 @@ from typing import Protocol
 
 from gateway.http.ranges import ByteRange, RangeSpec
 
+#: S3's multipart limits, which uploads are planned within (and the settings are checked
+#: against): every part but the last is at least 5 MiB, and an upload has at most 10,000.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+
 
 class StorageError(Exception):
     """Base of storage failures. `kind` is a bounded label for metrics and logs."""

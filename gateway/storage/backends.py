@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlsplit
 
-from gateway.storage.s3_upload import MAX_PARTS, MIN_PART_SIZE
-
 if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.storage import ObjectStore
 
-__all__ = ["BACKENDS", "MAX_PARTS", "MIN_PART_SIZE", "Origin", "open_store", "parse_origin"]
+__all__ = ["BACKENDS", "Origin", "open_store", "parse_origin"]
 
 BACKENDS: Final = {"s3": "gateway.storage.s3", "file": "gateway.storage.local"}
 _PATH_SHAPED: Final = frozenset({"file"})

@@ -1,8 +1,8 @@
 """A directory as an object store: the embedded default for trying the gateway out.
 
 Same semantics as S3 where the gateway can see them (sizes, ranges, validators, 404s), so the
-README's demo behaves like production. Filesystem calls run in the default thread pool so they
-never block the event loop; not meant for heavy traffic.
+README's demo behaves like production. Filesystem calls run in the default thread pool
+(`asyncio.to_thread`) so they never block the event loop; not meant for heavy traffic.
 
 Uploads are written to a hidden temporary file in the object's directory and renamed into place
 once complete (atomic on POSIX), so a reader sees the old object or the new one, never half of
@@ -17,10 +17,10 @@ import contextlib
 import mimetypes
 import os
 import tempfile
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO
 
 from gateway.http.ranges import ByteRange, RangeSpec
 from gateway.storage import (
@@ -33,9 +33,6 @@ from gateway.storage import (
     StoredObject,
 )
 
-T = TypeVar("T")
-
-
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
@@ -45,7 +42,6 @@ class LocalStore:
         self._root = root
         self._real_root = os.path.realpath(root)
         self._chunk_size = chunk_size
-        self.open_bodies = 0
 
     async def start(self) -> None:
         await self.check()
@@ -54,19 +50,19 @@ class LocalStore:
         return None
 
     async def check(self) -> None:
-        if not await _thread(os.path.isdir, self._real_root):
+        if not await asyncio.to_thread(os.path.isdir, self._real_root):
             raise OriginError(f"origin directory {self._root} does not exist")
 
     async def head(self, key: str) -> ObjectMeta:
-        return await _thread(self._head, key)
+        return await asyncio.to_thread(self._head, key)
 
     async def get(self, key: str, spec: RangeSpec | None) -> LocalBody:
-        handle, meta, byte_range = await _thread(self._open, key, spec)
+        handle, meta, byte_range = await asyncio.to_thread(self._open, key, spec)
         return LocalBody(self, handle, meta, byte_range)
 
     async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> LocalUpload:
         """`content_type` is not kept: a directory stores none (types come from the name)."""
-        final, fd, temporary = await _thread(self._create_temporary, key)
+        final, fd, temporary = await asyncio.to_thread(self._create_temporary, key)
         return LocalUpload(final, fd, temporary, no_overwrite=no_overwrite)
 
     def _create_temporary(self, key: str) -> tuple[str, int, str]:
@@ -137,11 +133,11 @@ class LocalBody:
         self.range = byte_range
         self._remaining = byte_range.length if byte_range else meta.size
         self._released = False
-        store.open_bodies += 1
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         while self._remaining > 0:
-            chunk = await _thread(self._handle.read, min(self._store._chunk_size, self._remaining))
+            size = min(self._store._chunk_size, self._remaining)
+            chunk = await asyncio.to_thread(self._handle.read, size)
             if not chunk:
                 raise OriginError("object shrank while being read")
             self._remaining -= len(chunk)
@@ -153,7 +149,6 @@ class LocalBody:
     async def release(self) -> None:
         if not self._released:
             self._released = True
-            self._store.open_bodies -= 1
             self._handle.close()
 
 
@@ -176,18 +171,18 @@ class LocalUpload:
         self.size += len(data)
         if len(self._pending) >= self.BLOCK:
             block, self._pending = bytes(self._pending), bytearray()
-            await _thread(self._write_all, block)
+            await asyncio.to_thread(self._write_all, block)
 
     async def complete(self) -> StoredObject:
         block, self._pending = bytes(self._pending), bytearray()
-        meta = await _thread(self._finish, block)
+        meta = await asyncio.to_thread(self._finish, block)
         self._finished = True
         return StoredObject(size=meta.size, etag=meta.etag)
 
     async def abort(self) -> None:
         if not self._finished:
             self._finished = True
-            await _thread(self._discard)
+            await asyncio.to_thread(self._discard)
 
     def _write_all(self, block: bytes) -> None:
         assert self._fd is not None
@@ -225,10 +220,6 @@ class LocalUpload:
             self._fd = None
         with contextlib.suppress(OSError):
             os.unlink(self._temporary)
-
-
-async def _thread(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 _COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}

@@ -16,7 +16,7 @@ import asyncio
 import functools
 import re
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
@@ -36,6 +36,11 @@ from gateway.storage import (
 from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
 from gateway.storage.s3_upload import S3Upload
 from gateway.storage.sigv4 import Credentials, SigV4Signer
+
+if TYPE_CHECKING:
+    from aiobotocore.credentials import AioCredentials
+    from aiobotocore.session import ClientCreatorContext
+    from types_aiobotocore_s3 import S3Client
 
 # Every answer carries its object's Last-Modified; the same few values come back again and again.
 _parse_last_modified = functools.lru_cache(maxsize=1024)(parse_http_date)
@@ -80,10 +85,9 @@ class S3Store:
         self._origin = (base.hostname or "", base.port, base.scheme == "https")
         self._signer = SigV4Signer(region)
         self._http: ConnectionPool | None = None
-        self._client: Any = None
-        self._client_context: Any = None
-        self._credentials: Any = None
-        self.open_bodies = 0
+        self._client: S3Client | None = None
+        self._client_context: ClientCreatorContext[S3Client] | None = None
+        self._credentials: AioCredentials | None = None
 
     async def start(self) -> None:
         session = get_session()
@@ -119,13 +123,11 @@ class S3Store:
         if self._client_context is not None:
             await self._client_context.__aexit__(None, None, None)
             self._client_context = None
-
-    @property
-    def client(self) -> Any:
-        """The aiobotocore client, for control-plane calls (uploads, bucket checks)."""
-        return self._client
+            self._client = None
 
     async def check(self) -> None:
+        if self._client is None:
+            raise OriginError("the storage client is not started (or already closed)")
         try:
             await asyncio.wait_for(
                 self._client.head_bucket(Bucket=self._bucket), self._first_byte_timeout
@@ -138,6 +140,7 @@ class S3Store:
     async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> S3Upload:
         """Uploads go through aiobotocore: they are few and large, so botocore's per-call cost
         is noise next to the bytes, and it handles multipart and retries of whole parts."""
+        assert self._client is not None, "S3Store.start() was not awaited"
         return S3Upload(
             self._client,
             bucket=self._bucket,
@@ -170,8 +173,11 @@ class S3Store:
 
     async def _send(self, method: str, key: str, headers: dict[str, str]) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
+        assert self._credentials is not None
         target = self._base_path + quote(key, safe="/")
         frozen = await self._credentials.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:
+            raise OriginError("the AWS credentials have no access key or secret key")
         signed = self._signer.headers(
             method,
             self._host,
@@ -221,7 +227,6 @@ class S3Body:
         self._expected = byte_range.length if byte_range else meta.size
         self._complete = False
         self._released = False
-        store.open_bodies += 1
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         response = self._response
@@ -258,7 +263,6 @@ class S3Body:
         if self._released:
             return
         self._released = True
-        self._store.open_bodies -= 1
         if self._complete:
             self._response.release()
         else:

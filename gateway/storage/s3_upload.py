@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import aiohttp
 from botocore.exceptions import (
@@ -28,21 +28,27 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from gateway.storage import AlreadyExists, OriginError, OriginTimeout, StoredObject
+from gateway.storage import MAX_PARTS, AlreadyExists, OriginError, OriginTimeout, StoredObject
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 log = logging.getLogger("gateway.storage")
 
 T = TypeVar("T")
 
-#: S3's limits: every part but the last is at least 5 MiB, and an upload has at most 10,000.
-MIN_PART_SIZE = 5 * 1024 * 1024
-MAX_PARTS = 10_000
+
+class _Conditions(TypedDict, total=False):
+    """The conditional-write parameters of the call that makes the object visible."""
+
+    IfNoneMatch: str
 
 
 class S3Upload:
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         *,
         bucket: str,
         key: str,
@@ -54,11 +60,11 @@ class S3Upload:
         self._bucket = bucket
         self._key = key
         self._content_type = content_type
-        self._conditions = {"IfNoneMatch": "*"} if no_overwrite else {}
+        self._conditions: _Conditions = {"IfNoneMatch": "*"} if no_overwrite else {}
         self._part_size = part_size
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self._in_flight: asyncio.Task[None] | None = None
         self._done = False
         self.size = 0
@@ -72,7 +78,7 @@ class S3Upload:
     async def complete(self) -> StoredObject:
         if self._upload_id is None:
             body, self._buffer = bytes(self._buffer), bytearray()
-            reply = await _call(
+            stored = await _call(
                 self._client.put_object(
                     Bucket=self._bucket,
                     Key=self._key,
@@ -82,11 +88,12 @@ class S3Upload:
                 ),
                 "PutObject",
             )
+            etag = stored.get("ETag")
         else:
             if self._buffer:
                 await self._send_part()
             await self._settle()
-            reply = await _call(
+            completed = await _call(
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._key,
@@ -96,8 +103,9 @@ class S3Upload:
                 ),
                 "CompleteMultipartUpload",
             )
+            etag = completed.get("ETag")
         self._done = True
-        return StoredObject(size=self.size, etag=reply.get("ETag"))
+        return StoredObject(size=self.size, etag=etag)
 
     async def abort(self) -> None:
         """Cancel the part in flight and drop every part stored so far. Never raises: a failure
@@ -141,14 +149,14 @@ class S3Upload:
         if number > MAX_PARTS:
             raise OriginError(f"more than {MAX_PARTS} parts: raise upload_part_size")
         part, self._buffer = bytes(self._buffer), bytearray()
-        self._in_flight = asyncio.create_task(self._upload_part(number, part))
+        self._in_flight = asyncio.create_task(self._upload_part(self._upload_id, number, part))
 
-    async def _upload_part(self, number: int, body: bytes) -> None:
+    async def _upload_part(self, upload_id: str, number: int, body: bytes) -> None:
         reply = await _call(
             self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
-                UploadId=self._upload_id,
+                UploadId=upload_id,
                 PartNumber=number,
                 Body=body,
             ),

@@ -31,9 +31,15 @@ def service() -> dict[str, list[str]]:
     return values
 
 
+class CaseKeepingParser(configparser.ConfigParser):
+    """Environment names are case-sensitive; ConfigParser lower-cases keys by default."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def environment() -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None, comment_prefixes=("#",))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser = CaseKeepingParser(interpolation=None, comment_prefixes=("#",))
     parser.read_string("[env]\n" + ENV_FILE.read_text())
     return dict(parser["env"])
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,12 +119,3 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
         await session.close()
         await admin.close()
         await server.close()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait for a condition with a deadline (polling a state, not sleeping for a guess)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)

@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from signer import Algorithm, Keyring, Status, new_key, sign_path
-from tests.integration.harness import eventually
+from tests.polling import eventually
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,11 +22,11 @@ from gateway.revocation.redis_store import RedisStore
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
 )
+from tests.polling import eventually
 from tests.redis_server import RedisServer, redis_server
 from tests.servers import free_port
 
@@ -291,7 +292,7 @@ async def test_a_gateway_resyncs_what_it_missed_while_cut_off(
         assert (await gateway.admin_get("/readyz"))[0] == 200
 
         await relay.cut()
-        await eventually_true(lambda: not gateway.services.revocation_store.connected)
+        await eventually(lambda: not gateway.services.revocation_store.connected)
         writer = RedisStore(redis.url)
         await writer.add(Revocation(Kind.SUB, "user-9", 2_000_000_000.0, 1_999_000_000.0))
         await writer._client.xtrim(writer.events_key, maxlen=0)  # only a full resync can tell
@@ -321,12 +322,7 @@ async def test_a_redis_restart_loses_nothing_the_fleet_enforces(
         redis.restart()  # no persistence: Redis comes back empty
 
         for gateway in gateways:
-            await eventually_true(
-                lambda g=gateway: (
-                    g.services.revocation_store.connected  # type: ignore[misc]
-                    and g.metric("gateway_revocation_resyncs_total") >= 2
-                )
-            )
+            await eventually(functools.partial(reconnected_and_resynced, gateway))
         restored = RedisStore(redis.url)
         assert [e.value for e in await restored.entries()] == [token_of(before)]
         await restored.add(Revocation(Kind.TOKEN, token_of(after), 2_000_000_000.0))
@@ -381,8 +377,11 @@ async def poll_admin(gateway: RunningGateway, path: str, expected: int, within: 
             await asyncio.sleep(0.02)
 
 
-async def eventually_true(condition: object, within: float = 10) -> None:
-    await eventually(condition, within)  # type: ignore[arg-type]
+def reconnected_and_resynced(gateway: RunningGateway) -> bool:
+    return (
+        gateway.services.revocation_store.connected
+        and gateway.metric("gateway_revocation_resyncs_total") >= 2
+    )
 
 
 async def test_concurrent_revocations_of_one_subject_keep_the_widest(redis: RedisServer) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from signer import Keyring, sign_path
 from signer.cli import main as signer_main
-from tests.integration.harness import RunningGateway, eventually, gateway_settings, running_gateway
+from tests.integration.harness import RunningGateway, gateway_settings, running_gateway
+from tests.polling import eventually
 
 LOADERS = 4
 MAX_REQUESTS = 20_000  # a bound, whatever happens

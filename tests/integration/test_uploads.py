@@ -17,21 +17,22 @@ import aiohttp
 import pytest
 
 from gateway.revocation.entries import for_url
+from gateway.storage import MIN_PART_SIZE
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
     use_credentials,
 )
+from tests.polling import eventually
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "private"
-PART = 5 * 1024 * 1024
+PART = MIN_PART_SIZE
 MIB = 1024 * 1024
 
 
@@ -120,6 +121,11 @@ async def put(
         if response.content_type == "application/json":
             return response.status, await response.json(), response
         return response.status, body, response
+
+
+def error_of(reply: dict[str, Any] | bytes) -> object:
+    """The `error` of a JSON refusal; None for a body that is not one."""
+    return reply.get("error") if isinstance(reply, dict) else None
 
 
 async def download(gw: RunningGateway, keys: Keys, path: str) -> bytes:
@@ -433,7 +439,7 @@ async def test_of_racing_no_overwrite_uploads_exactly_one_wins(
     )
 
     winners = [reply for status, reply, _ in results if status == 201]
-    losers = {(status, reply["error"]) for status, reply, _ in results if status != 201}  # type: ignore[index]
+    losers = {(status, error_of(reply)) for status, reply, _ in results if status != 201}
     assert len(winners) == 1
     assert losers <= {(409, "upload_in_progress"), (412, "object_exists")}
     assert await download(gw, keys, path) in bodies

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.keyring import KeyringHolder
@@ -60,6 +61,7 @@ class FailingStore:
 
     name = "failing"
     connected = False
+    resyncs = 0
 
     async def open(self) -> None: ...
 
@@ -75,6 +77,12 @@ class FailingStore:
     async def follow(self, view: RevocationView) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def claim_once(self, token_id: str, until: float) -> bool:
+        raise ConnectionError("store is down")
+
+    async def release(self, token_id: str) -> None:
+        raise ConnectionError("store is down")
 
 
 def admin_app(
@@ -319,7 +327,7 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(
     release = asyncio.Event()
 
     @web.middleware
-    async def hold_the_rest(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def hold_the_rest(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Let the handler start with only the first piece received, then the client sends the
         # rest: a slow link, made deterministic.
         deadline = time.monotonic() + 5
@@ -327,7 +335,7 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(
             assert time.monotonic() < deadline, "the first piece never arrived"
             await asyncio.sleep(0.001)
         release.set()
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     async def body() -> AsyncIterator[bytes]:
         yield first

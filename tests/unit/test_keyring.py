@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,9 @@ def test_activating_a_staged_key_swaps_roles() -> None:
         (lambda r: r.with_key(new_key("k1", Algorithm.ED25519, Status.VERIFY)), "already exists"),
     ],
 )
-def test_invalid_changes_are_refused_with_a_reason(change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_changes_are_refused_with_a_reason(
+    change: Callable[[Keyring], Keyring], message: str
+) -> None:
     keyring = ring(
         ("k1", Algorithm.ED25519, Status.ACTIVE), ("k2", Algorithm.ED25519, Status.VERIFY)
     )

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gateway.http.ranges import ByteRange, parse_range
 from gateway.storage import NotFound, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
 from gateway.storage.local import LocalBody, LocalStore
+from tests.descriptors import open_files_under
 
 CHUNK = 4  # small, so every body is read in several chunks
 DIGITS = b"0123456789"
@@ -236,7 +237,7 @@ async def test_an_unsatisfiable_range_raises_with_the_size(
         await store.get("a.bin", parse_range(header))
 
     assert error.value.size == len(content)
-    assert store.open_bodies == 0  # nothing was left open
+    assert open_files_under(root) == 0  # nothing was left open
 
 
 @settings(
@@ -279,7 +280,7 @@ def test_any_range_reads_the_same_bytes_as_slicing(
         assert result == wanted
     else:  # nothing to send: 416 with the current size
         assert result == len(content)
-    assert store.open_bodies == 0
+    assert open_files_under(tmp_path) == 0
 
 
 # --- what is not an object ------------------------------------------------------------------------
@@ -303,7 +304,7 @@ async def test_a_missing_key_is_not_found(
 
     with pytest.raises(NotFound):
         await call(store, operation, key)
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 @OPERATIONS
@@ -432,7 +433,7 @@ async def test_a_file_that_shrinks_while_read_is_an_origin_error(
 
     with pytest.raises(OriginError, match="shrank"):
         await read_all(body)
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 def test_every_failure_is_a_storage_error() -> None:
@@ -440,24 +441,24 @@ def test_every_failure_is_a_storage_error() -> None:
         assert issubclass(error, StorageError)
 
 
-# --- open bodies ----------------------------------------------------------------------------------
+# --- open bodies: each holds its file open until released -----------------------------------------
 
 
-async def test_open_bodies_counts_gets_until_they_are_released(
+async def test_a_get_holds_its_file_open_until_it_is_released(
     root: Path, store: LocalStore
 ) -> None:
     put(root, "a.bin", DIGITS)
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
     first = await store.get("a.bin", None)
     second = await store.get("a.bin", parse_range("bytes=0-1"))
-    assert store.open_bodies == 2
+    assert open_files_under(root) == 2
 
     await first.release()
-    assert store.open_bodies == 1
+    assert open_files_under(root) == 1
 
     await second.release()
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 async def test_release_is_idempotent(root: Path, store: LocalStore) -> None:
@@ -467,7 +468,7 @@ async def test_release_is_idempotent(root: Path, store: LocalStore) -> None:
     for _ in range(3):
         await body.release()
 
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 async def test_a_body_may_be_released_before_it_is_read(root: Path, store: LocalStore) -> None:
@@ -479,7 +480,7 @@ async def test_a_body_may_be_released_before_it_is_read(root: Path, store: Local
     await body.release()
     await chunks.aclose()
 
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 async def test_head_opens_no_body(root: Path, store: LocalStore) -> None:
@@ -487,7 +488,7 @@ async def test_head_opens_no_body(root: Path, store: LocalStore) -> None:
 
     await store.head("a.bin")
 
-    assert store.open_bodies == 0
+    assert open_files_under(root) == 0
 
 
 # --- start, check, close --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TypedDict, Unpack
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -27,6 +28,14 @@ tricky_paths = st.one_of(
 algorithms = st.sampled_from(list(Algorithm))
 
 
+class Context(TypedDict, total=False):
+    """What a request brings to verification besides its target (`check`'s keywords)."""
+
+    method: str
+    client_ip: IPAddress | None
+    now: float
+
+
 def check(
     keyring: Keyring,
     target: str,
@@ -41,9 +50,9 @@ def check(
     ).path
 
 
-def rejection(keyring: Keyring, target: str, **context: object) -> Reason:
+def rejection(keyring: Keyring, target: str, **context: Unpack[Context]) -> Reason:
     with pytest.raises(Rejected) as caught:
-        check(keyring, target, **context)  # type: ignore[arg-type]
+        check(keyring, target, **context)
     return caught.value.reason
 
 
@@ -102,7 +111,9 @@ def test_ip_binding_accepts_exactly_the_bound_addresses(
 
 
 def _mapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    return network.version == 6 and network.subnet_of(ipaddress.ip_network("::ffff:0:0/96"))
+    return isinstance(network, ipaddress.IPv6Network) and network.subnet_of(
+        ipaddress.IPv6Network("::ffff:0:0/96")
+    )
 
 
 def test_ipv4_mapped_client_addresses_match_ipv4_bindings() -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from gateway import relay
 from gateway.storage import OriginError, OriginTimeout, SocketBody
+from tests.descriptors import open_fds
 
 pytestmark = pytest.mark.skipif(not relay.AVAILABLE, reason="splice(2) is Linux-only")
 
@@ -77,10 +78,6 @@ def wires() -> Iterator[Wires]:
     made = Wires(storage, origin_side, client_side, client)
     yield made
     made.close()
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def receive(sock: socket.socket, count: int) -> bytes:

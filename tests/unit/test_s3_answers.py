@@ -11,26 +11,44 @@ import pytest
 from gateway.http.ranges import RangeSpec
 from gateway.storage import OriginError
 from gateway.storage.s3 import S3Store
+from tests.polling import eventually
 
-StoreAnswering = Callable[[bytes], Awaitable[S3Store]]
 RANGE = RangeSpec(first=10, last=19, suffix=None)
+
+
+class ScriptedStorage:
+    """Plays storage: answers the first request on each connection with `reply`, then keeps
+    the connection until the store closes it, counting the connections the store holds."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.held = 0
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.held += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.reply)
+            await writer.drain()
+            await reader.read()  # until the store closes its end
+        finally:
+            self.held -= 1
+            writer.close()
+
+
+StoreAnswering = Callable[[bytes], Awaitable[tuple[S3Store, ScriptedStorage]]]
 
 
 @pytest.fixture
 async def store_answering(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StoreAnswering]:
-    """An S3Store whose storage answers every request with `reply`."""
+    """An S3Store whose storage answers every request with `reply`, and that storage."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key-id")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-made-at-test-time")
     started: list[tuple[asyncio.Server, S3Store]] = []
 
-    async def start(reply: bytes) -> S3Store:
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(reply)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async def start(reply: bytes) -> tuple[S3Store, ScriptedStorage]:
+        storage = ScriptedStorage(reply)
+        server = await asyncio.start_server(storage.answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         store = S3Store(
             bucket="media",
@@ -44,7 +62,7 @@ async def store_answering(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stor
         )
         await store.start()
         started.append((server, store))
-        return store
+        return store, storage
 
     yield start
     for server, store in started:
@@ -64,7 +82,7 @@ def partial(content_range: str, body: bytes, length: int | None = None) -> bytes
 async def test_a_range_whose_length_matches_its_content_range_is_streamed(
     store_answering: StoreAnswering,
 ) -> None:
-    store = await store_answering(partial("bytes 10-19/100", b"0123456789"))
+    store, _ = await store_answering(partial("bytes 10-19/100", b"0123456789"))
     body = await store.get("clip.mp4", RANGE)
     received = b"".join([chunk async for chunk in body.chunks()])
     await body.release()
@@ -86,7 +104,7 @@ async def test_a_range_whose_framing_disagrees_with_its_content_range_is_refused
     store_answering: StoreAnswering, reply: bytes
 ) -> None:
     """The client would be promised one length and sent another: a 502, before any header."""
-    store = await store_answering(reply)
+    store, storage = await store_answering(reply)
     with pytest.raises(OriginError, match="disagrees"):
         await store.get("clip.mp4", RANGE)
-    assert store.open_bodies == 0
+    await eventually(lambda: storage.held == 0)  # the store let go of the connection

@@ -6,6 +6,7 @@ import json
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_sign_an_upload_link_then_verify_shows_its_constraints(
 def test_verify_explains_rejection(
     keys: Path,
     capsys: pytest.CaptureFixture[str],
-    mutate,  # type: ignore[no-untyped-def]
+    mutate: Callable[[str], str],
     extra: list[str],
     reason: str,
 ) -> None:

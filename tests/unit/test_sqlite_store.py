@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from gateway.revocation.entries import Kind, Revocation, RevocationError
 from gateway.revocation.sqlite_store import SQLiteStore
 from gateway.revocation.view import RevocationView
+from tests.polling import eventually
 
 NOW = time.time()
 LATER = NOW + 3600.0
@@ -36,15 +37,6 @@ class CountingView(RevocationView):
     def mark_synced(self) -> None:
         super().mark_synced()
         self.syncs += 1
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for a condition with a deadline (polling a state, not sleeping for a guess)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.001)
 
 
 @pytest.fixture

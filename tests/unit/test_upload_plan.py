@@ -6,6 +6,8 @@ Everything here is decided before a single body byte is read.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,8 +32,16 @@ ENCODED = Refusal.UNSUPPORTED_CONTENT_ENCODING
 BOUND = 1000  # the gateway's max_upload_bytes in these tests
 
 
-def put_claims(**constraints: object) -> Claims:
-    return Claims(expires=2, key_id="k1", issued=1, method="PUT", **constraints).validate()  # type: ignore[arg-type]
+class Constraints(TypedDict, total=False):
+    """The claims that limit an upload's body."""
+
+    min_bytes: int | None
+    max_bytes: int | None
+    content_type: str | None
+
+
+def put_claims(**constraints: Unpack[Constraints]) -> Claims:
+    return Claims(expires=2, key_id="k1", issued=1, method="PUT", **constraints).validate()
 
 
 def judge(
@@ -78,7 +88,7 @@ def test_a_body_with_neither_length_nor_chunking_is_411() -> None:
     ],
 )
 def test_a_content_length_is_judged_against_min_max_and_the_bound(
-    constraints: dict[str, int], length: int, expected: Refusal | None
+    constraints: Constraints, length: int, expected: Refusal | None
 ) -> None:
     result = judge(put_claims(**constraints), length=length)
 
@@ -94,7 +104,7 @@ def test_a_content_length_is_judged_against_min_max_and_the_bound(
     [({}, BOUND, 0), ({"max_bytes": 10}, 10, 0), ({"min_bytes": 3, "max_bytes": 10**9}, BOUND, 3)],
 )
 def test_a_chunked_body_is_accepted_with_the_limits_to_count_against(
-    constraints: dict[str, int], limit: int, minimum: int
+    constraints: Constraints, limit: int, minimum: int
 ) -> None:
     result = judge(put_claims(**constraints), length=None, chunked=True)
 
