@@ -20,6 +20,7 @@ import enum
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -116,16 +117,18 @@ def normalise_prefix(prefix: str) -> str:
         raise RevocationError(f"prefix: {exc.detail}") from None
 
 
-def path_prefixes(path: str) -> list[str]:
-    """Every prefix entry that could cover the object path `path` (which has no empty segment),
-    in the form `normalise_prefix` stores: `/a/b` -> `/`, `/a`, `/a/b`."""
-    out = ["/"]
-    index = path.find("/", 1)
-    while index > 0:
-        out.append(path[:index])
-        index = path.find("/", index + 1)
-    out.append(path)
-    return out
+def path_segments(path: str) -> Iterator[str]:
+    """The segments of an object path or of a stored prefix, in order, one at a time: `/a/b`
+    gives `a` then `b`; `/` gives none. Prefix matching walks these (`RevocationView`), so its
+    cost grows with the length of the path: the list of every prefix (`/a`, `/a/b`, ...) would
+    grow with its square, and anyone holding a `Prefix` link chooses how deep the path goes."""
+    start, end = 1, len(path)
+    while start < end:
+        stop = path.find("/", start)
+        if stop < 0:
+            stop = end
+        yield path[start:stop]
+        start = stop + 1
 
 
 def for_url(url: str, *, skew: float) -> Revocation:

@@ -18,7 +18,7 @@ from gateway.revocation.entries import (
     for_url,
     from_request,
     normalise_prefix,
-    path_prefixes,
+    path_segments,
 )
 from signer import Algorithm, Keyring, Status, new_key, sign_path, token_id, verify
 from signer.format import parse_link
@@ -246,6 +246,15 @@ def test_a_prefix_is_stored_without_its_trailing_slash(given_prefix: str, stored
     assert normalise_prefix(given_prefix) == stored
 
 
+def path_prefixes(path: str) -> list[str]:
+    """Every prefix that could cover `path`, spelled out from the segments the view walks."""
+    prefixes, current = ["/"], ""
+    for segment in path_segments(path):
+        current += "/" + segment
+        prefixes.append(current)
+    return prefixes
+
+
 @pytest.mark.parametrize(
     ("path", "prefixes"),
     [
@@ -273,6 +282,26 @@ def test_a_normalised_prefix_is_found_among_the_prefixes_of_paths_under_it(
 ) -> None:
     path = prefix + "/" + "/".join(rest)
     assert normalise_prefix(prefix + "/") in path_prefixes(path)
+
+
+@given(st.lists(segments, min_size=1, max_size=6))
+def test_path_segments_are_the_path_split_at_its_slashes(parts: list[str]) -> None:
+    path = "/" + "/".join(parts)
+    assert list(path_segments(path)) == parts
+    assert list(path_segments(normalise_prefix(path + "/"))) == parts
+
+
+def test_the_root_prefix_has_no_segments() -> None:
+    assert list(path_segments(normalise_prefix("/"))) == []
+
+
+def test_the_segments_of_a_deep_path_add_up_to_the_path_itself() -> None:
+    """Linear, not quadratic: for 4,000 segments, 4,000 pieces whose sizes sum to the path's
+    length (every prefix spelled out would be 4,000 strings of 16 million characters)."""
+    path = "/ab" * 4000
+    produced = list(path_segments(path))
+    assert len(produced) == 4000
+    assert sum(len(segment) for segment in produced) == len(path) - 4000
 
 
 # -- one link, by URL ----------------------------------------------------------------------------
