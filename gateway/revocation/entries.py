@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from signer.errors import Rejected
 from signer.format import KEY_ID, check_path, parse_link, valid_sub
@@ -31,6 +31,7 @@ from signer.verify import token_id
 
 _TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+_PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 class RevocationError(ValueError):
@@ -151,6 +152,7 @@ def _time(name: str, value: Any) -> float:
     return float(value)
 
 
+#: What an operator can revoke by: the one vocabulary of `gateway revoke` and the admin API.
 REQUEST_KINDS: Final = ("url", "digest", "sub", "key_id", "prefix")
 
 
@@ -167,7 +169,9 @@ def from_request(
 
     `what` is one of `REQUEST_KINDS`. `before` (default: now) bounds the issue time for the
     kinds that match many links; a link revoked by `digest` alone is kept for the longest
-    lifetime a link may have, since its own expiry is unknown.
+    lifetime a link may have, since its own expiry is unknown. A `prefix` is the decoded path
+    (what links sign and entries match); the percent-encoded form that the access log shows is
+    refused rather than stored as an entry that matches nothing.
     """
     if what not in REQUEST_KINDS:
         raise RevocationError(f"revoke: one of {', '.join(REQUEST_KINDS)} is required")
@@ -177,6 +181,11 @@ def from_request(
         return for_url(value, skew=skew)
     if what == "digest":
         return checked(Kind.TOKEN, value, now + max_lifetime + skew)
+    if what == "prefix" and _PERCENT_ESCAPE.search(value):
+        raise RevocationError(
+            f"prefix: give the decoded path ({unquote(value)!r}), not the percent-encoded form "
+            "the access log shows; a prefix cannot contain '%' followed by two hex digits"
+        )
     bound = now if before is None else before
     entry = checked(Kind(what), value, _time("before", bound) + max_lifetime + skew, bound)
     if entry.until <= now:

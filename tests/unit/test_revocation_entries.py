@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.revocation.entries import (
@@ -20,8 +20,9 @@ from gateway.revocation.entries import (
     normalise_prefix,
     path_segments,
 )
+from gateway.revocation.view import RevocationView
 from signer import Algorithm, Keyring, Status, new_key, sign_path, token_id, verify
-from signer.format import parse_link
+from signer.format import Claims, parse_link
 from tests.conftest import NOW
 
 KEYRING = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])
@@ -381,6 +382,36 @@ def test_a_scoped_request_covers_links_issued_until_now_by_default(what: str, ki
 def test_a_prefix_request_is_normalised() -> None:
     entry = request("prefix", "/videos/ep1/", before=NOW - 10)
     assert entry == Revocation(Kind.PREFIX, "/videos/ep1", NOW - 10 + LIFETIME + SKEW, NOW - 10)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [("/a%20b", "/a b"), ("/a%20b/", "/a b/"), ("/%C3%BC/x", "/ü/x"), ("/a%2fb", "/a/b")],
+)
+def test_a_percent_encoded_prefix_is_refused_naming_its_decoded_form(
+    encoded: str, decoded: str
+) -> None:
+    with pytest.raises(RevocationError, match=r"^prefix: give the decoded path") as caught:
+        request("prefix", encoded)
+    assert repr(decoded) in str(caught.value)
+
+
+@pytest.mark.parametrize("prefix", ["/a b", "/ü/€", "/100%", "/a%zz", "/a%2"])
+def test_a_decoded_prefix_is_taken_as_given(prefix: str) -> None:
+    assert request("prefix", prefix).value == prefix
+
+
+@given(st.lists(segments, min_size=1, max_size=4), st.sampled_from([" ", "ü", "%", "?", "#"]))
+def test_the_prefix_that_covers_a_decoded_path_is_the_decoded_path(
+    parts: list[str], odd: str
+) -> None:
+    path = "/" + "/".join(parts) + odd
+    assume("%" not in path[:-1])  # a literal %XX is the one decoded prefix that cannot be given
+    entry = request("prefix", path + "/")
+    view = RevocationView()
+    view.apply(entry)
+    issued = Claims(expires=NOW + 300, key_id="k1", issued=NOW - 20)
+    assert view.revoked(issued, DIGEST, path + "/x") is Kind.PREFIX
 
 
 @given(
