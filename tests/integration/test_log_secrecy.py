@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from gateway.observability.access_log import configure
@@ -162,9 +163,9 @@ def leaked(secret: str, logged: str, window: int = 16) -> list[str]:
     return sorted(piece for piece in pieces if piece in logged)
 
 
-async def exchange(port: int, request: bytes) -> bytes:
+async def exchange(server: TestServer, request: bytes) -> bytes:
     """Send `request` as raw bytes and read until the gateway closes the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(request)
         await writer.drain()
@@ -219,7 +220,7 @@ async def test_a_request_the_parser_refuses_is_logged_without_its_secrets(
 ) -> None:
     probe = probes(s3_keys.sign("/doc.txt", expires_in=600))[name]
     server = s3_gateway.server if probe.listener == "public" else s3_gateway.admin
-    answer = await exchange(server.port, probe.request.encode("latin-1"))
+    answer = await exchange(server, probe.request.encode("latin-1"))
     assert re.match(rb"HTTP/1\.[01] 400 ", answer)  # refused, never a 500
     refusals = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert refusals, "aiohttp logged no parser error: this test could not fail"
@@ -248,7 +249,7 @@ async def test_every_token_segment_is_redacted_from_the_access_log(
     other = encode_payload(s3_keys.sign("/other.txt", expires_in=600).partition("?")[2])
     raw = target.format(payload=payload, other=other)
     request = f"GET {raw} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
-    answer = await exchange(s3_gateway.server.port, request.encode())
+    answer = await exchange(s3_gateway.server, request.encode())
     assert answer.startswith((b"HTTP/1.1 403 ", b"HTTP/1.1 404 "))
     logged = all_logs(caplog, capsys)
     assert f'"path":"{logged_path}"' in logged
