@@ -352,12 +352,20 @@ def path_form(target: str) -> str:
     return f"{_PATH_FORM_START}{encode_payload(query)}{raw_path}"
 
 
+#: A path segment that reads `token=` in any case, each character possibly percent-encoded.
+_TOKEN_SEGMENT: Final = re.compile(
+    r"/((?:t|%[57]4)(?:o|%[46]f)(?:k|%[46]b)(?:e|%[46]5)(?:n|%[46]e)(?:=|%3d))[^/]*",
+    re.IGNORECASE,
+)
+
+
 def strip_path_token(raw_path: str) -> str:
-    """The raw path with a path-form token segment replaced, for logs (it is a bearer token)."""
-    if not is_path_form(raw_path):
+    """The raw path for logs, with the value of every segment that reads `token=` replaced:
+    not only the path form's own segment, since a refused `/TOKEN=…/` or a second
+    `/token=…/` segment carries a bearer token just the same."""
+    if "=" not in raw_path and "%" not in raw_path:
         return raw_path
-    _, slash, rest = raw_path[1:].partition("/")
-    return f"{_PATH_FORM_START}<redacted>{slash}{rest}"
+    return _TOKEN_SEGMENT.sub(r"/\1<redacted>", raw_path)
 
 
 def parse_link(raw_path: str, raw_query: str) -> Link:

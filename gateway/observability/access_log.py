@@ -1,7 +1,8 @@
 """Structured access logs: one JSON line per request, with the token removed.
 
 The logged path is the raw path only: the query string (where the token and its signature
-live) is never logged, and a path-form token segment is replaced by `token=<redacted>`. Cookies
+live) is never logged, and every path segment that reads `token=` (in any case, as the path form
+or not) has its value replaced by `<redacted>` (`signer.format.strip_path_token`). Cookies
 are never logged. The key id, subject and token id are logged only from tokens whose
 signature was authentic, so a forger cannot write chosen text into the logs.
 """
@@ -10,13 +11,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from gateway.observability.redaction import RedactRequestData
 
 log = logging.getLogger("gateway.access")
+
+#: aiohttp's loggers: the one that records refused requests (`aiohttp.server`) serves both
+#: listeners; the others may quote a request line too.
+AIOHTTP_LOGGERS: Final = (
+    "aiohttp.access",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
+)
+#: At DEBUG these log every request they send with its headers: SigV4 `Authorization`,
+#: `x-amz-security-token`, the string to sign. They stay at WARNING (or the gateway's level when
+#: that is higher).
+PINNED_AT_WARNING: Final = ("botocore", "aiobotocore", "urllib3")
 
 
 @dataclass(slots=True)
@@ -55,26 +72,6 @@ class AccessRecord:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-_QUERY = re.compile(r"\?[^\s'\"]*")
-_PATH_TOKEN = re.compile(r"/token=[^/\s'\"?]*")
-
-
-class RedactQueries(logging.Filter):
-    """aiohttp logs unparseable requests with their request line; drop queries and path-form
-    tokens from such records and their exception text, and keep no traceback that could echo
-    them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            message = f"{message}: {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-            record.exc_info = None
-            record.exc_text = None
-        record.msg = _PATH_TOKEN.sub("/token=<redacted>", _QUERY.sub("?<redacted>", message))
-        record.args = ()
-        return True
-
-
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is now, not what it was when logging was configured: a
     closed stale stream would make `logging` print the failed record and the exception being
@@ -90,7 +87,8 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(enabled: bool, level: str) -> None:
-    """Access lines go to stdout as bare JSON; everything else to stderr with a prefix."""
+    """Access lines go to stdout as bare JSON; everything else to stderr with a prefix, with
+    request data redacted from aiohttp's records and the AWS SDK's loggers held at WARNING."""
     root = logging.getLogger()
     root.setLevel(level)
     if not any(getattr(h, "_gateway", False) for h in root.handlers):
@@ -98,10 +96,12 @@ def configure(enabled: bool, level: str) -> None:
         errors.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         errors._gateway = True  # type: ignore[attr-defined]
         root.addHandler(errors)
-    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+    for name in AIOHTTP_LOGGERS:
         noisy = logging.getLogger(name)
-        if not any(isinstance(f, RedactQueries) for f in noisy.filters):
-            noisy.addFilter(RedactQueries())
+        if not any(isinstance(f, RedactRequestData) for f in noisy.filters):
+            noisy.addFilter(RedactRequestData())
+    for name in PINNED_AT_WARNING:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     log.propagate = False
     log.handlers.clear()
     if enabled:

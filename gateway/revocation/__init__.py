@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.revocation.entries import Kind, Revocation, RevocationError, from_request
+from gateway.revocation.entries import (
+    REQUEST_KINDS,
+    Kind,
+    Revocation,
+    RevocationError,
+    from_request,
+)
 from gateway.revocation.view import RevocationView
 
 __all__ = [
+    "REQUEST_KINDS",
     "Kind",
     "Revocation",
     "RevocationError",

@@ -20,9 +20,10 @@ import enum
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from signer.errors import Rejected
 from signer.format import KEY_ID, check_path, parse_link, valid_sub
@@ -30,6 +31,7 @@ from signer.verify import token_id
 
 _TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+_PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 class RevocationError(ValueError):
@@ -116,16 +118,18 @@ def normalise_prefix(prefix: str) -> str:
         raise RevocationError(f"prefix: {exc.detail}") from None
 
 
-def path_prefixes(path: str) -> list[str]:
-    """Every prefix entry that could cover the object path `path` (which has no empty segment),
-    in the form `normalise_prefix` stores: `/a/b` -> `/`, `/a`, `/a/b`."""
-    out = ["/"]
-    index = path.find("/", 1)
-    while index > 0:
-        out.append(path[:index])
-        index = path.find("/", index + 1)
-    out.append(path)
-    return out
+def path_segments(path: str) -> Iterator[str]:
+    """The segments of an object path or of a stored prefix, in order, one at a time: `/a/b`
+    gives `a` then `b`; `/` gives none. Prefix matching walks these (`RevocationView`), so its
+    cost grows with the length of the path: the list of every prefix (`/a`, `/a/b`, ...) would
+    grow with its square, and anyone holding a `Prefix` link chooses how deep the path goes."""
+    start, end = 1, len(path)
+    while start < end:
+        stop = path.find("/", start)
+        if stop < 0:
+            stop = end
+        yield path[start:stop]
+        start = stop + 1
 
 
 def for_url(url: str, *, skew: float) -> Revocation:
@@ -148,6 +152,7 @@ def _time(name: str, value: Any) -> float:
     return float(value)
 
 
+#: What an operator can revoke by: the one vocabulary of `gateway revoke` and the admin API.
 REQUEST_KINDS: Final = ("url", "digest", "sub", "key_id", "prefix")
 
 
@@ -164,7 +169,9 @@ def from_request(
 
     `what` is one of `REQUEST_KINDS`. `before` (default: now) bounds the issue time for the
     kinds that match many links; a link revoked by `digest` alone is kept for the longest
-    lifetime a link may have, since its own expiry is unknown.
+    lifetime a link may have, since its own expiry is unknown. A `prefix` is the decoded path
+    (what links sign and entries match); the percent-encoded form that the access log shows is
+    refused rather than stored as an entry that matches nothing.
     """
     if what not in REQUEST_KINDS:
         raise RevocationError(f"revoke: one of {', '.join(REQUEST_KINDS)} is required")
@@ -174,6 +181,11 @@ def from_request(
         return for_url(value, skew=skew)
     if what == "digest":
         return checked(Kind.TOKEN, value, now + max_lifetime + skew)
+    if what == "prefix" and _PERCENT_ESCAPE.search(value):
+        raise RevocationError(
+            f"prefix: give the decoded path ({unquote(value)!r}), not the percent-encoded form "
+            "the access log shows; a prefix cannot contain '%' followed by two hex digits"
+        )
     bound = now if before is None else before
     entry = checked(Kind(what), value, _time("before", bound) + max_lifetime + skew, bound)
     if entry.until <= now:

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
+from gateway.observability.redaction import redact_url
 from gateway.revocation.entries import Revocation, RevocationError
 from gateway.revocation.view import RevocationView
 
@@ -139,7 +140,7 @@ class RedisStore:
                         await self._prune_if_elected()
             except (RedisError, OSError) as exc:
                 if self.connected:
-                    log.warning("revocation store %s lost: %s", _safe(self.url), exc)
+                    log.warning("revocation store %s lost: %s", redact_url(self.url), exc)
                 self.connected = False
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                 backoff = min(MAX_BACKOFF, backoff * 2)
@@ -161,7 +162,7 @@ class RedisStore:
         view.mark_synced()
         self.connected = True
         self.resyncs += 1
-        log.info("revocation view resynced: %d entries from %s", len(raw), _safe(self.url))
+        log.info("revocation view resynced: %d entries from %s", len(raw), redact_url(self.url))
         return last
 
     async def _prune_if_elected(self) -> None:
@@ -185,14 +186,6 @@ def _decode_all(values: Any) -> list[Revocation]:
         except RevocationError as exc:
             log.error("revocation store holds an invalid entry, ignored: %s", exc)
     return out
-
-
-def _safe(url: str) -> str:
-    """The URL without a password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return f"{scheme}{sep}{rest}"
 
 
 def from_url(url: str, *, create: bool = True) -> RedisStore:

@@ -1,8 +1,11 @@
 """The gateway's in-memory view of the revocation list: what the request path consults.
 
 A check is a handful of dict lookups (one per kind, plus one per path segment for prefixes),
-whatever the number of entries, and never waits on a store. Stores feed the view (`apply`,
-`merge`); the view forgets entries on its own once they can no longer match (`sweep`).
+whatever the number of entries, and never waits on a store. Prefixes are indexed by segment (a
+tree), so a path costs one lookup of each of its segments, stopping at the first segment no
+entry goes below: linear in the path's length, however deep the path a client chose. Stores
+feed the view (`apply`, `merge`); the view forgets entries on its own once they can no longer
+match (`sweep`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,19 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from gateway.revocation.entries import Kind, Revocation, path_prefixes
+from gateway.revocation.entries import Kind, Revocation, path_segments
 from signer.format import Claims
+
+
+class _PrefixNode:
+    """One segment of the prefix index: the (before, until) of the prefix that ends here, if
+    one is revoked, and the segments below it."""
+
+    __slots__ = ("below", "entry")
+
+    def __init__(self) -> None:
+        self.below: dict[str, _PrefixNode] = {}
+        self.entry: tuple[float, float] | None = None
 
 
 class RevocationView:
@@ -24,6 +38,7 @@ class RevocationView:
             Kind.KEY_ID: {},
             Kind.PREFIX: {},
         }
+        self._prefix_root = _PrefixNode()  # the same prefix entries, by segment
         self.synced_at: float | None = None  # time.monotonic() of the last confirmed sync
         self.first_sync = asyncio.Event()
 
@@ -42,12 +57,14 @@ class RevocationView:
             entry = keys.get(claims.key_id)
             if entry is not None and issued <= entry[0]:
                 return Kind.KEY_ID
-        prefixes = self._scoped[Kind.PREFIX]
-        if prefixes:
-            for prefix in path_prefixes(path):
-                entry = prefixes.get(prefix)
-                if entry is not None and issued <= entry[0]:
+        if self._scoped[Kind.PREFIX]:
+            node: _PrefixNode | None = self._prefix_root
+            segments = path_segments(path)
+            while node is not None:
+                if node.entry is not None and issued <= node.entry[0]:
                     return Kind.PREFIX
+                segment = next(segments, None)
+                node = None if segment is None else node.below.get(segment)
         return None
 
     def apply(self, entry: Revocation) -> None:
@@ -62,6 +79,26 @@ class RevocationView:
             table[entry.value] = (entry.before, entry.until)
         else:
             table[entry.value] = (max(old[0], entry.before), max(old[1], entry.until))
+        if entry.kind is Kind.PREFIX:
+            self._prefix_node(entry.value).entry = table[entry.value]
+
+    def _prefix_node(self, prefix: str) -> _PrefixNode:
+        node = self._prefix_root
+        for segment in path_segments(prefix):
+            node = node.below.setdefault(segment, _PrefixNode())
+        return node
+
+    def _unindex_prefix(self, prefix: str) -> None:
+        """Forget a prefix, and the branch that led only to it."""
+        segments = list(path_segments(prefix))
+        trail = [self._prefix_root]
+        for segment in segments:
+            trail.append(trail[-1].below[segment])
+        trail[-1].entry = None
+        for depth in range(len(segments), 0, -1):  # from the deepest node up
+            if trail[depth].entry is not None or trail[depth].below:
+                break
+            del trail[depth - 1].below[segments[depth - 1]]
 
     def merge(self, entries: Iterable[Revocation]) -> None:
         """A full resync. Entries are never withdrawn, only expire, so a resync adds: what this
@@ -85,10 +122,12 @@ class RevocationView:
         for value in expired:
             del self._tokens[value]
         dropped += len(expired)
-        for table in self._scoped.values():
+        for kind, table in self._scoped.items():
             gone = [value for value, (_, until) in table.items() if until <= current]
             for value in gone:
                 del table[value]
+                if kind is Kind.PREFIX:
+                    self._unindex_prefix(value)
             dropped += len(gone)
         return dropped
 

@@ -200,6 +200,33 @@ async def test_links_issued_after_a_subject_revocation_work_again(
         assert await status(gateway, new) == 200
 
 
+DEEP_PREFIX = "/videos/ep10/" + "s/" * 400 + "t"  # 813 bytes: still a valid key below it
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/videos/ep10/a.ts", (200, b"other episode")),
+        (DEEP_PREFIX + "/x.ts", (403, b'{"error":"revoked"}\n')),
+        ("/videos/ep10/" + "s/" * 3900 + "a.ts", (400, b'{"error":"invalid_path"}\n')),
+    ],
+    ids=["untouched", "under-a-deep-revoked-prefix", "too-long-for-a-key"],
+)
+async def test_deep_paths_under_a_prefix_link_are_judged_with_prefix_revocations_in_place(
+    objects: Path, keys: Keys, path: str, expected: tuple[int, bytes]
+) -> None:
+    query = keys.sign("/videos/any", expires_in=600, prefix="/videos/").partition("?")[2]
+    settings = gateway_settings(f"file://{objects}", keys.gateway_file)
+    async with running_gateway(settings) as gateway:
+        before = time.time() + 60
+        for prefix in ("/videos/ep1", DEEP_PREFIX):
+            gateway.gateway.revocations.apply(
+                Revocation(Kind.PREFIX, prefix, before + 10_000, before)
+            )
+        response, body = await gateway.request("GET", f"{path}?{query}")
+    assert (response.status, body) == expected
+
+
 async def test_revocations_survive_a_gateway_restart(objects: Path, keys: Keys) -> None:
     link = keys.sign("/doc.txt", expires_in=600)
     settings = gateway_settings(f"file://{objects}", keys.gateway_file, admin_token=ADMIN_TOKEN)

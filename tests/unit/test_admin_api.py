@@ -387,6 +387,7 @@ INVALID_BODIES: dict[str, tuple[bytes, str]] = {
     "bad key id": (b'{"key_id": "k 1"}', "key_id:"),
     "relative prefix": (b'{"prefix": "videos/"}', "prefix:"),
     "prefix with dot-dot": (b'{"prefix": "/videos/../etc"}', "prefix:"),
+    "percent-encoded prefix": (b'{"prefix": "/a%20b/"}', "prefix: give the decoded path ('/a b/')"),
 }
 
 

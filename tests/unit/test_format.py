@@ -242,6 +242,38 @@ def test_the_token_segment_is_redacted_for_logs(raw_path: str, logged: str) -> N
     assert strip_path_token(raw_path) == logged
 
 
+@pytest.mark.parametrize(
+    ("raw_path", "logged"),
+    [
+        ("/TOKEN=abc/a.ts", "/TOKEN=<redacted>/a.ts"),
+        ("/Token=abc/a.ts", "/Token=<redacted>/a.ts"),
+        ("/token=abc/token=def/a.ts", "/token=<redacted>/token=<redacted>/a.ts"),
+        ("/hls/token=abc/a.ts", "/hls/token=<redacted>/a.ts"),
+        ("/%74oken=abc/a.ts", "/%74oken=<redacted>/a.ts"),
+        ("/token%3Dabc/a.ts", "/token%3D<redacted>/a.ts"),
+        ("/token=/a.ts", "/token=<redacted>/a.ts"),
+        ("/mytoken=abc/a.ts", "/mytoken=abc/a.ts"),
+        ("/tokens/a.ts", "/tokens/a.ts"),
+        ("/a%20b/c.ts", "/a%20b/c.ts"),
+    ],
+)
+def test_every_segment_that_reads_token_is_redacted_for_logs(raw_path: str, logged: str) -> None:
+    assert strip_path_token(raw_path) == logged
+
+
+@given(
+    st.lists(st.text("abc=/", max_size=4).map(lambda s: s.replace("/", "")), max_size=4),
+    st.sampled_from(["token=", "TOKEN=", "tOkEn=", "%54oken=", "t%4Fk%65n=", "token%3d"]),
+    st.text(st.characters(blacklist_characters="/", codec="ascii"), min_size=1, max_size=30),
+)
+def test_no_token_value_survives_in_any_position(before: list[str], name: str, value: str) -> None:
+    secret = "S3cr3t" + value
+    raw_path = "".join(f"/{s}" for s in before) + f"/{name}{secret}/a.ts"
+    logged = strip_path_token(raw_path)
+    assert secret not in logged
+    assert logged.endswith(f"/{name}<redacted>/a.ts")
+
+
 # --- response overrides -------------------------------------------------------------------------
 
 

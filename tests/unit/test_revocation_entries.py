@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.revocation.entries import (
@@ -18,10 +18,11 @@ from gateway.revocation.entries import (
     for_url,
     from_request,
     normalise_prefix,
-    path_prefixes,
+    path_segments,
 )
+from gateway.revocation.view import RevocationView
 from signer import Algorithm, Keyring, Status, new_key, sign_path, token_id, verify
-from signer.format import parse_link
+from signer.format import Claims, parse_link
 from tests.conftest import NOW
 
 KEYRING = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])
@@ -246,6 +247,15 @@ def test_a_prefix_is_stored_without_its_trailing_slash(given_prefix: str, stored
     assert normalise_prefix(given_prefix) == stored
 
 
+def path_prefixes(path: str) -> list[str]:
+    """Every prefix that could cover `path`, spelled out from the segments the view walks."""
+    prefixes, current = ["/"], ""
+    for segment in path_segments(path):
+        current += "/" + segment
+        prefixes.append(current)
+    return prefixes
+
+
 @pytest.mark.parametrize(
     ("path", "prefixes"),
     [
@@ -273,6 +283,26 @@ def test_a_normalised_prefix_is_found_among_the_prefixes_of_paths_under_it(
 ) -> None:
     path = prefix + "/" + "/".join(rest)
     assert normalise_prefix(prefix + "/") in path_prefixes(path)
+
+
+@given(st.lists(segments, min_size=1, max_size=6))
+def test_path_segments_are_the_path_split_at_its_slashes(parts: list[str]) -> None:
+    path = "/" + "/".join(parts)
+    assert list(path_segments(path)) == parts
+    assert list(path_segments(normalise_prefix(path + "/"))) == parts
+
+
+def test_the_root_prefix_has_no_segments() -> None:
+    assert list(path_segments(normalise_prefix("/"))) == []
+
+
+def test_the_segments_of_a_deep_path_add_up_to_the_path_itself() -> None:
+    """Linear, not quadratic: for 4,000 segments, 4,000 pieces whose sizes sum to the path's
+    length (every prefix spelled out would be 4,000 strings of 16 million characters)."""
+    path = "/ab" * 4000
+    produced = list(path_segments(path))
+    assert len(produced) == 4000
+    assert sum(len(segment) for segment in produced) == len(path) - 4000
 
 
 # -- one link, by URL ----------------------------------------------------------------------------
@@ -352,6 +382,36 @@ def test_a_scoped_request_covers_links_issued_until_now_by_default(what: str, ki
 def test_a_prefix_request_is_normalised() -> None:
     entry = request("prefix", "/videos/ep1/", before=NOW - 10)
     assert entry == Revocation(Kind.PREFIX, "/videos/ep1", NOW - 10 + LIFETIME + SKEW, NOW - 10)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [("/a%20b", "/a b"), ("/a%20b/", "/a b/"), ("/%C3%BC/x", "/ü/x"), ("/a%2fb", "/a/b")],
+)
+def test_a_percent_encoded_prefix_is_refused_naming_its_decoded_form(
+    encoded: str, decoded: str
+) -> None:
+    with pytest.raises(RevocationError, match=r"^prefix: give the decoded path") as caught:
+        request("prefix", encoded)
+    assert repr(decoded) in str(caught.value)
+
+
+@pytest.mark.parametrize("prefix", ["/a b", "/ü/€", "/100%", "/a%zz", "/a%2"])
+def test_a_decoded_prefix_is_taken_as_given(prefix: str) -> None:
+    assert request("prefix", prefix).value == prefix
+
+
+@given(st.lists(segments, min_size=1, max_size=4), st.sampled_from([" ", "ü", "%", "?", "#"]))
+def test_the_prefix_that_covers_a_decoded_path_is_the_decoded_path(
+    parts: list[str], odd: str
+) -> None:
+    path = "/" + "/".join(parts) + odd
+    assume("%" not in path[:-1])  # a literal %XX is the one decoded prefix that cannot be given
+    entry = request("prefix", path + "/")
+    view = RevocationView()
+    view.apply(entry)
+    issued = Claims(expires=NOW + 300, key_id="k1", issued=NOW - 20)
+    assert view.revoked(issued, DIGEST, path + "/x") is Kind.PREFIX
 
 
 @given(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -114,6 +116,54 @@ def test_the_root_prefix_covers_every_path(path: str) -> None:
     assert view.revoked(claims(), DIGEST, path) is Kind.PREFIX
 
 
+DEEP = "/p" + "/s" * 3999  # 4,000 segments: what a client holding a Prefix link may send
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "revoked"),
+    [
+        (DEEP.rsplit("/", 1)[0], DEEP, True),
+        (DEEP, DEEP, True),
+        (DEEP + "/x", DEEP, False),
+        (DEEP.rsplit("/", 1)[0] + "/t", DEEP, False),
+        ("/p", DEEP, True),
+        ("/q", DEEP, False),
+    ],
+)
+def test_prefixes_match_at_any_depth(prefix: str, path: str, revoked: bool) -> None:
+    view = view_of(scoped(Kind.PREFIX, prefix, before=NOW))
+    assert view.revoked(claims(), DIGEST, path) is (Kind.PREFIX if revoked else None)
+
+
+def peak_bytes(call: Callable[[], object]) -> int:
+    """The most memory `call` held at once, beyond what was held before it."""
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        call()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "revoked_prefix",
+    ["/p", DEEP.rsplit("/", 1)[0] + "/t"],  # the walk stops at once / goes to the last segment
+    ids=["shallow", "deep"],
+)
+def test_a_deep_path_costs_memory_in_proportion_to_its_length(revoked_prefix: str) -> None:
+    """Without timing: every prefix of DEEP spelled out is about 16 million characters; the
+    walk by segment holds one segment at a time."""
+    view = view_of(scoped(Kind.PREFIX, revoked_prefix, before=NOW - 1))
+    link = claims(issued=NOW)  # issued after the bound: nothing matches, every segment is tried
+    assert view.revoked(link, DIGEST, DEEP) is None
+    assert peak_bytes(lambda: view.revoked(link, DIGEST, DEEP)) < 4 * len(DEEP)
+
+
 def test_a_link_matching_several_entries_is_reported_as_one_of_them() -> None:
     view = view_of(
         Revocation(Kind.TOKEN, DIGEST, UNTIL),
@@ -194,6 +244,19 @@ def test_a_swept_entry_no_longer_revokes() -> None:
     view = view_of(scoped(Kind.KEY_ID, "k1", NOW, until=NOW + 5.0))
     view.sweep(NOW + 5.0)
     assert view.revoked(claims(issued=NOW - 1), DIGEST, "/a") is None
+
+
+def test_a_swept_prefix_leaves_the_prefixes_above_and_below_it() -> None:
+    view = view_of(
+        scoped(Kind.PREFIX, "/a", NOW, until=NOW + 5.0),
+        scoped(Kind.PREFIX, "/a/b/c", NOW, until=NOW + 5.0),
+        scoped(Kind.PREFIX, "/a/b", NOW, until=NOW + 9.0),
+    )
+    assert view.sweep(NOW + 5.0) == 2
+    assert view.revoked(claims(), DIGEST, "/a/b/c/d") is Kind.PREFIX
+    assert view.revoked(claims(), DIGEST, "/a/x") is None
+    view.sweep(NOW + 9.0)
+    assert view.revoked(claims(), DIGEST, "/a/b/c/d") is None
 
 
 def test_sweep_of_an_empty_or_current_view_drops_nothing() -> None:
@@ -325,3 +388,18 @@ def test_sweep_keeps_exactly_the_entries_that_outlive_now(
     dropped = view.sweep(now)
     assert sorted(view.entries(), key=repr) == live
     assert dropped + len(view) == len(view_of(*entries))
+
+
+@given(
+    st.lists(st.builds(lambda v, u: scoped(Kind.PREFIX, v, NOW, u), PREFIXES, UNTILS), max_size=12),
+    UNTILS,
+    PATHS,
+)
+def test_after_a_sweep_the_view_still_agrees_with_the_reference_model(
+    entries: list[Revocation], now: float, path: str
+) -> None:
+    view = view_of(*entries)
+    view.sweep(now)
+    live = [e for e in entries if e.until > now]
+    found = view.revoked(claims(), DIGEST, path)
+    assert (found is Kind.PREFIX) == any(covers(e, claims(), DIGEST, path) for e in live)

@@ -203,6 +203,7 @@ INVALID = {
     "bad key id": (["--key-id", "k 1"], "key_id:"),
     "relative prefix": (["--prefix", "videos/ep1"], "prefix:"),
     "prefix with dot-dot": (["--prefix", "/videos/../etc"], "prefix:"),
+    "percent-encoded prefix": (["--prefix", "/a%20b/"], "prefix: give the decoded path ('/a b/')"),
     "unsigned url": (["--url", "https://media.example.com/a.mp4"], "url: not a signed link"),
     "before not a time": (["--sub", "u", "--before", "yesterday"], "'yesterday'"),
     "before without offset": (["--sub", "u", "--before", "2026-01-01T00:00:00"], "UTC offset"),
