@@ -16,7 +16,8 @@ from signer.errors import Reason, Rejected
 from signer.format import Claims, IPAddress, parse_link, under_prefix
 from signer.keys import Keyring, Status
 
-#: Seconds of clock difference tolerated between signer and verifier, on Expires and Starts.
+#: Seconds of clock difference tolerated between signer and verifier, on Expires, Starts and
+#: Issued.
 DEFAULT_SKEW = 30
 
 
@@ -76,6 +77,9 @@ def judge(
         raise Rejected(Reason.EXPIRED, f"expired at {claims.expires}", claims)
     if claims.starts is not None and current < claims.starts - skew:
         raise Rejected(Reason.NOT_YET_VALID, f"valid from {claims.starts}", claims)
+    if claims.issued > current + skew:
+        # Lifetime caps and `revoke --before` both trust Issued; a future one would escape them.
+        raise Rejected(Reason.ISSUED_IN_FUTURE, f"issued at {claims.issued}", claims)
     if not claims.allows_method(method):
         raise Rejected(
             Reason.WRONG_METHOD, f"{method} is not allowed by Method={claims.method}", claims

@@ -81,6 +81,51 @@ def test_links_before_starts_say_not_yet_valid(alg: Algorithm, wait: int, early:
     assert check(KEYRINGS[alg], target, now=NOW + wait) == "/a"
 
 
+@given(alg=algorithms, ahead=st.integers(1, 10**6))
+def test_links_issued_in_the_future_say_issued_in_future(alg: Algorithm, ahead: int) -> None:
+    """A future Issued would stretch a link past the lifetime cap and dodge `revoke --before`."""
+    target = sign_path("/a", KEYRINGS[alg], expires_in=3600, now=NOW + ahead)
+    assert rejection(KEYRINGS[alg], target, now=NOW) is Reason.ISSUED_IN_FUTURE
+    assert check(KEYRINGS[alg], target, now=NOW + ahead) == "/a"
+
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    ("issued", "expected"),
+    [
+        (NOW + 30 * DAY - 3600, Reason.ISSUED_IN_FUTURE),  # Expires 30 days out, Issued 1 h before
+        (NOW + 31, Reason.ISSUED_IN_FUTURE),
+        (NOW + 30, None),  # within the clock skew
+    ],
+)
+def test_issued_is_judged_against_the_clock_with_the_skew(
+    issued: int, expected: Reason | None
+) -> None:
+    keyring = KEYRINGS[Algorithm.ED25519]
+    target = sign_path("/a", keyring, expires_at=NOW + 30 * DAY, now=issued, max_lifetime=30 * DAY)
+    path, _, query = target.partition("?")
+
+    def judged() -> str:
+        return verify(
+            keyring,
+            method="GET",
+            raw_path=path,
+            raw_query=query,
+            client_ip=CLIENT,
+            now=NOW,
+            skew=30,
+        ).path
+
+    if expected is None:
+        assert judged() == "/a"
+    else:
+        with pytest.raises(Rejected) as caught:
+            judged()
+        assert caught.value.reason is expected
+
+
 @given(
     alg=algorithms,
     network=st.ip_addresses().map(ipaddress.ip_network).filter(lambda n: not _mapped(n))
@@ -157,7 +202,9 @@ def test_the_path_form_carries_a_prefix_token_to_every_path_under_it(
     """A relative URI resolved against a path-form URL keeps the token segment, so any path
     under the prefix verifies with the same token, and nothing outside it does."""
     keyring = KEYRINGS[Algorithm.HMAC_SHA256]
-    target = path_form(sign_path(prefix + inside, keyring, expires_in=60, prefix=prefix + "/"))
+    target = path_form(
+        sign_path(prefix + inside, keyring, expires_in=60, prefix=prefix + "/", now=NOW)
+    )
     token_segment = target[: target.index("/", 1)]
     assert check(keyring, token_segment + canonical(prefix + outside)) == prefix + outside
     assume(not outside.startswith(prefix + "/"))
