@@ -156,7 +156,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -169,7 +169,7 @@ def canonical_ip(value: str) -> IPNetwork:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError:
         raise _malformed("IP is not an address or a network without host bits") from None
-    if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+    if network.version == 6 and network.subnet_of(IPV4_MAPPED):
         # A client's IPv4-mapped address is compared as IPv4, so such a binding could never
         # match: refuse it rather than silently normalise it.
         raise _malformed("IP is an IPv4-mapped IPv6 network; write it as IPv4")

@@ -11,7 +11,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from signer import algorithms
 from signer.errors import Rejected, SigningError
 from signer.format import (
+    IPV4_MAPPED,
     Claims,
+    IPNetwork,
     b64encode,
     canonical,
     check_app_query,
@@ -85,12 +87,7 @@ def sign_path(
         raise SigningError(exc.detail) from None
     if prefix is not None and not under_prefix(path, prefix):
         raise SigningError("the path is not under the prefix")
-    network = None
-    if ip is not None:
-        try:
-            network = ipaddress.ip_network(ip, strict=True)
-        except ValueError as exc:
-            raise SigningError(f"ip {ip!r}: {exc}") from None
+    network = _ip_binding(ip) if ip is not None else None
     claims = Claims(
         expires=expires,
         key_id=key.id,
@@ -162,6 +159,24 @@ def _expiry(issued: int, expires_in: int | None, expires_at: int | None, limit: 
             "raise max_lifetime deliberately if you mean it"
         )
     return expires
+
+
+def _ip_binding(ip: str) -> IPNetwork:
+    """The binding for an address or network in any spelling `ipaddress` reads.
+
+    An IPv4-mapped one (`::ffff:127.0.0.1`, `::ffff:0:0/104`), which is how a backend on a
+    dual-stack socket sees IPv4 clients, is written in its IPv4 form: verifiers compare mapped
+    client addresses as IPv4 and refuse mapped bindings, so the IPv6 form could never be used.
+    """
+    try:
+        network = ipaddress.ip_network(ip, strict=True)
+    except ValueError as exc:
+        raise SigningError(f"ip {ip!r}: {exc}") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def _decoded(raw: str, what: str) -> str:

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from signer import Algorithm, Keyring, Reason, Rejected, Status, new_key, sign_path, verify
+from signer import (
+    Algorithm,
+    Keyring,
+    Reason,
+    Rejected,
+    SigningError,
+    Status,
+    new_key,
+    sign_path,
+    sign_url,
+    verify,
+)
 from signer.format import IPAddress, canonical, path_form
 from tests.conftest import NOW
 
@@ -144,6 +155,49 @@ def test_ip_binding_accepts_exactly_the_bound_addresses(
         assert check(KEYRINGS[alg], target, client_ip=client) == "/a"
     else:
         assert rejection(KEYRINGS[alg], target, client_ip=client) is Reason.IP_MISMATCH
+
+
+def _spellings(address: IPAddress, prefixlen: int, mapped: bool, upper: bool) -> str:
+    """One of the many ways `ipaddress` (and so a backend) may write an address or network."""
+    network = ipaddress.ip_network((address, prefixlen), strict=False)
+    text = str(network.network_address)
+    if mapped and network.version == 4:
+        text, prefixlen = f"::ffff:{text}", prefixlen + 96
+    if upper:
+        text = text.upper()
+    return f"{text}/{prefixlen}"
+
+
+ip_inputs = st.one_of(
+    st.builds(_spellings, st.ip_addresses(v=4), st.integers(0, 32), st.booleans(), st.booleans()),
+    st.builds(_spellings, st.ip_addresses(v=6), st.integers(0, 128), st.just(False), st.booleans()),
+    st.ip_addresses().map(str),
+    st.text("0123456789abcdefABCDEF:./%f", max_size=24),
+)
+
+
+@settings(max_examples=300)
+@given(alg=algorithms, value=ip_inputs)
+def test_every_ip_binding_the_signer_writes_is_one_the_verifier_accepts(
+    alg: Algorithm, value: str
+) -> None:
+    """Whatever spelling a backend hands over, the link it gets can be used: never a binding
+    that every verifier refuses, and the addresses it names (in any form) match it."""
+    try:
+        target = sign_path("/a", KEYRINGS[alg], expires_in=60, ip=value, now=NOW)
+    except SigningError:
+        return
+    network = ipaddress.ip_network(value, strict=True)
+    for client in (network.network_address, network.broadcast_address):
+        assert check(KEYRINGS[alg], target, client_ip=client) == "/a"
+
+
+def test_sign_url_writes_an_ipv4_mapped_address_in_its_ipv4_form() -> None:
+    keyring = KEYRINGS[Algorithm.HMAC_SHA256]
+    url = sign_url("https://cdn.example/a", keyring, expires_in=60, ip="::ffff:127.0.0.1", now=NOW)
+    assert "&IP=127.0.0.1&" in url
+    target = url.removeprefix("https://cdn.example")
+    assert check(keyring, target, client_ip=ipaddress.ip_address("127.0.0.1")) == "/a"
 
 
 def _mapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
