@@ -18,7 +18,7 @@ from signer.sign import (
     sign_target,
     sign_url,
 )
-from signer.verify import DEFAULT_SKEW, Verified, token_id, verify, verify_url
+from signer.verify import DEFAULT_SKEW, Verified, is_token_id, token_id, verify, verify_url
 
 __all__ = [
     "DEFAULT_MAX_LIFETIME",
@@ -36,6 +36,7 @@ __all__ = [
     "Status",
     "Verified",
     "content_disposition",
+    "is_token_id",
     "new_key",
     "path_form",
     "sign_path",

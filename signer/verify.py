@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import time
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
 
 from signer.errors import Reason, Rejected
@@ -33,6 +35,15 @@ class Verified:
 def token_id(signature: bytes) -> str:
     """The public identifier of one link: hex of the first 16 bytes of SHA-256(signature)."""
     return hashlib.sha256(signature).hexdigest()[:32]
+
+
+_TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def is_token_id(text: str) -> bool:
+    """Whether `text` is shaped like a `token_id` (32 lower-case hex digits), as an operator's
+    revocation by digest must be: the one statement of that shape."""
+    return _TOKEN_ID.fullmatch(text) is not None
 
 
 def verify(

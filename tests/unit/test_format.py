@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from signer import Reason, Rejected
+from signer import Reason, Rejected, is_token_id, token_id
 from signer.format import (
     Claims,
     b64decode,
@@ -319,3 +319,16 @@ def test_content_disposition_always_gives_a_valid_override(filename: str) -> Non
     assume("/" not in filename and "\\" not in filename)
     value = content_disposition(filename)
     Claims(expires=2, key_id="k", issued=1, response_content_disposition=value).validate()
+
+
+@given(st.binary(max_size=64))
+def test_every_token_id_has_the_token_id_shape(signature: bytes) -> None:
+    assert is_token_id(token_id(signature))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "0" * 31, "0" * 33, "A" * 32, "g" * 32, "0" * 32 + "\n", "\u0660" * 32, " " + "0" * 31],
+)
+def test_anything_else_is_not_a_token_id(text: str) -> None:
+    assert not is_token_id(text)
