@@ -13,6 +13,7 @@ from signer.format import FORMAT_VERSION, Claims, path_form
 from signer.keys import Key, Keyring, Status, new_key
 from signer.sign import (
     DEFAULT_MAX_LIFETIME,
+    SignOptions,
     content_disposition,
     sign_path,
     sign_target,
@@ -31,6 +32,7 @@ __all__ = [
     "KeyringError",
     "Reason",
     "Rejected",
+    "SignOptions",
     "SignerError",
     "SigningError",
     "Status",

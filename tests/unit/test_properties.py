@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -281,3 +282,11 @@ def test_any_single_byte_change_to_a_path_form_token_is_rejected(
         Reason.BAD_SIGNATURE,
         Reason.UNKNOWN_KEY,  # the change landed in KeyID
     )
+
+
+@pytest.mark.parametrize("sign", [sign_path, sign_url])
+def test_a_misspelt_signing_option_is_an_error_not_a_link_without_it(
+    sign: Callable[..., str],
+) -> None:
+    with pytest.raises(TypeError, match="unknown signing option"):
+        sign("/a", KEYRINGS[Algorithm.HMAC_SHA256], expires_in=60, sub_id="user-42")
