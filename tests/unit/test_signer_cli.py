@@ -108,6 +108,7 @@ def test_sign_an_upload_link_then_verify_shows_its_constraints(
         (lambda u: u, ["--client-ip", "11.0.0.1"], "ip_mismatch"),
         (lambda u: u, ["--method", "PUT"], "wrong_method"),
         (lambda u: u, ["--at", "2999-01-01T00:00:00Z"], "expired"),
+        (lambda u: u, ["--at", "2000-01-01T00:00:00Z"], "issued_in_future"),
         (lambda u: u.split("?")[0], [], "missing_token"),
     ],
 )
