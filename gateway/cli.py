@@ -29,7 +29,6 @@ SQLite file GATEWAY_REVOCATION_DB.
 """
 
 
-REVOKE_KINDS = ("url", "digest", "sub", "key_id", "prefix")
 REVOKE_EPILOG = """\
 examples:
   gateway revoke --url 'https://media.example.com/videos/a.mp4?Expires=...&Signature=...'
@@ -122,12 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _operate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.revocation import RevocationError, commands
+    from gateway.revocation import REQUEST_KINDS, RevocationError, commands
     from signer.timeparse import parse_time
 
     try:
         if args.command == "revoke":
-            what = next(k for k in REVOKE_KINDS if getattr(args, k) is not None)
+            what = next(k for k in REQUEST_KINDS if getattr(args, k) is not None)
             try:
                 before = parse_time(args.before) if args.before is not None else None
             except ValueError as exc:

@@ -33,7 +33,7 @@ from gateway.observability.metrics import Metrics
 from gateway.services import Services
 from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
-from gateway.token_source import locate
+from gateway.token_source import candidates, first_verified
 from gateway.uploads import Uploads
 from signer import Reason, Rejected, verify
 from signer.format import Claims, IPAddress, strip_path_token
@@ -98,14 +98,17 @@ class Pipeline:
         if method not in METHODS:
             raise Refused(Refusal.METHOD_NOT_ALLOWED)
         raw_path, _, raw_query = request.raw_path.partition("?")
-        presented = locate(raw_path, raw_query, request.headers.getall("Cookie", ()))
-        verified = verify(
-            self.services.keyring.current,
-            method=method,
-            raw_path=presented.raw_path,
-            raw_query=presented.raw_query,
-            client_ip=client,
-            skew=self.skew,
+        keyring, skew = self.services.keyring.current, self.skew  # one for every candidate
+        presented, verified = first_verified(
+            candidates(raw_path, raw_query, request.headers.getall("Cookie", ())),
+            lambda p: verify(
+                keyring,
+                method=method,
+                raw_path=p.raw_path,
+                raw_query=p.raw_query,
+                client_ip=client,
+                skew=skew,
+            ),
         )
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id

@@ -1,4 +1,4 @@
-"""Where a request's token travels, reduced to the one (raw path, raw query) pair to verify.
+"""Where a request's token travels, reduced to the (raw path, raw query) pairs to verify.
 
     path form   /token=<payload>/hls/ep1/seg001.ts    verified as sent (the format unwraps it)
     query form  /hls/ep1/master.m3u8?...&Signature=  verified as sent
@@ -6,22 +6,30 @@
                                                       the request's own path
 
 The URL wins over a cookie: a link that carries a token is judged by that token alone, even when
-a cookie would have passed. Every form ends in the same single `verify` call, so expiry, IP,
-prefix and revocation checks are the same whichever way the token came.
+a cookie would have passed. A browser may send several `EdgeToken` cookies (one per matching
+`Path`, and any a sibling site tossed in), so cookies are chosen by verifying them, not by what
+they claim: `candidates` lists what to try, `first_verified` tries it. Every form ends in the
+same `verify` call, so expiry, IP, prefix and revocation checks are the same whichever way the
+token came.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from signer.errors import Reason, Rejected
-from signer.format import decode_payload, is_path_form
+from signer.format import decode_payload, has_token, is_path_form, unverified_prefix_covers
 
 COOKIE_NAME = "EdgeToken"
-#: Cookies of this name looked at per request (a browser sends one per matching Path).
+#: Token cookies verified per request at most (a browser sends one per matching Path). Values
+#: that are not a token payload are skipped without counting, so junk cannot hide a good one.
 MAX_COOKIES = 8
+
+V = TypeVar("V")
 
 
 class Form(enum.StrEnum):
@@ -37,54 +45,71 @@ class Presented:
     raw_query: str
 
 
-def locate(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> Presented:
-    """The token to verify. Raises `Rejected(MALFORMED)` for a cookie that cannot be decoded.
+def candidates(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> list[Presented]:
+    """What to verify, in order: the URL's token alone, else up to `MAX_COOKIES` token cookies
+    (those whose unverified Prefix covers the path first, then as sent).
 
-    Without any token the query form is returned, and verification says `missing_token`.
+    Without any token the query form alone is returned, and verification says `missing_token`.
+    Raises `Rejected(MALFORMED)` when cookies of the name came but none is a token payload.
     """
     if is_path_form(raw_path):
-        return Presented(Form.PATH, raw_path, raw_query)
-    if has_query_token(raw_query):
-        return Presented(Form.QUERY, raw_path, raw_query)
-    values = cookie_values(cookie_headers, COOKIE_NAME)
-    if not values:
-        return Presented(Form.QUERY, raw_path, raw_query)
-    queries = []
-    for value in values:
+        return [Presented(Form.PATH, raw_path, raw_query)]
+    if has_token(raw_query):
+        return [Presented(Form.QUERY, raw_path, raw_query)]
+    found: list[Presented] = []
+    sent = False
+    for value in iter_cookie_values(cookie_headers, COOKIE_NAME):
+        sent = True
         try:
-            queries.append(decode_payload(value, "the token cookie"))
+            query = decode_payload(value, "the token cookie")
         except Rejected:
-            continue  # another cookie of the name may still be good
-    if not queries:
+            continue
+        if has_token(query):
+            found.append(Presented(Form.COOKIE, raw_path, query))
+            if len(found) == MAX_COOKIES:
+                break
+    if found:
+        found.sort(key=lambda p: not unverified_prefix_covers(p.raw_path, p.raw_query))
+        return found
+    if sent:
         raise Rejected(Reason.MALFORMED, "the token cookie is not a token payload")
-    chosen = next((q for q in queries if _covers(q, raw_path)), queries[0])
-    return Presented(Form.COOKIE, raw_path, chosen)
+    return [Presented(Form.QUERY, raw_path, raw_query)]
 
 
-def has_query_token(raw_query: str) -> bool:
-    return raw_query.startswith("Expires=") or "&Expires=" in raw_query
+def first_verified(
+    presented: Sequence[Presented], verify: Callable[[Presented], V]
+) -> tuple[Presented, V]:
+    """The first of `presented` that `verify` accepts, with what it returned.
+
+    When none is accepted, raises the most telling rejection: the first about an authentic
+    token's claims (an expired cookie says `expired`), else the first of all.
+    """
+    refused: Rejected | None = None
+    for candidate in presented:
+        try:
+            return candidate, verify(candidate)
+        except Rejected as exc:
+            if refused is None or (refused.claims is None and exc.claims is not None):
+                refused = exc
+    if refused is None:
+        raise ValueError("nothing was presented")
+    raise refused
 
 
-def cookie_values(headers: Iterable[str], name: str) -> list[str]:
+def locate(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> Presented:
+    """The first of `candidates`: what to verify when only one verification is made."""
+    return candidates(raw_path, raw_query, cookie_headers)[0]
+
+
+def iter_cookie_values(headers: Iterable[str], name: str) -> Iterator[str]:
     """Every value of cookie `name`, in the order sent (RFC 6265: longest Path first)."""
-    values: list[str] = []
     for header in headers:
         for pair in header.split(";"):
             key, eq, value = pair.strip().partition("=")
             if eq and key == name:
-                values.append(value.strip().strip('"'))
-                if len(values) == MAX_COOKIES:
-                    return values
-    return values
+                yield value.strip().strip('"')
 
 
-def _covers(query: str, raw_path: str) -> bool:
-    """Whether the (unverified) token's Prefix covers the path: only to pick among cookies.
-
-    Canonical encoding is per character, so comparing the raw forms is comparing the decoded
-    ones; a non-canonical prefix is refused by verification anyway.
-    """
-    for part in query.split("&"):
-        if part.startswith("Prefix="):
-            return raw_path.startswith(part[len("Prefix=") :])
-    return False
+def cookie_values(headers: Iterable[str], name: str) -> list[str]:
+    """The first `MAX_COOKIES` values of cookie `name`, in the order sent."""
+    return list(itertools.islice(iter_cookie_values(headers, name), MAX_COOKIES))

@@ -214,7 +214,8 @@ async def close_if_body_unread(request: web.Request, response: web.StreamRespons
 
 
 def _object_lock(key: str) -> str:
-    """The claim name for writing `key`: never a token id (those are 32 hex digits)."""
+    """The claim name for writing `key`: its "object:" prefix means it is never a token id
+    (`signer.is_token_id`)."""
     return "object:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 

@@ -25,6 +25,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "vectors"
 NOW = 1767225600  # 2026-01-01T00:00:00Z, the verification time of every vector unless stated
 ISSUED = NOW - 60
 EXPIRES = NOW + 3600
+DAY = 86400
 
 HMAC_SECRET = hashlib.sha256(b"PUBLIC TEST VECTOR hmac-sha256 key").digest()
 ED_SEED = hashlib.sha256(b"PUBLIC TEST VECTOR ed25519 key").digest()
@@ -126,6 +127,13 @@ VALID: list[tuple[str, str, str, Claims, dict[str, Any]]] = [
         {},
     ),
     (
+        "issued-within-skew",
+        "/videos/intro.mp4",
+        "",
+        claims(issued=NOW + 30),  # exactly now + skew: a signer's clock may run a little ahead
+        {},
+    ),
+    (
         "response-disposition-unicode",
         "/billing/u42/7f3b.pdf",
         "",
@@ -201,6 +209,21 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
         {},
     ),
     ("expired", BASIC, {"now": EXPIRES + 30}),
+    (
+        "issued-in-future",
+        sign_target(
+            "/videos/intro.mp4",
+            "",
+            claims(expires=NOW + 30 * DAY, issued=NOW + 30 * DAY - 3600),
+            BY_ID["tv-hmac"],
+        ),
+        {},
+    ),
+    (
+        "issued-just-past-skew",
+        sign_target("/v.mp4", "", claims(issued=NOW + 31), BY_ID["tv-hmac"]),
+        {},
+    ),
     ("not-yet-valid", signed("starts-and-sub"), {"now": NOW - 10 - 31}),
     ("ip-mismatch", signed("ip-v4-address"), {"client_ip": "203.0.113.8"}),
     ("ip-version-mismatch", signed("ip-v6-network"), {"client_ip": "203.0.113.7"}),
@@ -279,6 +302,8 @@ EXPECTED = {
     "algorithm-confusion": "malformed_token",
     "expired": "expired",
     "not-yet-valid": "not_yet_valid",
+    "issued-in-future": "issued_in_future",
+    "issued-just-past-skew": "issued_in_future",
     "ip-mismatch": "ip_mismatch",
     "ip-version-mismatch": "ip_mismatch",
     "wrong-method": "wrong_method",

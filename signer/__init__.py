@@ -13,12 +13,13 @@ from signer.format import FORMAT_VERSION, Claims, path_form
 from signer.keys import Key, Keyring, Status, new_key
 from signer.sign import (
     DEFAULT_MAX_LIFETIME,
+    SignOptions,
     content_disposition,
     sign_path,
     sign_target,
     sign_url,
 )
-from signer.verify import DEFAULT_SKEW, Verified, token_id, verify, verify_url
+from signer.verify import DEFAULT_SKEW, Verified, is_token_id, token_id, verify, verify_url
 
 __all__ = [
     "DEFAULT_MAX_LIFETIME",
@@ -31,11 +32,13 @@ __all__ = [
     "KeyringError",
     "Reason",
     "Rejected",
+    "SignOptions",
     "SignerError",
     "SigningError",
     "Status",
     "Verified",
     "content_disposition",
+    "is_token_id",
     "new_key",
     "path_form",
     "sign_path",

@@ -30,10 +30,6 @@ class Algorithm(enum.StrEnum):
     def signature_length(self) -> int:
         return 32 if self is Algorithm.HMAC_SHA256 else 64
 
-    @property
-    def asymmetric(self) -> bool:
-        return self is Algorithm.ED25519
-
 
 def generate(alg: Algorithm) -> tuple[bytes, bytes | None]:
     """A new (secret, public) pair; public is None for HMAC."""

@@ -28,6 +28,7 @@ class Reason(enum.StrEnum):
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
+    ISSUED_IN_FUTURE = "issued_in_future"
     IP_MISMATCH = "ip_mismatch"
     WRONG_METHOD = "wrong_method"
     OUTSIDE_PREFIX = "outside_prefix"
@@ -46,6 +47,7 @@ _EXPLANATIONS = {
     Reason.BAD_SIGNATURE: "the signature does not match the signed string",
     Reason.EXPIRED: "the link has expired",
     Reason.NOT_YET_VALID: "the link is not valid yet (Starts is in the future)",
+    Reason.ISSUED_IN_FUTURE: "the link's Issued time is in the future (beyond the clock skew)",
     Reason.IP_MISMATCH: "the client address is outside the link's IP binding",
     Reason.WRONG_METHOD: "the request method is not the one the link allows",
     Reason.OUTSIDE_PREFIX: "the path is outside the link's Prefix",

@@ -156,7 +156,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -169,7 +169,7 @@ def canonical_ip(value: str) -> IPNetwork:
         network = ipaddress.ip_network(value, strict=True)
     except ValueError:
         raise _malformed("IP is not an address or a network without host bits") from None
-    if network.version == 6 and network.subnet_of(_IPV4_MAPPED):
+    if network.version == 6 and network.subnet_of(IPV4_MAPPED):
         # A client's IPv4-mapped address is compared as IPv4, so such a binding could never
         # match: refuse it rather than silently normalise it.
         raise _malformed("IP is an IPv4-mapped IPv6 network; write it as IPv4")
@@ -379,17 +379,13 @@ def parse_link(raw_path: str, raw_query: str) -> Link:
     if not _TARGET.fullmatch(raw_path) or not _TARGET.fullmatch(raw_query):
         raise _malformed("the request target has characters outside visible ASCII")
     path = check_path(decode(raw_path, "path"))
-    if raw_query.startswith("Expires="):
-        start = 0
-    else:
-        found = raw_query.find("&Expires=")
-        if found < 0:
-            if raw_query:
-                check_app_query(raw_query)
-            if carried:
-                raise _malformed("the path token holds no token block")
-            raise Rejected(Reason.MISSING)
-        start = found + 1
+    start = _block_start(raw_query)
+    if start < 0:
+        if raw_query:
+            check_app_query(raw_query)
+        if carried:
+            raise _malformed("the path token holds no token block")
+        raise Rejected(Reason.MISSING)
     if start:
         check_app_query(raw_query[: start - 1])
     values = _token_block(raw_query[start:])
@@ -399,6 +395,33 @@ def parse_link(raw_path: str, raw_query: str) -> Link:
     signed_query = raw_query[: len(raw_query) - len(signature_b64) - len("&Signature=")]
     signed = string_to_sign(raw_path, signed_query, prefixed=claims.prefix is not None)
     return Link(path=path, claims=claims, signature=signature, signed=signed)
+
+
+def has_token(raw_query: str) -> bool:
+    """Whether a raw query carries a token block (well formed or not): then it is the token."""
+    return _block_start(raw_query) >= 0
+
+
+def unverified_prefix_covers(raw_path: str, raw_query: str) -> bool:
+    """Whether the token in `raw_query` is well formed and claims a `Prefix` covering `raw_path`.
+
+    UNVERIFIED: anyone can write any Prefix. Only for ordering several presented tokens so that
+    the likeliest is verified first; never for a decision.
+    """
+    try:
+        link = parse_link(raw_path, raw_query)
+    except Rejected:
+        return False
+    prefix = link.claims.prefix
+    return prefix is not None and under_prefix(link.path, prefix)
+
+
+def _block_start(raw_query: str) -> int:
+    """Where the token block (`Expires=`) starts in a raw query, or -1."""
+    if raw_query.startswith("Expires="):
+        return 0
+    found = raw_query.find("&Expires=")
+    return found + 1 if found >= 0 else -1
 
 
 def _unwrap_path_form(raw_path: str, raw_query: str) -> tuple[str, str]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from typing import Any
+from typing import Final, TypedDict, Unpack
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from signer import algorithms
 from signer.errors import Rejected, SigningError
 from signer.format import (
+    IPV4_MAPPED,
     Claims,
+    IPNetwork,
     b64encode,
     canonical,
     check_app_query,
@@ -29,12 +31,37 @@ _CONTROL_OR_SLASH = re.compile(r"[\x00-\x1f\x7f/\\]")
 DEFAULT_MAX_LIFETIME = 7 * 24 * 3600
 
 
-def sign_url(url: str, keyring: Keyring, **options: Any) -> str:
+class SignOptions(TypedDict, total=False):
+    """The options of `sign_url` and `sign_path`, declared once. Exactly one of `expires_in` and
+    `expires_at` is required; every other option defaults to "no such binding"."""
+
+    expires_in: int | None  # seconds from now
+    expires_at: int | None  # unix seconds
+    starts_at: int | None  # not valid before (unix seconds)
+    ip: str | None  # client address or network, in any spelling `ipaddress` reads
+    prefix: str | None  # decoded path ending in '/': every path under it
+    method: str | None  # GET, HEAD or PUT; default GET and HEAD
+    sub: str | None  # opaque subject id
+    response_content_type: str | None  # answer with this Content-Type
+    response_content_disposition: str | None  # and this Content-Disposition (`content_disposition`)
+    content_type: str | None  # PUT: exact type, or a type/ prefix
+    min_bytes: int | None  # PUT: smallest accepted body
+    max_bytes: int | None  # PUT: largest accepted body
+    no_overwrite: bool  # PUT: fail if the object exists
+    one_time: bool  # PUT: usable for one upload
+    now: float | None  # the signing time (default: the clock)
+    max_lifetime: int  # refuse longer lifetimes (default DEFAULT_MAX_LIFETIME)
+
+
+_OPTION_NAMES: Final = frozenset(SignOptions.__annotations__)
+
+
+def sign_url(url: str, keyring: Keyring, **options: Unpack[SignOptions]) -> str:
     """Return `url` with a token appended, signed by the keyring's active key.
 
     `url` is absolute or a bare path; its path is percent-decoded once, so both `/a b.mp4` and
     `/a%20b.mp4` name the object `a b.mp4`. Existing query parameters are kept verbatim and
-    covered by the signature. Options are those of `sign_path`.
+    covered by the signature.
     """
     parts = urlsplit(url)
     if parts.fragment:
@@ -45,38 +72,26 @@ def sign_url(url: str, keyring: Keyring, **options: Any) -> str:
 
 
 def sign_path(
-    path: str,
-    keyring: Keyring,
-    *,
-    query: str = "",
-    expires_in: int | None = None,
-    expires_at: int | None = None,
-    starts_at: int | None = None,
-    ip: str | None = None,
-    prefix: str | None = None,
-    method: str | None = None,
-    sub: str | None = None,
-    response_content_type: str | None = None,
-    response_content_disposition: str | None = None,
-    content_type: str | None = None,
-    min_bytes: int | None = None,
-    max_bytes: int | None = None,
-    no_overwrite: bool = False,
-    one_time: bool = False,
-    now: float | None = None,
-    max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    path: str, keyring: Keyring, *, query: str = "", **options: Unpack[SignOptions]
 ) -> str:
     """Sign a decoded object path (`/videos/a b.mp4`); returns the request target to append.
 
-    `query` holds the application's own parameters, already percent-encoded; `prefix` is a
-    decoded path ending in '/'. `response_content_type` and `response_content_disposition` make
-    the gateway answer with those headers (see `content_disposition` for a download name).
-    Exactly one of `expires_in` (seconds) and `expires_at` (unix seconds) is required, and the
-    lifetime may not exceed `max_lifetime`.
+    `query` holds the application's own parameters, already percent-encoded. The lifetime may
+    not exceed `max_lifetime`.
     """
+    unknown = options.keys() - _OPTION_NAMES
+    if unknown:  # a misspelt binding must not silently give a link without it
+        raise TypeError(f"unknown signing option(s): {', '.join(sorted(unknown))}")
     key = keyring.signing_key()
+    now = options.get("now")
     issued = int(time.time() if now is None else now)
-    expires = _expiry(issued, expires_in, expires_at, max_lifetime)
+    expires = _expiry(
+        issued,
+        options.get("expires_in"),
+        options.get("expires_at"),
+        options.get("max_lifetime", DEFAULT_MAX_LIFETIME),
+    )
+    prefix = options.get("prefix")
     try:
         check_path(path)
         if prefix is not None:
@@ -85,28 +100,24 @@ def sign_path(
         raise SigningError(exc.detail) from None
     if prefix is not None and not under_prefix(path, prefix):
         raise SigningError("the path is not under the prefix")
-    network = None
-    if ip is not None:
-        try:
-            network = ipaddress.ip_network(ip, strict=True)
-        except ValueError as exc:
-            raise SigningError(f"ip {ip!r}: {exc}") from None
+    ip = options.get("ip")
+    method = options.get("method")
     claims = Claims(
         expires=expires,
         key_id=key.id,
         issued=issued,
-        starts=starts_at,
-        ip=network,
+        starts=options.get("starts_at"),
+        ip=_ip_binding(ip) if ip is not None else None,
         prefix=prefix,
         method=method.upper() if method else None,
-        sub=sub,
-        response_content_type=response_content_type,
-        response_content_disposition=response_content_disposition,
-        content_type=content_type,
-        min_bytes=min_bytes,
-        max_bytes=max_bytes,
-        no_overwrite=no_overwrite,
-        one_time=one_time,
+        sub=options.get("sub"),
+        response_content_type=options.get("response_content_type"),
+        response_content_disposition=options.get("response_content_disposition"),
+        content_type=options.get("content_type"),
+        min_bytes=options.get("min_bytes"),
+        max_bytes=options.get("max_bytes"),
+        no_overwrite=options.get("no_overwrite", False),
+        one_time=options.get("one_time", False),
     )
     try:
         raw_path = canonical(path)
@@ -162,6 +173,24 @@ def _expiry(issued: int, expires_in: int | None, expires_at: int | None, limit: 
             "raise max_lifetime deliberately if you mean it"
         )
     return expires
+
+
+def _ip_binding(ip: str) -> IPNetwork:
+    """The binding for an address or network in any spelling `ipaddress` reads.
+
+    An IPv4-mapped one (`::ffff:127.0.0.1`, `::ffff:0:0/104`), which is how a backend on a
+    dual-stack socket sees IPv4 clients, is written in its IPv4 form: verifiers compare mapped
+    client addresses as IPv4 and refuse mapped bindings, so the IPv6 form could never be used.
+    """
+    try:
+        network = ipaddress.ip_network(ip, strict=True)
+    except ValueError as exc:
+        raise SigningError(f"ip {ip!r}: {exc}") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def _decoded(raw: str, what: str) -> str:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import time
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import urlsplit
 
 from signer.errors import Reason, Rejected
 from signer.format import Claims, IPAddress, parse_link, under_prefix
 from signer.keys import Keyring, Status
 
-#: Seconds of clock difference tolerated between signer and verifier, on Expires and Starts.
+#: Seconds of clock difference tolerated between signer and verifier, on Expires, Starts and
+#: Issued.
 DEFAULT_SKEW = 30
 
 
@@ -32,6 +35,15 @@ class Verified:
 def token_id(signature: bytes) -> str:
     """The public identifier of one link: hex of the first 16 bytes of SHA-256(signature)."""
     return hashlib.sha256(signature).hexdigest()[:32]
+
+
+_TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def is_token_id(text: str) -> bool:
+    """Whether `text` is shaped like a `token_id` (32 lower-case hex digits), as an operator's
+    revocation by digest must be: the one statement of that shape."""
+    return _TOKEN_ID.fullmatch(text) is not None
 
 
 def verify(
@@ -76,6 +88,9 @@ def judge(
         raise Rejected(Reason.EXPIRED, f"expired at {claims.expires}", claims)
     if claims.starts is not None and current < claims.starts - skew:
         raise Rejected(Reason.NOT_YET_VALID, f"valid from {claims.starts}", claims)
+    if claims.issued > current + skew:
+        # Lifetime caps and `revoke --before` both trust Issued; a future one would escape them.
+        raise Rejected(Reason.ISSUED_IN_FUTURE, f"issued at {claims.issued}", claims)
     if not claims.allows_method(method):
         raise Rejected(
             Reason.WRONG_METHOD, f"{method} is not allowed by Method={claims.method}", claims

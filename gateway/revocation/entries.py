@@ -2,7 +2,8 @@
 
 Four kinds, each matching links on one field:
 
-* `token`  - one link, by its token id (`signer.token_id`: a digest of its signature);
+* `token`  - one link, by its token id (`signer.token_id`: a digest of its signature,
+  `signer.is_token_id` its shape);
 * `sub`    - every link of a subject issued at or before `before`;
 * `key_id` - every link signed with a key, issued at or before `before`;
 * `prefix` - every link for a path at or under a path prefix (segment boundary), issued at or
@@ -27,9 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 from signer.errors import Rejected
 from signer.format import KEY_ID, check_path, parse_link, valid_sub
-from signer.verify import token_id
+from signer.verify import is_token_id, token_id
 
-_TOKEN_ID: Final = re.compile(r"[0-9a-f]{32}")
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 
@@ -92,7 +92,7 @@ def checked(kind: Kind, value: Any, until: Any, before: Any = None) -> Revocatio
         raise RevocationError(f"{kind.value}: value is not valid Unicode")
     until = _time("until", until)
     if kind is Kind.TOKEN:
-        if not _TOKEN_ID.fullmatch(value):
+        if not is_token_id(value):
             raise RevocationError("digest: must be 32 lower-case hex digits (a token id)")
         return Revocation(kind, value, until)
     before = _time("before", before)

@@ -283,6 +283,7 @@ def _rejections(keys: Keys) -> list[tuple[str, str, str, dict[str, str]]]:
             keys.sign("/docs/hello.txt", starts_at=int(now) + 600, expires_in=3600),
             {},
         ),
+        ("issued_in_future", "GET", keys.sign("/docs/hello.txt", now=now + 3600), {}),
         ("ip_mismatch", "GET", keys.sign("/docs/hello.txt", ip="10.0.0.0/8"), {}),
         ("wrong_method", "HEAD", keys.sign("/docs/hello.txt", method="PUT"), {}),
         ("wrong_method", "GET", keys.sign("/docs/hello.txt", method="HEAD"), {}),

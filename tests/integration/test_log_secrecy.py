@@ -22,12 +22,12 @@ from tests.integration.conftest import PRIVATE_BUCKET
 from tests.integration.harness import (
     Keys,
     RunningGateway,
-    eventually,
     gateway_settings,
     make_keys,
     running_gateway,
     s3_gateway_settings,
 )
+from tests.polling import eventually
 from tests.redis_server import redis_server
 from tests.servers import S3Server
 

@@ -131,13 +131,17 @@ def gateway(tmp_path: Path, origin: Path) -> Iterator[Served]:
         ({"GATEWAY_TIMEOUT": "5"}, "GATEWAY_TIMEOUT: not a gateway setting"),
         ({"GATEWAY_KEYRING": "/nonexistent/keys.json"}, "cannot read"),
         ({"GATEWAY_ORIGIN": "file:///nonexistent/objects"}, "does not exist"),
+        ({"GATEWAY_KEYRING": "{private}"}, "private key(s) 'k1', which belong on the signing"),
     ],
 )
 def test_bad_settings_fail_at_start_up_naming_the_setting(
     tmp_path: Path, origin: Path, env: dict[str, str], message: str
 ) -> None:
     keyring_file = tmp_path / "k.json"
-    Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)]).save(keyring_file)
+    signing = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)])
+    signing.public_export().save(keyring_file, public_only=True)
+    private_file = tmp_path / "signing.json"
+    signing.save(private_file)
     base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     base.update(
         {
@@ -146,7 +150,7 @@ def test_bad_settings_fail_at_start_up_naming_the_setting(
             "GATEWAY_REVOCATION_DB": str(keyring_file.parent / "revocations.sqlite3"),
             "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
             "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
-            **env,
+            **{k: v.format(private=private_file) for k, v in env.items()},
         }
     )
     result = subprocess.run(

@@ -220,7 +220,7 @@ async def test_deep_paths_under_a_prefix_link_are_judged_with_prefix_revocations
     async with running_gateway(settings) as gateway:
         before = time.time() + 60
         for prefix in ("/videos/ep1", DEEP_PREFIX):
-            gateway.gateway.revocations.apply(
+            gateway.services.revocations.apply(
                 Revocation(Kind.PREFIX, prefix, before + 10_000, before)
             )
         response, body = await gateway.request("GET", f"{path}?{query}")

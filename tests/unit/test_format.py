@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from signer import Reason, Rejected
+from signer import Reason, Rejected, is_token_id, token_id
 from signer.format import (
     Claims,
     b64decode,
@@ -17,10 +17,12 @@ from signer.format import (
     decode_payload,
     encode_claims,
     encode_payload,
+    has_token,
     is_path_form,
     parse_link,
     path_form,
     strip_path_token,
+    unverified_prefix_covers,
 )
 from signer.sign import content_disposition
 
@@ -351,3 +353,50 @@ def test_content_disposition_always_gives_a_valid_override(filename: str) -> Non
     assume("/" not in filename and "\\" not in filename)
     value = content_disposition(filename)
     Claims(expires=2, key_id="k", issued=1, response_content_disposition=value).validate()
+
+
+@given(st.binary(max_size=64))
+def test_every_token_id_has_the_token_id_shape(signature: bytes) -> None:
+    assert is_token_id(token_id(signature))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "0" * 31, "0" * 33, "A" * 32, "g" * 32, "0" * 32 + "\n", "\u0660" * 32, " " + "0" * 31],
+)
+def test_anything_else_is_not_a_token_id(text: str) -> None:
+    assert not is_token_id(text)
+
+
+@pytest.mark.parametrize(
+    ("query", "carried"),
+    [
+        (BLOCK + SIG, True),
+        ("w=640&" + BLOCK, True),
+        ("Expires=", True),  # a token, if a malformed one: it is judged, not ignored
+        ("w=640", False),
+        ("", False),
+        ("xExpires=1", False),
+        ("expires=1", False),
+        ("w=Expires=1", False),
+    ],
+)
+def test_has_token_says_whether_the_query_carries_a_token_block(query: str, carried: bool) -> None:
+    assert has_token(query) is carried
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "covers"),
+    [
+        ("/hls/ep1/a.ts", BLOCK + "&Prefix=/hls/ep1/" + SIG, True),
+        ("/hls/ep1/a.ts", BLOCK + "&Prefix=/" + SIG, True),
+        ("/hls/ep10/a.ts", BLOCK + "&Prefix=/hls/ep1/" + SIG, False),
+        ("/hls/ep1/a.ts", BLOCK + SIG, False),
+        ("/hls/ep1/a.ts", BLOCK + "&Prefix=/hls/ep1/", False),  # malformed: no Signature
+        ("/hls/ep1//a.ts", BLOCK + "&Prefix=/hls/ep1/" + SIG, False),
+    ],
+)
+def test_an_unverified_prefix_is_read_only_from_a_well_formed_token(
+    path: str, query: str, covers: bool
+) -> None:
+    assert unverified_prefix_covers(path, query) is covers

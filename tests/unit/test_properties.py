@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import TypedDict, Unpack
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from signer import Algorithm, Keyring, Reason, Rejected, Status, new_key, sign_path, verify
+from signer import (
+    Algorithm,
+    Keyring,
+    Reason,
+    Rejected,
+    SigningError,
+    Status,
+    new_key,
+    sign_path,
+    sign_url,
+    verify,
+)
 from signer.format import IPAddress, canonical, path_form
 from tests.conftest import NOW
 
@@ -90,6 +102,51 @@ def test_links_before_starts_say_not_yet_valid(alg: Algorithm, wait: int, early:
     assert check(KEYRINGS[alg], target, now=NOW + wait) == "/a"
 
 
+@given(alg=algorithms, ahead=st.integers(1, 10**6))
+def test_links_issued_in_the_future_say_issued_in_future(alg: Algorithm, ahead: int) -> None:
+    """A future Issued would stretch a link past the lifetime cap and dodge `revoke --before`."""
+    target = sign_path("/a", KEYRINGS[alg], expires_in=3600, now=NOW + ahead)
+    assert rejection(KEYRINGS[alg], target, now=NOW) is Reason.ISSUED_IN_FUTURE
+    assert check(KEYRINGS[alg], target, now=NOW + ahead) == "/a"
+
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    ("issued", "expected"),
+    [
+        (NOW + 30 * DAY - 3600, Reason.ISSUED_IN_FUTURE),  # Expires 30 days out, Issued 1 h before
+        (NOW + 31, Reason.ISSUED_IN_FUTURE),
+        (NOW + 30, None),  # within the clock skew
+    ],
+)
+def test_issued_is_judged_against_the_clock_with_the_skew(
+    issued: int, expected: Reason | None
+) -> None:
+    keyring = KEYRINGS[Algorithm.ED25519]
+    target = sign_path("/a", keyring, expires_at=NOW + 30 * DAY, now=issued, max_lifetime=30 * DAY)
+    path, _, query = target.partition("?")
+
+    def judged() -> str:
+        return verify(
+            keyring,
+            method="GET",
+            raw_path=path,
+            raw_query=query,
+            client_ip=CLIENT,
+            now=NOW,
+            skew=30,
+        ).path
+
+    if expected is None:
+        assert judged() == "/a"
+    else:
+        with pytest.raises(Rejected) as caught:
+            judged()
+        assert caught.value.reason is expected
+
+
 @given(
     alg=algorithms,
     network=st.ip_addresses().map(ipaddress.ip_network).filter(lambda n: not _mapped(n))
@@ -108,6 +165,49 @@ def test_ip_binding_accepts_exactly_the_bound_addresses(
         assert check(KEYRINGS[alg], target, client_ip=client) == "/a"
     else:
         assert rejection(KEYRINGS[alg], target, client_ip=client) is Reason.IP_MISMATCH
+
+
+def _spellings(address: IPAddress, prefixlen: int, mapped: bool, upper: bool) -> str:
+    """One of the many ways `ipaddress` (and so a backend) may write an address or network."""
+    network = ipaddress.ip_network((address, prefixlen), strict=False)
+    text = str(network.network_address)
+    if mapped and network.version == 4:
+        text, prefixlen = f"::ffff:{text}", prefixlen + 96
+    if upper:
+        text = text.upper()
+    return f"{text}/{prefixlen}"
+
+
+ip_inputs = st.one_of(
+    st.builds(_spellings, st.ip_addresses(v=4), st.integers(0, 32), st.booleans(), st.booleans()),
+    st.builds(_spellings, st.ip_addresses(v=6), st.integers(0, 128), st.just(False), st.booleans()),
+    st.ip_addresses().map(str),
+    st.text("0123456789abcdefABCDEF:./%f", max_size=24),
+)
+
+
+@settings(max_examples=300)
+@given(alg=algorithms, value=ip_inputs)
+def test_every_ip_binding_the_signer_writes_is_one_the_verifier_accepts(
+    alg: Algorithm, value: str
+) -> None:
+    """Whatever spelling a backend hands over, the link it gets can be used: never a binding
+    that every verifier refuses, and the addresses it names (in any form) match it."""
+    try:
+        target = sign_path("/a", KEYRINGS[alg], expires_in=60, ip=value, now=NOW)
+    except SigningError:
+        return
+    network = ipaddress.ip_network(value, strict=True)
+    for client in (network.network_address, network.broadcast_address):
+        assert check(KEYRINGS[alg], target, client_ip=client) == "/a"
+
+
+def test_sign_url_writes_an_ipv4_mapped_address_in_its_ipv4_form() -> None:
+    keyring = KEYRINGS[Algorithm.HMAC_SHA256]
+    url = sign_url("https://cdn.example/a", keyring, expires_in=60, ip="::ffff:127.0.0.1", now=NOW)
+    assert "&IP=127.0.0.1&" in url
+    target = url.removeprefix("https://cdn.example")
+    assert check(keyring, target, client_ip=ipaddress.ip_address("127.0.0.1")) == "/a"
 
 
 def _mapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -168,7 +268,9 @@ def test_the_path_form_carries_a_prefix_token_to_every_path_under_it(
     """A relative URI resolved against a path-form URL keeps the token segment, so any path
     under the prefix verifies with the same token, and nothing outside it does."""
     keyring = KEYRINGS[Algorithm.HMAC_SHA256]
-    target = path_form(sign_path(prefix + inside, keyring, expires_in=60, prefix=prefix + "/"))
+    target = path_form(
+        sign_path(prefix + inside, keyring, expires_in=60, prefix=prefix + "/", now=NOW)
+    )
     token_segment = target[: target.index("/", 1)]
     assert check(keyring, token_segment + canonical(prefix + outside)) == prefix + outside
     assume(not outside.startswith(prefix + "/"))
@@ -191,3 +293,11 @@ def test_any_single_byte_change_to_a_path_form_token_is_rejected(
         Reason.BAD_SIGNATURE,
         Reason.UNKNOWN_KEY,  # the change landed in KeyID
     )
+
+
+@pytest.mark.parametrize("sign", [sign_path, sign_url])
+def test_a_misspelt_signing_option_is_an_error_not_a_link_without_it(
+    sign: Callable[..., str],
+) -> None:
+    with pytest.raises(TypeError, match="unknown signing option"):
+        sign("/a", KEYRINGS[Algorithm.HMAC_SHA256], expires_in=60, sub_id="user-42")

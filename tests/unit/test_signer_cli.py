@@ -109,6 +109,7 @@ def test_sign_an_upload_link_then_verify_shows_its_constraints(
         (lambda u: u, ["--client-ip", "11.0.0.1"], "ip_mismatch"),
         (lambda u: u, ["--method", "PUT"], "wrong_method"),
         (lambda u: u, ["--at", "2999-01-01T00:00:00Z"], "expired"),
+        (lambda u: u, ["--at", "2000-01-01T00:00:00Z"], "issued_in_future"),
         (lambda u: u.split("?")[0], [], "missing_token"),
     ],
 )
@@ -142,6 +143,26 @@ def test_verify_explains_rejection(
     )
     assert code == 1
     assert out.startswith(f"rejected: {reason}:")
+
+
+@pytest.mark.parametrize(
+    ("given", "written", "client"),
+    [
+        ("::ffff:127.0.0.1", "127.0.0.1", "127.0.0.1"),
+        ("::ffff:7f00:1", "127.0.0.1", "::ffff:127.0.0.1"),
+        ("::ffff:0:0/104", "0.0.0.0/8", "0.1.2.3"),
+        ("::ffff:203.0.113.0/120", "203.0.113.0/24", "::ffff:203.0.113.9"),
+    ],
+)
+def test_sign_writes_an_ipv4_mapped_binding_in_its_ipv4_form(
+    keys: Path, capsys: pytest.CaptureFixture[str], given: str, written: str, client: str
+) -> None:
+    """A backend on a dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d."""
+    _, url, _ = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "60",
+                    "--ip", given)  # fmt: skip
+    assert f"&IP={written}&" in url
+    code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys), "--client-ip", client)
+    assert (code, out.split(":")[0]) == (0, "valid")
 
 
 def test_a_bad_signature_shows_the_string_to_sign_but_not_the_signature(

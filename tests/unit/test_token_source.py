@@ -7,9 +7,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.cookies import cookie_header
-from gateway.token_source import COOKIE_NAME, MAX_COOKIES, Form, cookie_values, locate
-from signer import Reason, Rejected
-from signer.format import Claims, encode_payload, path_form
+from gateway.token_source import (
+    COOKIE_NAME,
+    MAX_COOKIES,
+    Form,
+    Presented,
+    candidates,
+    cookie_values,
+    first_verified,
+    locate,
+)
+from signer import (
+    Algorithm,
+    Keyring,
+    Reason,
+    Rejected,
+    Status,
+    Verified,
+    new_key,
+    sign_path,
+    verify,
+)
+from signer.format import Claims, decode_payload, encode_payload, path_form
+from tests.conftest import NOW
 
 TOKEN = "Expires=2000000000&KeyID=k1&Issued=1900000000&Prefix=/hls/ep1/&Signature=AAAA"
 OTHER = "Expires=2000000000&KeyID=k1&Issued=1900000000&Prefix=/hls/ep2/&Signature=BBBB"
@@ -58,6 +78,10 @@ def test_an_undecodable_cookie_is_skipped_when_another_is_good() -> None:
     assert locate(SEGMENT, "", cookie("not*base64", PAYLOAD)).raw_query == TOKEN
 
 
+def test_undecodable_cookies_do_not_use_up_the_cookies_looked_at() -> None:
+    assert locate(SEGMENT, "", cookie(*["not*base64"] * 50, PAYLOAD)).raw_query == TOKEN
+
+
 @pytest.mark.parametrize("value", ["not*base64", "", "YQ==", "w6k"])
 def test_only_undecodable_cookies_are_a_malformed_token(value: str) -> None:
     with pytest.raises(Rejected) as caught:
@@ -87,6 +111,130 @@ def test_at_most_a_few_cookies_are_looked_at() -> None:
 @given(st.lists(st.text(), max_size=4))
 def test_cookie_parsing_never_raises(headers: list[str]) -> None:
     cookie_values(headers, COOKIE_NAME)
+
+
+# --- choosing among several cookies by verifying them ---------------------------------------
+
+KEYRING = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])
+FORGER = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])  # same id, other key
+
+
+def prefix_cookie(
+    keyring: Keyring = KEYRING, prefix: str = "/hls/ep1/", expires_in: int = 600
+) -> str:
+    """The cookie a prefix token gives (the payload of its query), signed at NOW."""
+    target = sign_path(
+        prefix + "master.m3u8", keyring, prefix=prefix, expires_in=expires_in, now=NOW
+    )
+    return encode_payload(target.partition("?")[2])
+
+
+GOOD = prefix_cookie()
+FORGED = prefix_cookie(FORGER)  # claims a Prefix covering the path, signed by another key
+WIDER_FORGED = prefix_cookie(FORGER, prefix="/")
+EXPIRED = prefix_cookie(expires_in=60)
+JUNK = {
+    "undecodable": "x",
+    "not ASCII": "w6k",
+    "no token block": encode_payload("w=640"),
+    "empty": "",
+}
+
+
+class Counting:
+    """The gateway's verification at NOW + 1, counting calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, presented: Presented) -> Verified:
+        self.calls += 1
+        return verify(
+            KEYRING,
+            method="GET",
+            raw_path=presented.raw_path,
+            raw_query=presented.raw_query,
+            client_ip=None,
+            now=NOW + 120,
+        )
+
+
+def chosen(*payloads: str) -> tuple[Presented, Verified]:
+    return first_verified(candidates(SEGMENT, "", cookie(*payloads)), Counting())
+
+
+def refusal(*payloads: str) -> Reason:
+    with pytest.raises(Rejected) as caught:
+        chosen(*payloads)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("junk", JUNK.values(), ids=JUNK.keys())
+@pytest.mark.parametrize("count", [MAX_COOKIES, 50])
+def test_junk_cookies_before_the_good_one_do_not_hide_it(junk: str, count: int) -> None:
+    presented, verified = chosen(*[junk] * count, GOOD)
+    assert (presented.form, verified.path) == (Form.COOKIE, SEGMENT)
+
+
+@pytest.mark.parametrize("forged", [FORGED, WIDER_FORGED])
+def test_a_forged_cookie_claiming_the_path_sent_first_does_not_hide_the_good_one(
+    forged: str,
+) -> None:
+    presented, verified = chosen(forged, GOOD)
+    assert presented.raw_query == decode(GOOD)
+    assert verified.path == SEGMENT
+
+
+def test_the_good_cookie_is_verified_first_when_its_prefix_covers_the_path() -> None:
+    verify_ = Counting()
+    other_stream = prefix_cookie(prefix="/hls/ep2/")
+    presented, _ = first_verified(candidates(SEGMENT, "", cookie(other_stream, GOOD)), verify_)
+    assert (presented.raw_query, verify_.calls) == (decode(GOOD), 1)
+
+
+def test_at_most_a_few_token_cookies_are_verified() -> None:
+    verify_ = Counting()
+    presented = candidates(SEGMENT, "", cookie(*[FORGED] * 50, GOOD))
+    with pytest.raises(Rejected) as caught:
+        first_verified(presented, verify_)
+    assert (caught.value.reason, verify_.calls) == (Reason.BAD_SIGNATURE, MAX_COOKIES)
+
+
+@pytest.mark.parametrize(
+    ("payloads", "reason"),
+    [
+        ((FORGED,), Reason.BAD_SIGNATURE),
+        ((FORGED, EXPIRED), Reason.EXPIRED),  # an authentic cookie's reason says the most
+        ((EXPIRED, FORGED), Reason.EXPIRED),
+        ((prefix_cookie(prefix="/hls/ep2/"), EXPIRED), Reason.EXPIRED),  # the one for this path
+        ((JUNK["undecodable"], FORGED), Reason.BAD_SIGNATURE),
+        ((JUNK["no token block"],), Reason.MALFORMED),
+    ],
+)
+def test_when_no_cookie_verifies_the_most_telling_reason_is_given(
+    payloads: tuple[str, ...], reason: Reason
+) -> None:
+    assert refusal(*payloads) is reason
+
+
+def test_a_token_in_the_url_is_the_only_candidate() -> None:
+    assert [p.form for p in candidates(SEGMENT, OTHER, cookie(GOOD))] == [Form.QUERY]
+    assert [p.form for p in candidates(path_form(f"{SEGMENT}?{OTHER}"), "", cookie(GOOD))] == [
+        Form.PATH
+    ]
+
+
+@given(st.lists(st.text(), max_size=4), st.text(max_size=30))
+def test_candidates_are_few_or_a_malformed_token(headers: list[str], path: str) -> None:
+    try:
+        count, reason = len(candidates("/" + path, "", headers)), None
+    except Rejected as exc:
+        count, reason = 0, exc.reason
+    assert 1 <= count <= MAX_COOKIES if reason is None else reason is Reason.MALFORMED
+
+
+def decode(payload: str) -> str:
+    return decode_payload(payload, "test")
 
 
 # --- the cookie the gateway sets ------------------------------------------------------------
