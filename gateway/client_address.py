@@ -19,8 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from signer.addresses import IPAddress, IPNetwork, unmapped, within
 
 
 class ForwardedHeader(enum.StrEnum):
@@ -39,13 +38,7 @@ class TrustedProxies:
 
     def trusts(self, address: IPAddress) -> bool:
         """Whether `address` is one of our proxies. IPv4 and IPv4-mapped IPv6 are the same host."""
-        address = _unmapped(address)
-        if any(address in network for network in self.networks):
-            return True
-        if address.version == 4:
-            mapped = ipaddress.IPv6Address(_MAPPED_PREFIX | int(address))
-            return any(mapped in network for network in self.networks)
-        return False
+        return within(address, self.networks)
 
 
 def parse_networks(text: str) -> tuple[IPNetwork, ...]:
@@ -109,27 +102,17 @@ def client_address(
 # ("a, , b") are not hops at all: HTTP list syntax allows them, and recipients ignore them
 # (RFC 9110, section 5.6.1).
 
-_MAPPED_PREFIX = 0xFFFF << 32  # ::ffff:0:0/96
 _PORT = re.compile(r"[0-9]{1,5}")
 # RFC 7239 section 6.3: an obfuscated port, e.g. for="192.0.2.43:_p1". The address still counts.
 _OBFUSCATED_PORT = re.compile(r"_[A-Za-z0-9._-]+")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.scope_id is not None:
-            return ipaddress.IPv6Address(int(address))
-    return address
-
-
 @functools.lru_cache(maxsize=4096)  # once per request for the socket peer: keep it cheap
 def _parse_ip(text: str) -> IPAddress | None:
     """A bare address; an IPv6 zone ('%eth0') is dropped, IPv4-mapped IPv6 becomes IPv4."""
     try:
-        return _unmapped(ipaddress.ip_address(text))
+        return unmapped(ipaddress.ip_address(text))
     except ValueError:
         return None
 
@@ -148,7 +131,7 @@ def _parse_node(text: str, *, obfuscated_port: bool) -> IPAddress | None:
             address = ipaddress.IPv6Address(host)
         except ValueError:
             return None
-        return _unmapped(address)
+        return unmapped(address)
     if text.count(":") == 1:
         host, _, port = text.partition(":")
         if not port_ok(port):

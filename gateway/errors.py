@@ -29,9 +29,9 @@ from gateway.storage import (
     StorageError,
 )
 from signer import Reason, Rejected
+from signer.format import METHODS
 
 NO_STORE: Final = "no-store"
-METHODS: Final = ("GET", "HEAD", "PUT")
 
 
 class Refusal(enum.Enum):

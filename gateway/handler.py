@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractStreamWriter
 from gateway import relay
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
-from gateway.errors import METHODS, Outcome, Refusal, Refused, answer, refusal_for
+from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range
@@ -36,7 +36,8 @@ from gateway.storage.keys import InvalidKey, object_key
 from gateway.token_source import candidates, first_verified
 from gateway.uploads import Uploads
 from signer import Reason, Rejected, verify
-from signer.format import Claims, IPAddress, strip_path_token
+from signer.addresses import IPAddress
+from signer.format import METHODS, Claims, strip_path_token
 
 log = logging.getLogger("gateway.handler")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, unquote
 
+from signer.addresses import IPNetwork
 from signer.errors import Reason, Rejected
 
 FORMAT_VERSION: Final = "1.1.0"
@@ -81,9 +82,6 @@ _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 _HEADER_PARAM = rf"[ \t]*;[ \t]*{_TCHAR}+=(?:{_TCHAR}+|\"[\x20\x21\x23-\x5b\x5d-\x7e]*\")"
 _RESPONSE_TYPE = re.compile(rf"{_TCHAR}+/{_TCHAR}+(?:{_HEADER_PARAM})*")
 _DISPOSITION = re.compile(rf"{_TCHAR}+(?:{_HEADER_PARAM})*")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def valid_sub(sub: str) -> bool:

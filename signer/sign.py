@@ -9,11 +9,11 @@ from typing import Final, TypedDict, Unpack
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from signer import algorithms
+from signer.addresses import IPNetwork
 from signer.errors import Rejected, SigningError
 from signer.format import (
     IPV4_MAPPED,
     Claims,
-    IPNetwork,
     b64encode,
     canonical,
     check_app_query,

@@ -7,15 +7,15 @@ claims (time, method, prefix, IP) are judged, so no claim-based reason is ever g
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 import time
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from signer.addresses import IPAddress, unmapped, within
 from signer.errors import Reason, Rejected
-from signer.format import Claims, IPAddress, parse_link, under_prefix
+from signer.format import Claims, parse_link, under_prefix
 from signer.keys import Keyring, Status
 
 #: Seconds of clock difference tolerated between signer and verifier, on Expires, Starts and
@@ -98,8 +98,8 @@ def judge(
     if claims.prefix is not None and not under_prefix(path, claims.prefix):
         raise Rejected(Reason.OUTSIDE_PREFIX, "the path is outside the token's Prefix", claims)
     if claims.ip is not None:
-        address = _unmapped(client_ip)
-        if address is None or address not in claims.ip:
+        address = None if client_ip is None else unmapped(client_ip)
+        if address is None or not within(address, claims.ip):
             raise Rejected(Reason.IP_MISMATCH, f"client {address} is outside {claims.ip}", claims)
 
 
@@ -123,9 +123,3 @@ def verify_url(
         now=now,
         skew=skew,
     )
-
-
-def _unmapped(address: IPAddress | None) -> IPAddress | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from signer.format import METHODS
+
 ANY = "*"
-METHODS = ("GET", "HEAD", "PUT")
 #: Request headers a player may send (ranges for seeking, validators for revalidation), and the
 #: type of a browser upload (`fetch(url, {method: "PUT", body: file})` sends the file's).
 REQUEST_HEADERS = frozenset(

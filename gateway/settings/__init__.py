@@ -20,7 +20,7 @@ from gateway.settings.parse import Listen
 from gateway.settings.sources import SettingsError
 from gateway.storage import MAX_PARTS, MIN_PART_SIZE
 from gateway.storage.backends import Origin, parse_origin
-from signer.format import IPNetwork
+from signer.addresses import IPNetwork
 
 __all__ = [
     "ENV_NAMES",

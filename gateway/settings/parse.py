@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.client_address import ForwardedHeader, parse_networks
 from gateway.http.cors import parse_origins
-from signer.format import IPNetwork
+from signer.addresses import IPNetwork
 
 __all__ = ["parse_origins"]
 

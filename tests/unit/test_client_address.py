@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from gateway.client_address import (
     ForwardedHeader,
-    IPAddress,
     TrustedProxies,
     client_address,
     parse_networks,
 )
+from signer.addresses import IPAddress
 
 NETWORKS = parse_networks("10.0.0.0/8, 2001:db8:ffff::/48")
 XFF = TrustedProxies(NETWORKS, ForwardedHeader.X_FORWARDED_FOR)

@@ -22,7 +22,8 @@ from signer import (
     sign_url,
     verify,
 )
-from signer.format import IPAddress, canonical, path_form
+from signer.addresses import IPAddress
+from signer.format import canonical, path_form
 from tests.conftest import NOW
 
 KEYRINGS = {alg: Keyring([new_key("k1", alg, Status.ACTIVE, now=NOW)]) for alg in Algorithm}
