@@ -26,15 +26,15 @@ from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
-from gateway.http.ranges import parse_range
+from gateway.http.ranges import parse_range, unsatisfiable_content_range
 from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import log as access_log
 from gateway.observability.metrics import Metrics
 from gateway.services import Services
-from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
+from gateway.storage import ObjectBody, ObjectMeta, OriginError, StorageError
 from gateway.storage.keys import InvalidKey, object_key
 from gateway.token_source import candidates, first_verified
-from gateway.uploads import Uploads
+from gateway.uploads import Uploads, expectation_failed
 from signer import Reason, Rejected, verify
 from signer.addresses import IPAddress
 from signer.format import METHODS, Claims, strip_path_token
@@ -98,6 +98,8 @@ class Pipeline:
             return _answered(record, web.Response(status=204, headers=allowed), Outcome.PREFLIGHT)
         if method not in METHODS:
             raise Refused(Refusal.METHOD_NOT_ALLOWED)
+        if expectation_failed(request):
+            raise Refused(Refusal.EXPECTATION_FAILED)
         raw_path, _, raw_query = request.raw_path.partition("?")
         keyring, skew = self.services.keyring.current, self.skew  # one for every candidate
         presented, verified = first_verified(
@@ -161,8 +163,11 @@ class Pipeline:
         """A HEAD, a 304, or the refusal a plan ends in (412, 416)."""
         if planned.status == 412:
             raise Refused(Refusal.PRECONDITION_FAILED)
-        if planned.status == 416:
-            raise RangeNotSatisfiable(meta.size)
+        if planned.status == 416:  # judged here, not by storage
+            raise Refused(
+                Refusal.RANGE_NOT_SATISFIABLE,
+                headers={"Content-Range": unsatisfiable_content_range(meta.size)},
+            )
         headers = self._headers(meta, planned, granted)
         reason = Outcome.NOT_MODIFIED if planned.status == 304 else Outcome.OK
         return _answered(record, web.Response(status=planned.status, headers=headers), reason)

@@ -28,7 +28,6 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import errors
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import BodyPlan, upload_plan
 from gateway.observability.access_log import AccessRecord
@@ -198,11 +197,16 @@ class Uploads:
 async def defer_expect(request: web.Request) -> web.Response | None:
     """The route's `Expect` handler: send no `100 Continue` up front (aiohttp's default would,
     before the handler runs). An upload sends it once every check has passed, so a refused
-    client never sends its body; any other expectation is 417."""
-    expect = request.headers.get(hdrs.EXPECT, "")
-    if request.version >= HttpVersion11 and expect.lower() != "100-continue":
-        return errors.answer(Refused(Refusal.EXPECTATION_FAILED))
+    client never sends its body; any other expectation is refused by the pipeline (417)."""
     return None
+
+
+def expectation_failed(request: web.Request) -> bool:
+    """An HTTP/1.1 `Expect` other than `100-continue` (RFC 9110 §10.1.1: 417)."""
+    expect = request.headers.get(hdrs.EXPECT)
+    return (
+        expect is not None and request.version >= HttpVersion11 and expect.lower() != "100-continue"
+    )
 
 
 async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
