@@ -1,20 +1,31 @@
-"""`gateway.workers.merge`: every worker's metrics as one exposition, each sample labelled.
+"""`gateway.workers`: how the supervisor of `gateway serve --workers N` sees its workers.
 
-The supervisor of `gateway serve --workers N` serves this on its `/metrics`; summing over the
-`worker` label must give what one process serving all the traffic would have counted.
+`merge` makes every worker's metrics one exposition, each sample labelled `worker`: summing
+over that label must give what one process serving all the traffic would have counted.
+`Workers` asks each worker's own admin app (on a Unix socket) for `/readyz` and `/metrics`.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
+import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import settings as settings_module
+from gateway.app import create_admin_app, create_app
 from gateway.observability.metrics import Metrics
-from gateway.workers import merge
+from gateway.workers import Workers, merge
+from signer import Algorithm, Keyring, Status, new_key
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -152,3 +163,83 @@ def test_any_counts_under_any_label_values_survive_the_merge(
         for worker, by_value in counts.items()
         for value, count in by_value.items()
     }
+
+
+# --- Workers: the supervisor asking its workers' own admin apps over Unix sockets -------------
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a Unix socket path must fit in 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="gw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@asynccontextmanager
+async def worker(directory: Path, index: int) -> AsyncIterator[Path]:
+    """A real gateway's admin app on `directory/worker-N.sock`, as `gateway.server.run` serves
+    it in a worker (its public app started, not listening); yields its objects directory."""
+    objects = directory / f"objects-{index}"
+    objects.mkdir()
+    keyring = directory / f"keyring-{index}.json"
+    Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)]).public_export().save(
+        keyring, public_only=True
+    )
+    settings = settings_module.load(
+        environ={
+            "GATEWAY_ORIGIN": f"file://{objects}",
+            "GATEWAY_KEYRING": str(keyring),
+            "GATEWAY_REVOCATION_DB": str(directory / f"revocations-{index}.sqlite3"),
+            "GATEWAY_ACCESS_LOG": "false",
+        }
+    )
+    public = web.AppRunner(create_app(settings))
+    await public.setup()
+    admin = web.AppRunner(create_admin_app(public.app, settings))
+    await admin.setup()
+    await web.UnixSite(admin, str(directory / f"worker-{index}.sock")).start()
+    try:
+        yield objects
+    finally:
+        await admin.cleanup()
+        await public.cleanup()
+
+
+@asynccontextmanager
+async def fleet(
+    directory: Path, running: list[int], size: int
+) -> AsyncIterator[tuple[Workers, dict[int, Path]]]:
+    """`size` workers' sockets, of which only those in `running` have a worker behind them;
+    with each running worker's objects directory."""
+    async with AsyncExitStack() as stack:
+        objects = {i: await stack.enter_async_context(worker(directory, i)) for i in running}
+        workers = Workers({i: directory / f"worker-{i}.sock" for i in range(size)})
+        stack.push_async_callback(workers.close)
+        yield workers, objects
+
+
+async def test_the_fleet_is_ready_when_every_worker_is(short_dir: Path) -> None:
+    async with fleet(short_dir, [0, 1], 2) as (workers, _):
+        assert await workers.readiness() == (200, "ready: 2 workers")
+
+
+async def test_a_worker_not_answering_makes_the_fleet_unready_naming_it(short_dir: Path) -> None:
+    async with fleet(short_dir, [0], 2) as (workers, _):
+        assert await workers.readiness() == (503, "worker 1: not answering yet")
+
+
+async def test_a_worker_not_ready_makes_the_fleet_unready_with_its_reason(
+    short_dir: Path,
+) -> None:
+    async with fleet(short_dir, [0, 1], 2) as (workers, objects):
+        shutil.rmtree(objects[1])  # worker 1's storage check fails
+        assert await workers.readiness() == (503, "worker 1: storage: origin_error")
+
+
+async def test_metrics_leave_out_a_worker_not_answering(short_dir: Path) -> None:
+    async with fleet(short_dir, [1], 2) as (workers, _):
+        body, content_type = await workers.metrics()
+    assert content_type.startswith("text/plain")
+    labels = {dict(labels).get("worker") for _, labels in samples(body)}
+    assert labels == {"1"}
