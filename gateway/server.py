@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -105,12 +106,26 @@ def serve(settings: Settings) -> None:
         Supervisor(settings).run()
 
 
-def _worker_main(settings: Settings, index: int, admin_socket: Path) -> None:
+def _worker_main(settings: Settings, index: int, admin_socket: Path, supervisor: int) -> None:
     from gateway.observability.access_log import configure
 
+    _stop_with(supervisor)
     configure(settings.log.access, settings.log.level)
     logging.getLogger("gateway").info("worker %d starting", index)
     uvloop.run(run(settings, admin_socket=admin_socket))
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with(supervisor: int) -> None:
+    """A worker must not outlive its supervisor (SIGKILL, the OOM killer): it would go on
+    serving the port, with SO_REUSEPORT, beside the next supervisor's workers. On Linux the
+    kernel sends the worker SIGTERM (drain, then exit) when the supervisor dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the prctl
+        raise SystemExit(0)
 
 
 class Supervisor:
@@ -129,7 +144,7 @@ class Supervisor:
         self._socket(index).unlink(missing_ok=True)
         process = self.context.Process(
             target=_worker_main,
-            args=(self.settings, index, self._socket(index)),
+            args=(self.settings, index, self._socket(index), os.getpid()),
             name=f"gateway-worker-{index}",
         )
         process.start()

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from signer import Algorithm, Keyring, Status, new_key, sign_path
 from tests.polling import eventually
+from tests.redis_server import redis_server
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -85,16 +91,28 @@ def serve(tmp_path: Path, origin: Path | str, **extra: str) -> Served:
     )
     env.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
     process = subprocess.Popen(
-        [gateway_exe(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [gateway_exe(), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: `stop` ends its workers too
     )
     served = Served(process, port, admin_port, keyring, keyring_file)
     deadline = time.monotonic() + 30
     while not _healthy(admin_port, "/readyz"):
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            stop(served)
             raise AssertionError(f"gateway did not start: {served.output()}")
         time.sleep(0.05)
     return served
+
+
+def stop(*gateways: Served) -> None:
+    """SIGKILL each gateway's process group: the supervisor, its workers, and their helpers."""
+    for served in gateways:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(served.process.pid, signal.SIGKILL)
+        served.process.wait()
 
 
 def _healthy(port: int, path: str) -> bool:
@@ -111,9 +129,7 @@ def _healthy(port: int, path: str) -> bool:
 def gateway(tmp_path: Path, origin: Path) -> Iterator[Served]:
     served = serve(tmp_path, origin)
     yield served
-    if served.process.poll() is None:
-        served.process.kill()
-        served.process.wait()
+    stop(served)
 
 
 # --- start-up errors -------------------------------------------------------------------------
@@ -200,8 +216,7 @@ async def test_streams_still_running_at_the_deadline_are_cut(tmp_path: Path, ori
             with pytest.raises(aiohttp.ClientPayloadError):
                 await response.read()
     finally:
-        if served.process.poll() is None:
-            served.process.kill()
+        stop(served)
 
 
 async def test_sighup_reloads_the_keyring(gateway: Served) -> None:
@@ -234,20 +249,8 @@ async def test_several_workers_share_the_port_and_stop_together(
 ) -> None:
     served = serve(tmp_path, origin, workers="2")
     try:
-        children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
-
-        def workers() -> list[str]:
-            found = []
-            for pid in children.read_text().split():
-                try:
-                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        found.append(pid)
-                except OSError:
-                    continue  # exited between the listing and the read
-            return found
-
-        await eventually(lambda: len(workers()) == 2, within=30)
-        pids = workers()
+        await eventually(lambda: len(worker_pids(served)) == 2, within=30)
+        pids = worker_pids(served)
         async with aiohttp.ClientSession() as session:
             for _ in range(20):
                 async with session.get(served.url("/small.txt")) as response:
@@ -256,12 +259,182 @@ async def test_several_workers_share_the_port_and_stop_together(
         assert served.process.wait(timeout=60) == 0
         assert not _any_alive(pids)
     finally:
-        if served.process.poll() is None:
-            served.process.kill()
+        stop(served)
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path, origin: Path) -> None:
+    """Left running, they would keep serving the port beside the next supervisor's workers."""
+    served = serve(tmp_path, origin, workers="2")
+    try:
+        pids = worker_pids(served)
+        assert len(pids) == 2
+        served.process.kill()
+        served.process.wait()
+        await eventually(lambda: not _any_alive(pids), within=30)
+    finally:
+        stop(served)
 
 
 def _any_alive(pids: list[str]) -> bool:
     return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def unready_saying(served: Served, reason: str) -> bool:
+    """Whether `/readyz` answers 503 with a body that matches `reason` whole."""
+    status, text = admin_get(served, "/readyz")
+    return status == 503 and re.fullmatch(reason, text) is not None
+
+
+def worker_pids(served: Served) -> list[str]:
+    """The supervisor's worker processes (multiprocessing spawns them through `spawn_main`)."""
+    pid = served.process.pid
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue  # exited between the listing and the read
+    return found
+
+
+def worker_by_index(served: Served) -> dict[int, str]:
+    """Each worker's pid by its index: the process listening on the supervisor's
+    `worker-N.sock` (its admin app's Unix socket)."""
+    indexes = {}  # socket inode -> worker index
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and (match := re.search(r"/worker-(\d+)\.sock$", fields[7])):
+            indexes[f"socket:[{fields[6]}]"] = int(match.group(1))
+    found = {}
+    for pid in worker_pids(served):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target in indexes:
+                        found[indexes[target]] = pid
+    return found
+
+
+def admin_get(served: Served, path: str) -> tuple[int, str]:
+    """Status and body of an admin endpoint (the supervisor's, with workers)."""
+    url = f"http://127.0.0.1:{served.admin_port}{path}"
+    try:
+        with _DIRECT.open(url, timeout=10) as reply:
+            return reply.status, reply.read().decode().strip()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode().strip()
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+
+
+async def test_the_supervisor_is_ready_only_while_every_worker_is(
+    tmp_path: Path, origin: Path
+) -> None:
+    served = serve(tmp_path, origin, workers="2")
+    try:
+        assert admin_get(served, "/readyz") == (200, "ready: 2 workers")
+        await eventually(lambda: len(worker_by_index(served)) == 2, within=30)
+        # A replacement for a dead worker cannot start with this keyring: worker 1 stays
+        # down (the running worker 0 keeps the keyring it loaded and stays ready).
+        served.keyring_file.write_text("not a keyring")
+        os.kill(int(worker_by_index(served)[1]), signal.SIGKILL)
+        await eventually(lambda: admin_get(served, "/readyz")[0] == 503)
+        assert admin_get(served, "/readyz") == (503, "worker 1: not answering yet")
+    finally:
+        stop(served)
+
+
+async def test_storage_unreachable_makes_the_supervisor_unready_as_one_process_says(
+    tmp_path: Path, origin: Path
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "fleet").mkdir()
+    one = serve(tmp_path / "one", origin)
+    fleet = serve(tmp_path / "fleet", origin, workers="2")
+    try:
+        shutil.rmtree(origin)  # LocalStore.check now fails in every process
+        await eventually(lambda: admin_get(one, "/readyz")[0] == 503)
+        await eventually(lambda: admin_get(fleet, "/readyz")[0] == 503)
+        assert admin_get(one, "/readyz") == (503, "storage: origin_error")
+        assert admin_get(fleet, "/readyz") == (503, "worker 0: storage: origin_error")
+    finally:
+        stop(one, fleet)
+
+
+async def test_a_stale_revocation_view_makes_the_supervisor_unready_as_one_process_says(
+    tmp_path: Path, origin: Path
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "fleet").mkdir()
+    # A follower confirms a sync at least every second (XREAD blocks 1 s): 3 s is never
+    # reached while Redis is up.
+    with redis_server(tmp_path) as redis:
+        shared = {"redis_url": redis.url, "revocation_max_staleness": "3"}
+        one = serve(tmp_path / "one", origin, **shared)
+        fleet = serve(tmp_path / "fleet", origin, workers="2", **shared)
+        try:
+            redis.stop()
+            stale = r"revocations stale: last sync [0-9.]+s ago \(bound 3s\)"
+            await eventually(lambda: unready_saying(one, stale), within=30)
+            # Each worker goes stale on its own clock; the fleet names the first, in order.
+            await eventually(lambda: unready_saying(fleet, f"worker 0: {stale}"), within=30)
+        finally:
+            stop(one, fleet)
+
+
+async def test_supervisor_metrics_label_each_worker_and_its_counters_add_up(
+    tmp_path: Path, origin: Path
+) -> None:
+    requests = 40
+    served = serve(tmp_path, origin, workers="2")
+    try:
+        fresh = aiohttp.TCPConnector(force_close=True)  # a new connection, any worker, each time
+        async with aiohttp.ClientSession(connector=fresh) as session:
+            for _ in range(requests):
+                async with session.get(served.url("/small.txt")) as response:
+                    assert response.status == 200
+
+        def answered() -> dict[str, float]:
+            """`gateway_requests_total` summed by worker, from the supervisor's /metrics."""
+            status, text = admin_get(served, "/metrics")
+            assert status == 200
+            by_worker: dict[str, float] = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "gateway_requests_total":
+                        worker = sample.labels["worker"]
+                        by_worker[worker] = by_worker.get(worker, 0.0) + sample.value
+            return by_worker
+
+        # A request is counted once its answer is sent: wait for all of them, then compare.
+        await eventually(lambda: sum(answered().values()) >= requests)
+        counted = answered()
+        assert sum(counted.values()) == requests
+        # SO_REUSEPORT hashes each new connection to a worker: 40 all on one has odds of 2**-39.
+        assert set(counted) == {"0", "1"}
+        assert all(count > 0 for count in counted.values())
+    finally:
+        stop(served)
+
+
+def test_supervisor_metrics_show_every_worker_by_its_label(tmp_path: Path, origin: Path) -> None:
+    served = serve(tmp_path, origin, workers="2")
+    try:
+        status, text = admin_get(served, "/metrics")
+        assert status == 200
+        generations = {
+            sample.labels["worker"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "gateway_keyring_generation"
+        }
+        assert generations == {"0": 1.0, "1": 1.0}
+    finally:
+        stop(served)
 
 
 async def test_a_revocation_through_the_supervisor_reaches_every_worker(
@@ -291,5 +464,4 @@ async def test_a_revocation_through_the_supervisor_reaches_every_worker(
                 while await statuses() != {403}:
                     pass
     finally:
-        served.process.kill()
-        served.process.wait()
+        stop(served)

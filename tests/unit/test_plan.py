@@ -8,6 +8,7 @@ of preconditions, If-Range, and the headers each plan is answered with.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -407,15 +408,81 @@ OBJECT_HEADERS = {
     "Cache-Control": CACHE_CONTROL,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "sandbox",
     "ETag": ETAG,
     "Last-Modified": LM,
 }
 
 
 def headers_for(
-    plan_: Plan, meta: ObjectMeta = META, granted: Mapping[str, str] | None = None
+    plan_: Plan,
+    meta: ObjectMeta = META,
+    granted: Mapping[str, str] | None = None,
+    *,
+    inline_active: bool = False,
 ) -> dict[str, str]:
-    return object_headers(meta, plan_, cache_control=CACHE_CONTROL, granted=granted or {})
+    return object_headers(
+        meta,
+        plan_,
+        cache_control=CACHE_CONTROL,
+        granted=granted or {},
+        inline_active=inline_active,
+    )
+
+
+def typed(content_type: str, disposition: str | None = None) -> ObjectMeta:
+    return dataclasses.replace(META, content_type=content_type, content_disposition=disposition)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/html",
+        "text/html; charset=utf-8",
+        "TEXT/HTML",
+        "image/svg+xml",
+        "application/xhtml+xml",
+        "application/xml",
+        "text/xml",
+        "text/javascript",
+        "application/javascript",
+    ],
+)
+def test_an_active_type_is_served_as_an_attachment(content_type: str) -> None:
+    headers = headers_for(OK, typed(content_type))
+
+    assert headers["Content-Disposition"] == "attachment"
+    assert headers["Content-Security-Policy"] == "sandbox"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["image/png", "video/mp4", "application/vnd.apple.mpegurl", "text/plain"]
+)
+def test_a_passive_type_keeps_its_disposition(content_type: str) -> None:
+    assert "Content-Disposition" not in headers_for(OK, typed(content_type))
+
+
+def test_a_stored_attachment_keeps_its_file_name() -> None:
+    headers = headers_for(OK, typed("text/html", 'attachment; filename="a.html"'))
+    assert headers["Content-Disposition"] == 'attachment; filename="a.html"'
+
+
+def test_a_signed_disposition_or_the_setting_lets_an_active_type_inline() -> None:
+    signed = headers_for(OK, typed("text/html"), {"Content-Disposition": "inline"})
+    allowed = headers_for(OK, typed("image/svg+xml"), inline_active=True)
+
+    assert signed["Content-Disposition"] == "inline"
+    assert "Content-Disposition" not in allowed
+    assert signed["Content-Security-Policy"] == allowed["Content-Security-Policy"] == "sandbox"
+
+
+def test_a_signed_content_type_is_judged_as_served() -> None:
+    headers = headers_for(OK, typed("image/png"), {"Content-Type": "text/html"})
+    assert headers["Content-Disposition"] == "attachment"
+
+
+def test_a_pdf_is_not_sandboxed() -> None:
+    assert "Content-Security-Policy" not in headers_for(OK, typed("application/pdf"))
 
 
 def test_a_200_carries_the_objects_headers_and_nothing_else() -> None:
