@@ -21,6 +21,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from gateway import relay
+from gateway.cache import Cache, VersionChanged
+from gateway.cache import State as CacheState
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
@@ -31,7 +33,7 @@ from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import log as access_log
 from gateway.observability.metrics import Metrics
 from gateway.services import Services
-from gateway.storage import ObjectBody, ObjectMeta, OriginError, StorageError
+from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
 from gateway.token_source import candidates, first_verified
 from gateway.uploads import Uploads, expectation_failed
@@ -64,6 +66,7 @@ class Pipeline:
         self.cookies = CookieIssuer(services.settings.cookie, services.proxies)
         self.uploads = Uploads(services)
         self.zero_copy = services.settings.zero_copy and relay.AVAILABLE
+        self.cache = services.cache
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -134,6 +137,13 @@ class Pipeline:
         """GET or HEAD. A conditional request (or a HEAD) asks storage for metadata first, so
         a 304 or 412 moves no bytes; a plain GET asks for the body at once (one round trip)
         and plans from the metadata that comes with it."""
+        if self.cache is not None:
+            return await self._read_cached(self.cache, request, key, record, granted)
+        return await self._read_uncached(request, key, record, granted)
+
+    async def _read_uncached(
+        self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
+    ) -> web.StreamResponse:
         method, headers, store = request.method, request.headers, self.store
         if method == "HEAD" or is_conditional(headers):
             meta = await store.head(key)
@@ -155,6 +165,55 @@ class Pipeline:
                 spec = storage_range(planned)
             finally:
                 await body.release()
+        raise OriginError("the object changed on every read of this request")
+
+    async def _read_cached(
+        self,
+        cache: Cache,
+        request: web.Request,
+        key: str,
+        record: AccessRecord,
+        granted: dict[str, str],
+    ) -> web.StreamResponse:
+        """GET or HEAD with the cache on: the same plan, from cached metadata when there is a
+        fresh entry (a 304 or a HEAD then asks nothing of storage), with the body from the cache
+        and whatever slices are missing fetched once, however many requests want them."""
+        method, headers, store = request.method, request.headers, self.store
+        for _ in range(_READ_ATTEMPTS):
+            now = time.time()
+            cached, state = cache.entry(key), CacheState.HIT
+            if cached is not None and not cache.fresh(cached, now):
+                cached, state = await cache.revalidate(store, cached, now)
+            if cached is None:
+                state = CacheState.MISS
+                index = (
+                    None
+                    if method == "HEAD" or is_conditional(headers)
+                    else (cache.first_slice(parse_range(headers.get("Range"))))
+                )
+                if index is None:
+                    cache.remember(key, await store.head(key), now)
+                else:
+                    try:
+                        await cache.fill(store, key, index, None).head()
+                    except RangeNotSatisfiable:  # past the end: the size says what to answer
+                        cache.remember(key, await store.head(key), now)
+                cached = cache.entry(key)
+                if cached is None:  # not to be cached (no-store, too large): straight through
+                    record.cache = CacheState.BYPASS
+                    self.metrics.cache_counter(CacheState.BYPASS).inc()
+                    return await self._read_uncached(request, key, record, granted)
+            record.cache = state
+            self.metrics.cache_counter(state).inc()
+            granted = {**granted, "Age": str(max(0, int(now - cached.validated)))}
+            planned = plan(method, headers, cached.meta)
+            if method == "HEAD" or planned.status not in _STREAMED:
+                return self._without_body(cached.meta, planned, record, granted)
+            try:
+                body = await cache.open(store, cached, planned.range)
+            except VersionChanged:
+                continue  # nothing sent yet: judge the new version
+            return await self._stream(request, body, planned, record, granted)
         raise OriginError("the object changed on every read of this request")
 
     def _without_body(

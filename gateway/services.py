@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.cache import Cache, Limits
+from gateway.cache.tiers import Tiers
 from gateway.client_address import TrustedProxies
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
@@ -69,6 +72,7 @@ class Services:
     readiness: Readiness
     proxies: TrustedProxies
     cors: CorsPolicy
+    cache: Cache | None  # None: the cache is off
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -79,13 +83,22 @@ _REVOCATION_STORE: Final = web.AppKey("revocation_store", RevocationStore)
 _REVOCATIONS: Final = web.AppKey("revocations", RevocationView)
 _STORE: Final = web.AppKey("store", ObjectStore)
 _READINESS: Final = web.AppKey("readiness", Readiness)
+_CACHE: Final = web.AppKey("cache", Cache)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
 
 def contexts() -> list[Context]:
     """The cleanup contexts, in start-up order (aiohttp closes them in reverse)."""
-    return [_metrics, _keyring, _revocation_store, _revocation_view, _object_store, _assemble]
+    return [
+        _metrics,
+        _keyring,
+        _revocation_store,
+        _revocation_view,
+        _object_store,
+        _cache,
+        _assemble,
+    ]
 
 
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
@@ -149,6 +162,45 @@ async def _object_store(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].cache
+    if not settings.enabled:
+        yield
+        return
+    tiers = Tiers(
+        settings.directory if settings.disk_bytes > 0 else None,
+        disk_bytes=settings.disk_bytes,
+        memory_bytes=settings.memory_bytes,
+        memory_object_bytes=settings.memory_object_bytes,
+        slice_bytes=settings.slice_bytes,
+    )
+    started = time.perf_counter()
+    found = await asyncio.to_thread(tiers.load)
+    log.info(
+        "cache: %d objects found in %s in %.2fs",
+        found,
+        settings.directory,
+        time.perf_counter() - started,
+    )
+    cache = Cache(
+        tiers,
+        Limits(
+            disk_bytes=settings.disk_bytes,
+            memory_bytes=settings.memory_bytes,
+            memory_object_bytes=settings.memory_object_bytes,
+            slice_bytes=settings.slice_bytes,
+            ttl=settings.ttl,
+            stale_if_error=settings.stale_if_error,
+        ),
+    )
+    _publish_cache(cache, app[_METRICS])
+    app[_CACHE] = cache
+    try:
+        yield
+    finally:
+        await cache.close()
+
+
 async def _assemble(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[SERVICES] = Services(
@@ -161,6 +213,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         readiness=app[_READINESS],
         proxies=TrustedProxies(settings.proxies.networks, settings.proxies.header),
         cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
+        cache=app.get(_CACHE),
     )
     yield
 
@@ -223,6 +276,40 @@ def _publish_keyring(holder: KeyringHolder, metrics: Metrics) -> None:
 
     holder.listeners.extend([publish, count_failures])
     publish(holder)
+
+
+def _publish_cache(cache: Cache, metrics: Metrics) -> None:
+    for tier in ("memory", "disk"):
+        metrics.cache_units.labels(tier).set_function(
+            lambda tier=tier: cache.tiers.stats()[tier][0]  # type: ignore[misc]
+        )
+        metrics.cache_bytes.labels(tier).set_function(
+            lambda tier=tier: cache.tiers.stats()[tier][1]  # type: ignore[misc]
+        )
+    callbacks = {
+        "gateway_cache_evictions": (
+            "Units evicted from the cache to make room, both tiers.",
+            lambda: float(sum(cache.tiers.evictions.values())),
+        ),
+        "gateway_cache_collapsed": (
+            "Requests that joined a storage fetch already under way instead of making one.",
+            lambda: float(cache.collapsed),
+        ),
+        "gateway_cache_bypasses": (
+            "Slices not stored because the cache directory could not take them.",
+            lambda: float(cache.bypassed),
+        ),
+        "gateway_cache_served_bytes": (
+            "Body bytes sent from the cache (memory or disk).",
+            lambda: float(cache.cache_bytes),
+        ),
+        "gateway_cache_fetched_bytes": (
+            "Body bytes fetched from storage through the cache.",
+            lambda: float(cache.storage_bytes),
+        ),
+    }
+    for name, (documentation, read) in callbacks.items():
+        metrics.count_callback(name, documentation, read)
 
 
 def _publish_revocations(view: RevocationView, store: RevocationStore, metrics: Metrics) -> None:

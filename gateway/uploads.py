@@ -44,6 +44,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Uploads:
     def __init__(self, services: Services) -> None:
         self.store = services.store
+        self.cache = services.cache
         self.claims = services.revocation_store
         self.revocations = services.revocations
         self.metrics = services.metrics
@@ -86,6 +87,8 @@ class Uploads:
             for name in held:
                 if name == lock or stored is None:
                     await asyncio.shield(self._release(name))
+        if self.cache is not None:
+            self.cache.purge(key)  # the next read sees the new object
         if claims.one_time:
             await self._revoke(Revocation(Kind.TOKEN, token, until))
         return _created(record, verified.path, stored)

@@ -50,6 +50,7 @@ class AccessRecord:
     key_id: str | None = None
     sub: str | None = None
     token_id: str | None = None
+    cache: str | None = None  # hit, miss, revalidated, stale, bypass (with the cache on)
 
     def line(self) -> str:
         record = {
@@ -69,6 +70,8 @@ class AccessRecord:
             record["token_id"] = self.token_id
         if self.sub is not None:
             record["sub"] = self.sub
+        if self.cache is not None:
+            record["cache"] = self.cache
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -124,6 +124,23 @@ class Metrics:
             registry=r,
         )
 
+        self.cache_requests = Counter(
+            "gateway_cache_requests_total",
+            "GET and HEAD requests answered with the cache on, by cache outcome "
+            "(hit, miss, revalidated, stale, bypass).",
+            ["state"],
+            registry=r,
+        )
+        self.cache_units = Gauge(
+            "gateway_cache_units",
+            "Units held per cache tier (memory: objects, disk: slices).",
+            ["tier"],
+            registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "gateway_cache_bytes", "Bytes held per cache tier.", ["tier"], registry=r
+        )
+
         # Label lookups hash and validate their values on every call; a request makes three,
         # so the children are kept (the label sets are bounded, see the module docstring).
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
@@ -139,6 +156,9 @@ class Metrics:
 
     def duration_histogram(self, method: str) -> Any:
         return self._child(self.duration, method)
+
+    def cache_counter(self, state: str) -> Any:
+        return self._child(self.cache_requests, state)
 
     def ttfb_histogram(self, method: str) -> Any:
         return self._child(self.ttfb, method)

@@ -198,6 +198,55 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = setting(
+        "cache", parse.boolean, "false", "keep objects at the edge, served after verification"
+    )
+    directory: Path = setting(
+        "cache_dir",
+        parse.file_path,
+        "/var/cache/edge-gateway",
+        "directory of the cache's disk tier (kept across restarts)",
+    )
+    disk_bytes: int = setting(
+        "cache_disk_bytes",
+        parse.integer(0, 2**50),
+        str(10 * 1024**3),
+        "bytes the disk tier may hold; larger objects stream through uncached",
+    )
+    memory_bytes: int = setting(
+        "cache_memory_bytes",
+        parse.integer(0, 2**40),
+        str(256 * 1024**2),
+        "bytes the memory tier may hold (per worker)",
+    )
+    memory_object_bytes: int = setting(
+        "cache_memory_object_bytes",
+        parse.integer(0, 64 * 1024**2),
+        str(1024**2),
+        "largest object kept in the memory tier (larger ones: disk slices)",
+    )
+    slice_bytes: int = setting(
+        "cache_slice_bytes",
+        parse.integer(64 * 1024, 64 * 1024**2),
+        str(4 * 1024**2),
+        "large objects are fetched and kept in slices of this many bytes",
+    )
+    ttl: float = setting(
+        "cache_ttl",
+        parse.interval,
+        "60",
+        "seconds an object stays fresh unless its own Cache-Control or Expires says otherwise",
+    )
+    stale_if_error: float = setting(
+        "cache_stale_if_error",
+        parse.interval,
+        "0",
+        "seconds past freshness a copy may still be served while storage fails; 0: never",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: Listen = setting("listen", parse.listen, "127.0.0.1:8080", "public listener, host:port")
     admin_listen: Listen = setting(
@@ -264,6 +313,7 @@ class Settings:
     cors: Cors = group()
     cookie: Cookie = group()
     log: Logging = group()
+    cache: CacheSettings = group()
 
     def __post_init__(self) -> None:
         """Rules across settings: each error names the setting to change."""

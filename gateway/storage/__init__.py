@@ -75,6 +75,10 @@ class ObjectMeta:
     content_encoding: str | None = None
     content_disposition: str | None = None
     content_language: str | None = None
+    # The object's own caching metadata (S3 stores them with the object): read by the edge
+    # cache for freshness, never passed on (responses carry the gateway's Cache-Control).
+    cache_control: str | None = None
+    expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,11 @@ class ObjectStore(Protocol):
     async def head(self, key: str) -> ObjectMeta: ...
 
     async def get(self, key: str, spec: RangeSpec | None) -> ObjectBody: ...
+
+    async def revalidate(self, key: str, etag: str) -> ObjectMeta | None:
+        """Whether `etag` is still the object's version: None if so (a 304 from S3, no body
+        moved), else the object's current metadata. Raises NotFound if it is gone."""
+        ...
 
     async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> UploadSink:
         """Start writing `key`. With `no_overwrite`, `complete()` raises AlreadyExists rather

@@ -56,6 +56,10 @@ class LocalStore:
     async def head(self, key: str) -> ObjectMeta:
         return await asyncio.to_thread(self._head, key)
 
+    async def revalidate(self, key: str, etag: str) -> ObjectMeta | None:
+        meta = await self.head(key)
+        return None if meta.etag == etag else meta
+
     async def get(self, key: str, spec: RangeSpec | None) -> LocalBody:
         handle, meta, byte_range = await asyncio.to_thread(self._open, key, spec)
         return LocalBody(self, handle, meta, byte_range)

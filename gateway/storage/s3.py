@@ -157,6 +157,14 @@ class S3Store:
         finally:
             response.release()
 
+    async def revalidate(self, key: str, etag: str) -> ObjectMeta | None:
+        """A HEAD with `If-None-Match`: None when storage answers 304 (still this version)."""
+        response = await self._send("HEAD", key, {"If-None-Match": etag}, ok=(200, 304))
+        try:
+            return None if response.status == 304 else _meta(response, None)
+        finally:
+            response.release()
+
     async def get(self, key: str, spec: RangeSpec | None) -> S3Body:
         headers = {"Range": spec.header()} if spec is not None else {}
         response = await self._send("GET", key, headers)
@@ -171,7 +179,9 @@ class S3Store:
             raise
         return S3Body(self, response, meta, byte_range)
 
-    async def _send(self, method: str, key: str, headers: dict[str, str]) -> OriginResponse:
+    async def _send(
+        self, method: str, key: str, headers: dict[str, str], ok: tuple[int, ...] = (200, 206)
+    ) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
         assert self._credentials is not None
         target = self._base_path + quote(key, safe="/")
@@ -196,7 +206,7 @@ class S3Store:
             ) from None
         except OriginProtocolError as exc:
             raise OriginError(f"storage connection failed: {exc}") from None
-        if response.status in (200, 206):
+        if response.status in ok:
             return response
         status = response.status
         content_range = response.headers.get("Content-Range", "")
@@ -303,6 +313,8 @@ def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
         content_encoding=headers.get("Content-Encoding"),
         content_disposition=headers.get("Content-Disposition"),
         content_language=headers.get("Content-Language"),
+        cache_control=headers.get("Cache-Control"),
+        expires=headers.get("Expires"),
     )
 
 

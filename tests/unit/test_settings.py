@@ -25,6 +25,7 @@ from gateway.settings import (
     ENV_PREFIX,
     SETTING_NAMES,
     SETTINGS,
+    CacheSettings,
     Cookie,
     Cors,
     LinkRules,
@@ -118,6 +119,14 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("cookie_secure", "false", False),
     ("inline_active_types", "true", True),
     ("access_log", "false", False),
+    ("cache", "true", True),
+    ("cache_dir", "/srv/cache", Path("/srv/cache")),
+    ("cache_disk_bytes", "1000", 1000),
+    ("cache_memory_bytes", "2000", 2000),
+    ("cache_memory_object_bytes", "3000", 3000),
+    ("cache_slice_bytes", "1048576", 1048576),
+    ("cache_ttl", "5", 5.0),
+    ("cache_stale_if_error", "600", 600.0),
     ("log_level", "debug", "DEBUG"),
 ]
 SAMPLE_IDS = [name for name, _, _ in SAMPLES]
@@ -161,6 +170,16 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         cors=Cors(origins=(), credentials=False, max_age=600),
         cookie=Cookie(enabled=False, same_site="Lax", secure=None),
         log=Logging(access=True, level="INFO"),
+        cache=CacheSettings(
+            enabled=False,
+            directory=Path("/var/cache/edge-gateway"),
+            disk_bytes=10 * 1024**3,
+            memory_bytes=256 * 1024**2,
+            memory_object_bytes=1024**2,
+            slice_bytes=4 * 1024**2,
+            ttl=60.0,
+            stale_if_error=0.0,
+        ),
     )
 
 

@@ -1,0 +1,428 @@
+"""The edge cache: objects already verified-for are served without asking storage again.
+
+It sits after verification and revocation, never before: the pipeline asks it only for a
+request whose token passed, so a hit is exactly as authorized as a miss. Its key is the object
+key (and the slice number), never anything of the request's authorization; the signed overrides
+and cookies are applied to the response after the cache and are never stored.
+
+    tiers.py       the index, the memory tier (small objects) and the disk tier (slices)
+    policy.py      S3-FIFO eviction (scan-resistant), and LRU for comparison
+    freshness.py   how long an object stays fresh (its own Cache-Control/Expires, or the TTL)
+    __init__.py    fills (collapsed: one storage request per slice, however many clients
+                   wait) and the body a response streams, slice by slice
+
+A large object is fetched and kept in fixed-size slices, so a seek into a film fetches only the
+slices it touches, and the first bytes go out as soon as the first slice starts arriving. Every
+slice is checked against the object's version (ETag): storage answering with another version
+drops the old slices; before any byte was sent the request starts over, after that the
+connection is aborted, so a response is never stitched from two versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.cache.freshness import lifetime
+from gateway.cache.tiers import Cached, Tiers
+from gateway.http.ranges import ByteRange, RangeSpec
+from gateway.storage import ObjectMeta, ObjectStore, OriginError, SocketBody, StorageError
+
+log = logging.getLogger("gateway.cache")
+
+READ_BYTES: Final = 256 * 1024  # per read of a slice file
+
+
+class State(enum.StrEnum):
+    """The access log's `cache` field and the metric label."""
+
+    HIT = "hit"
+    MISS = "miss"
+    REVALIDATED = "revalidated"
+    STALE = "stale"
+    BYPASS = "bypass"
+
+
+class VersionChanged(OriginError):
+    """Storage answered a slice with another version of the object than the cached one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    disk_bytes: int
+    memory_bytes: int
+    memory_object_bytes: int
+    slice_bytes: int
+    ttl: float
+    stale_if_error: float
+
+
+class Fill:
+    """One slice being fetched from storage, shared by every request that needs it: readers
+    stream its bytes as they arrive, not after the slice is stored."""
+
+    def __init__(self) -> None:
+        self.meta: ObjectMeta | None = None
+        self.range: ByteRange | None = None
+        self.chunks: list[bytes] = []
+        self.done = False
+        self.error: BaseException | None = None
+        self.readers = 0
+        self._ready = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def started(self, meta: ObjectMeta, byte_range: ByteRange | None) -> None:
+        self.meta, self.range = meta, byte_range
+        self._ready.set()
+
+    def append(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._ready.set()
+        self._wake()
+
+    async def head(self) -> ObjectMeta:
+        """The object's metadata as storage sent it with this slice."""
+        await self._ready.wait()
+        if self.meta is None:
+            assert self.error is not None
+            raise self.error
+        return self.meta
+
+    async def read(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        """Bytes `offset` to `offset + length` of the slice, as they come."""
+        position = index = 0
+        end = offset + length
+        while True:
+            while index < len(self.chunks):
+                chunk = self.chunks[index]
+                index += 1
+                start, position = position, position + len(chunk)
+                if position > offset and start < end:
+                    yield chunk[max(offset - start, 0) : min(end - start, len(chunk))]
+                if position >= end:
+                    return
+            if self.error is not None:
+                raise OriginError(f"storage failed mid-slice: {self.error}")
+            if self.done:
+                raise OriginError("storage sent a slice shorter than its range")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Cache:
+    def __init__(self, tiers: Tiers, limits: Limits) -> None:
+        self.tiers = tiers
+        self.limits = limits
+        self.fills: dict[tuple[str, int], Fill] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.collapsed = 0  # requests that joined a fill already under way
+        self.bypassed = 0  # slices not stored because the disk could not take them
+        self.cache_bytes = 0  # body bytes sent from the cache
+        self.storage_bytes = 0  # body bytes fetched from storage into the cache
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def entry(self, key: str) -> Cached | None:
+        return self.tiers.get(key)
+
+    def remember(self, key: str, meta: ObjectMeta, now: float) -> Cached | None:
+        """An entry for this version, or None when it must not be cached (`no-store`, or
+        larger than the disk tier)."""
+        fresh_for = lifetime(meta, self.limits.ttl, now)
+        if fresh_for is None or meta.size > self.limits.disk_bytes:
+            self.tiers.drop(key)
+            return None
+        cached = self.tiers.remember(key, meta, now, fresh_for)
+        return cached if self.tiers.fits_memory(cached) or self.tiers.disk_usable else None
+
+    def fresh(self, cached: Cached, now: float) -> bool:
+        return now < cached.fresh_until
+
+    async def revalidate(
+        self, store: ObjectStore, cached: Cached, now: float
+    ) -> tuple[Cached | None, State]:
+        """A stale entry checked with storage: refreshed (304), replaced, or, when storage fails
+        and `stale_if_error` allows it, served stale."""
+        try:
+            meta = await store.revalidate(cached.key, cached.meta.etag or "")
+        except StorageError as exc:
+            if exc.kind in ("origin_error", "origin_timeout"):
+                stale_for = now - cached.fresh_until
+                if stale_for <= self.limits.stale_if_error:
+                    log.warning("cache: storage failed (%s); serving a stale copy", exc.kind)
+                    return cached, State.STALE
+            if exc.kind == "not_found":
+                self.tiers.drop(cached.key)
+            raise
+        if meta is None:
+            fresh_for = lifetime(cached.meta, self.limits.ttl, now)
+            self.tiers.refresh(cached, now, fresh_for or 0.0)
+            return cached, State.REVALIDATED
+        return self.remember(cached.key, meta, now), State.MISS
+
+    def first_slice(self, spec: RangeSpec | None) -> int | None:
+        """The slice a GET with this range starts in, if it can be told without the size."""
+        if spec is None:
+            return 0
+        if spec.first is None:
+            return None  # a suffix: only the size says where
+        return spec.first // self.limits.slice_bytes
+
+    def purge(self, key: str) -> bool:
+        return self.tiers.drop(key)
+
+    def purge_prefix(self, prefix: str) -> int:
+        keys = self.tiers.keys_under(prefix)
+        for key in keys:
+            self.tiers.drop(key)
+        return len(keys)
+
+    # -- fills -------------------------------------------------------------------------------
+
+    def fill(self, store: ObjectStore, key: str, index: int, etag: str | None) -> Fill:
+        """The fill of slice `index` of `key`: the one under way, or a new one. `etag` is the
+        version the caller expects (None: whatever storage has)."""
+        running = self.fills.get((key, index))
+        if running is not None and running.error is None:
+            self.collapsed += 1
+            return running
+        fill = Fill()
+        self.fills[(key, index)] = fill
+        task = asyncio.create_task(self._fetch(fill, store, key, index, etag), name="cache-fill")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill
+
+    async def _fetch(
+        self, fill: Fill, store: ObjectStore, key: str, index: int, etag: str | None
+    ) -> None:
+        size = self.limits.slice_bytes
+        spec = RangeSpec(first=index * size, last=(index + 1) * size - 1, suffix=None)
+        temporary: tuple[int, str] | None = None
+        try:
+            body = await store.get(key, spec)
+        except BaseException as exc:
+            fill.fail(exc)
+            self._forget(key, index, fill)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        try:
+            meta = body.meta
+            if etag is not None and meta.etag != etag:
+                raise VersionChanged("storage holds another version of the object")
+            cached = self.tiers.get(key)
+            if cached is None or cached.meta.etag != meta.etag or cached.meta.size != meta.size:
+                cached = self.remember(key, meta, time.time())  # None: not to be cached
+            fill.started(meta, body.range)
+            in_memory = cached is not None and self.tiers.fits_memory(cached)
+            if cached is not None and not in_memory:
+                temporary = self.tiers.temporary()
+                if temporary is None:
+                    self.bypassed += 1
+            crc = 0
+            async with contextlib.aclosing(body.chunks()) as chunks:
+                async for chunk in chunks:
+                    fill.append(chunk)
+                    self.storage_bytes += len(chunk)
+                    if temporary is not None:
+                        crc = zlib.crc32(chunk, crc)
+                        temporary = self._write(temporary, chunk)
+            fill.finish()
+            self._keep(key, index, fill, meta, temporary, crc)
+            temporary = None
+        except BaseException as exc:
+            fill.fail(exc)
+            if isinstance(exc, VersionChanged):
+                self.tiers.drop(key)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if temporary is not None:
+                os.close(temporary[0])
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary[1])
+            self._forget(key, index, fill)
+            await body.release()
+
+    def _write(self, temporary: tuple[int, str], chunk: bytes) -> tuple[int, str] | None:
+        fd, path = temporary
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:  # a full disk, an I/O error: the response goes on uncached
+            log.warning("cache: cannot write a slice (%s): bypassing", exc)
+            self.bypassed += 1
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return None
+        return temporary
+
+    def _keep(
+        self,
+        key: str,
+        index: int,
+        fill: Fill,
+        meta: ObjectMeta,
+        temporary: tuple[int, str] | None,
+        crc: int,
+    ) -> None:
+        cached = self.tiers.get(key)
+        if cached is None or cached.meta.etag != meta.etag or cached.meta.size != meta.size:
+            if temporary is not None:
+                os.close(temporary[0])
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary[1])
+            return
+        if self.tiers.fits_memory(cached):
+            self.tiers.keep_in_memory(cached, b"".join(fill.chunks))
+            return
+        if temporary is not None:
+            os.close(temporary[0])
+            self.tiers.keep_slice(cached, index, temporary[1], crc)
+
+    def _forget(self, key: str, index: int, fill: Fill) -> None:
+        if self.fills.get((key, index)) is fill:
+            del self.fills[(key, index)]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- bodies ------------------------------------------------------------------------------
+
+    async def open(
+        self, store: ObjectStore, cached: Cached, byte_range: ByteRange | None
+    ) -> CachedBody:
+        """The body to stream for `byte_range` (None: the whole object). Waits until the first
+        slice is known to be of this version, so that a version change found now can still be
+        answered properly (VersionChanged: the caller starts over)."""
+        start, end = (
+            (0, cached.meta.size - 1)
+            if byte_range is None
+            else (
+                byte_range.start,
+                byte_range.end,
+            )
+        )
+        body = CachedBody(self, store, cached, byte_range, start, end)
+        if cached.meta.size:
+            await body.check_first()
+        return body
+
+
+class CachedBody:
+    """What a cached response streams: slice by slice, from memory, disk or a fill."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        store: ObjectStore,
+        cached: Cached,
+        byte_range: ByteRange | None,
+        start: int,
+        end: int,
+    ) -> None:
+        self.cache, self.store, self.cached = cache, store, cached
+        self.meta = cached.meta
+        self.range = byte_range
+        self.start, self.end = start, end  # inclusive
+        self._first: Fill | None = None
+
+    def _source(self, index: int) -> Fill | None:
+        """None when the slice is held (memory or disk), else its fill."""
+        cached = self.cached
+        if cached.body is not None or self.cache.tiers.check(cached, index) is not None:
+            self.cache.tiers.hit(cached, index)
+            return None
+        return self.cache.fill(self.store, cached.key, index, cached.meta.etag)
+
+    async def check_first(self) -> None:
+        fill = self._source(self.start // self.cached.slice_bytes)
+        if fill is not None:
+            meta = await fill.head()
+            if meta.etag != self.meta.etag or meta.size != self.meta.size:
+                self.cache.tiers.drop(self.cached.key)
+                raise VersionChanged("storage holds another version of the object")
+            self._first = fill
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        cached, cache = self.cached, self.cache
+        size = cached.slice_bytes
+        first, last = self.start // size, self.end // size
+        for index in range(first, last + 1):
+            base, length = cached.slice_range(index)
+            lo = max(self.start, base) - base
+            hi = min(self.end + 1, base + length) - base
+            if index == first and self._first is not None:
+                fill: Fill | None = self._first
+            else:
+                fill = self._source(index)
+            if index < last and cached.body is None:
+                # Read ahead: the next slice is on its way while this one is sent.
+                ahead = index + 1
+                if cache.tiers.get(cached.key) is cached and ahead not in cached.slices:
+                    cache.fill(self.store, cached.key, ahead, cached.meta.etag)
+            if fill is None:
+                async for chunk in self._held(index, lo, hi):
+                    cache.cache_bytes += len(chunk)
+                    yield chunk
+                continue
+            meta = await fill.head()
+            if meta.etag != self.meta.etag or meta.size != self.meta.size:
+                cache.tiers.drop(cached.key)
+                raise VersionChanged("the object changed while it was being sent")
+            async for chunk in fill.read(lo, hi - lo):
+                yield chunk
+
+    async def _held(self, index: int, lo: int, hi: int) -> AsyncIterator[bytes]:
+        cached = self.cached
+        if cached.body is not None:
+            yield cached.body[lo:hi]
+            return
+        piece = cached.slices.get(index)
+        if piece is None:
+            raise OriginError("a cached slice went away while it was being sent")
+        with open(piece.path, "rb") as handle:  # noqa: ASYNC230 (page cache: microseconds)
+            handle.seek(lo)
+            remaining = hi - lo
+            while remaining:
+                data = handle.read(min(READ_BYTES, remaining))
+                if not data:
+                    raise OriginError("a cached slice is shorter than recorded")
+                remaining -= len(data)
+                yield data
+
+    def socket_body(self) -> SocketBody | None:
+        return None
+
+    async def release(self) -> None:
+        return None

@@ -1,0 +1,379 @@
+"""Where cached bytes live: the index of cached objects, a memory tier and a disk tier.
+
+    memory   whole small objects (<= `memory_object_bytes`), as bytes: a hit is one write
+    disk     fixed-size slices of everything else, one file each, surviving restarts
+
+Every object is one version (its ETag); slices of two versions never mix, because a slice
+file's name carries the version and an object's slices are dropped together when storage shows
+another one. Each tier is bounded by bytes and evicts with S3-FIFO (`policy`).
+
+Disk layout, under `cache_dir`:
+
+    tmp/                                    slices being written (emptied at start-up)
+    ab/abcdef...-<version>.meta             the object's key, metadata and freshness (JSON)
+    ab/abcdef...-<version>.<slice>.<crc32>  one slice: exactly its bytes
+
+A file only gets its final name once complete (written elsewhere, then renamed), so a crash
+leaves no partial slice under a slice name; a slice whose size is not the one its object's
+metadata implies, or whose CRC-32 does not match when first read by this process, is treated
+as a miss and deleted. Writes go straight to the page cache (no fsync: a cache may lose what
+the kernel had not written, and detects it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.cache.policy import S3Fifo
+from gateway.storage import ObjectMeta
+
+log = logging.getLogger("gateway.cache")
+
+_META: Final = ".meta"
+
+
+@dataclass(slots=True)
+class Slice:
+    path: str
+    length: int
+    crc: int
+    verified: bool = False  # read back and checked by this process
+
+
+@dataclass
+class Cached:
+    """One version of one object in the cache."""
+
+    key: str
+    meta: ObjectMeta
+    validated: float  # when storage last vouched for this version (unix seconds): Age
+    fresh_until: float
+    slice_bytes: int
+    body: bytes | None = None  # the whole object, in the memory tier
+    slices: dict[int, Slice] = field(default_factory=dict)  # the disk tier's slices
+
+    @property
+    def stem(self) -> str:
+        return stem(self.key, self.meta.etag)
+
+    def slice_range(self, index: int) -> tuple[int, int]:
+        """(first byte, length) of slice `index`."""
+        start = index * self.slice_bytes
+        return start, max(0, min(self.slice_bytes, self.meta.size - start))
+
+    def slice_count(self) -> int:
+        return -(-self.meta.size // self.slice_bytes) if self.meta.size else 0
+
+    def complete(self) -> bool:
+        return self.body is not None or len(self.slices) == self.slice_count()
+
+
+def stem(key: str, etag: str | None) -> str:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    version = hashlib.sha256((etag or "").encode()).hexdigest()[:16]
+    return f"{digest}-{version}"
+
+
+class Tiers:
+    """The index and both tiers. Not thread-safe: the event loop is the only caller."""
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        disk_bytes: int,
+        memory_bytes: int,
+        memory_object_bytes: int,
+        slice_bytes: int,
+    ) -> None:
+        self.directory = directory
+        self.slice_bytes = slice_bytes
+        self.memory_object_bytes = memory_object_bytes
+        self.objects: dict[str, Cached] = {}
+        self.memory = S3Fifo[str](memory_bytes)
+        self.disk = S3Fifo[tuple[str, int]](disk_bytes)
+        self.evictions = {"memory": 0, "disk": 0}
+        self.disk_usable = directory is not None
+
+    # -- the index --------------------------------------------------------------------------
+
+    def get(self, key: str) -> Cached | None:
+        return self.objects.get(key)
+
+    def remember(self, key: str, meta: ObjectMeta, now: float, lifetime: float) -> Cached:
+        """The entry for this version of `key` (a new version replaces the old one)."""
+        current = self.objects.get(key)
+        if current is not None and current.meta.etag == meta.etag and current.meta == meta:
+            self.refresh(current, now, lifetime)
+            return current
+        self.drop(key)
+        cached = Cached(key, meta, now, now + lifetime, self.slice_bytes)
+        self.objects[key] = cached
+        self._write_meta(cached)
+        return cached
+
+    def refresh(self, cached: Cached, now: float, lifetime: float) -> None:
+        """Storage vouched for this version again (a 304): fresh for another lifetime."""
+        cached.validated, cached.fresh_until = now, now + lifetime
+        if cached.slices:
+            self._write_meta(cached)
+
+    def drop(self, key: str) -> bool:
+        cached = self.objects.pop(key, None)
+        if cached is None:
+            return False
+        if cached.body is not None:
+            self.memory.remove(key)
+        for index, piece in cached.slices.items():
+            self.disk.remove((key, index))
+            _unlink(piece.path)
+        if self.directory is not None:
+            _unlink(self._meta_path(cached))
+        return True
+
+    def keys_under(self, prefix: str) -> list[str]:
+        return [key for key in self.objects if key.startswith(prefix)]
+
+    def hit(self, cached: Cached, index: int | None = None) -> None:
+        if cached.body is not None:
+            self.memory.hit(cached.key)
+        elif index is not None:
+            self.disk.hit((cached.key, index))
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def fits_memory(self, cached: Cached) -> bool:
+        return cached.meta.size <= min(self.memory_object_bytes, self.slice_bytes)
+
+    def keep_in_memory(self, cached: Cached, body: bytes) -> None:
+        if self.objects.get(cached.key) is not cached or len(body) != cached.meta.size:
+            return
+        cached.body = body
+        for evicted in self.memory.admit(cached.key, max(len(body), 1)):
+            self.evictions["memory"] += 1
+            gone = self.objects.get(evicted)
+            if gone is not None and gone.body is not None:
+                gone.body = None
+                if not gone.slices:
+                    self.objects.pop(evicted, None)
+
+    # -- disk ------------------------------------------------------------------------------
+
+    def temporary(self) -> tuple[int, str] | None:
+        """A new temporary slice file (descriptor, path), or None when the disk tier is not
+        usable (no directory, or it cannot be written)."""
+        if self.directory is None or not self.disk_usable:
+            return None
+        path = self.directory / "tmp" / f"{os.getpid()}-{time.monotonic_ns()}.part"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("cache: cannot write to %s (%s): bypassing the disk tier", path, exc)
+            return None
+        return fd, str(path)
+
+    def keep_slice(self, cached: Cached, index: int, temporary: str, crc: int) -> bool:
+        """Give a written slice its final name and admit it; False if it is no longer wanted
+        (the object was dropped or replaced meanwhile) or cannot be kept."""
+        length = cached.slice_range(index)[1]
+        if self.objects.get(cached.key) is not cached or self.directory is None:
+            _unlink(temporary)
+            return False
+        final = str(self._slice_path(cached, index, crc))
+        try:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(temporary, final)
+        except OSError as exc:
+            log.warning("cache: cannot keep a slice (%s): bypassing", exc)
+            _unlink(temporary)
+            return False
+        old = cached.slices.get(index)
+        if old is not None:
+            _unlink(old.path)
+        cached.slices[index] = Slice(final, length, crc, verified=True)
+        for evicted_key, evicted_index in self.disk.admit((cached.key, index), max(length, 1)):
+            self.evictions["disk"] += 1
+            self._forget_slice(evicted_key, evicted_index)
+        return True
+
+    def bad_slice(self, cached: Cached, index: int) -> None:
+        """A slice file turned out truncated or corrupted: forget it (a miss next time)."""
+        log.warning("cache: slice %d of a cached object is damaged; dropped", index)
+        self._forget_slice(cached.key, index)
+
+    def _forget_slice(self, key: str, index: int) -> None:
+        cached = self.objects.get(key)
+        self.disk.remove((key, index))
+        if cached is None:
+            return
+        piece = cached.slices.pop(index, None)
+        if piece is not None:
+            _unlink(piece.path)
+        if not cached.slices and cached.body is None and self.directory is not None:
+            self.objects.pop(key, None)
+            _unlink(self._meta_path(cached))
+
+    def _meta_path(self, cached: Cached) -> Path:
+        assert self.directory is not None
+        name = cached.stem
+        return self.directory / name[:2] / (name + _META)
+
+    def _slice_path(self, cached: Cached, index: int, crc: int) -> Path:
+        assert self.directory is not None
+        name = cached.stem
+        return self.directory / name[:2] / f"{name}.{index}.{crc:08x}"
+
+    def _write_meta(self, cached: Cached) -> None:
+        """The object's metadata next to its slices, written atomically."""
+        if self.directory is None or not self.disk_usable or self.fits_memory(cached):
+            return
+        path = self._meta_path(cached)
+        document = {
+            "key": cached.key,
+            "meta": _meta_json(cached.meta),
+            "validated": cached.validated,
+            "fresh_until": cached.fresh_until,
+            "slice_bytes": cached.slice_bytes,
+        }
+        temporary = self.directory / "tmp" / f"{path.name}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(path.parent, exist_ok=True)
+            temporary.write_text(json.dumps(document))
+            os.rename(temporary, path)
+        except OSError as exc:
+            log.warning("cache: cannot write to the cache directory (%s): bypassing", exc)
+            _unlink(str(temporary))
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Rebuild the index from the directory (blocking: run in a thread at start-up).
+        Returns the number of objects found; damaged or orphaned files are deleted."""
+        if self.directory is None:
+            return 0
+        try:
+            (self.directory / "tmp").mkdir(parents=True, exist_ok=True)
+            for leftover in os.scandir(self.directory / "tmp"):
+                _unlink(leftover.path)
+        except OSError as exc:
+            log.warning(
+                "cache: directory %s is not usable (%s): disk tier off", self.directory, exc
+            )
+            self.disk_usable = False
+            return 0
+        found: dict[str, list[tuple[int, int, str, int]]] = {}
+        metas: dict[str, str] = {}
+        for sub in _subdirectories(self.directory):
+            for entry in os.scandir(sub):
+                name = entry.name
+                if name.endswith(_META):
+                    metas[name[: -len(_META)]] = entry.path
+                    continue
+                parts = name.split(".")
+                if len(parts) != 3 or not parts[1].isdigit():
+                    _unlink(entry.path)
+                    continue
+                try:
+                    crc = int(parts[2], 16)
+                    size = entry.stat().st_size
+                except (ValueError, OSError):
+                    _unlink(entry.path)
+                    continue
+                found.setdefault(parts[0], []).append((int(parts[1]), crc, entry.path, size))
+        for name, path in metas.items():
+            cached = _read_meta(path, self.slice_bytes)
+            if cached is None or cached.stem != name:
+                _unlink(path)
+                for _, _, slice_path, _ in found.pop(name, []):
+                    _unlink(slice_path)
+                continue
+            for index, crc, slice_path, size in sorted(found.pop(name, [])):
+                _, length = cached.slice_range(index)
+                if length == 0 or size != length:  # truncated, or not of this object
+                    _unlink(slice_path)
+                    continue
+                cached.slices[index] = Slice(slice_path, length, crc)
+                for evicted_key, evicted_index in self.disk.admit((cached.key, index), length):
+                    self._forget_slice(evicted_key, evicted_index)
+            self.objects[cached.key] = cached
+        for leftovers in found.values():  # slices whose metadata is gone
+            for _, _, slice_path, _ in leftovers:
+                _unlink(slice_path)
+        return len(self.objects)
+
+    # -- reading a slice back ------------------------------------------------------------
+
+    def check(self, cached: Cached, index: int) -> Slice | None:
+        """The slice, verified once per process (size, then CRC-32), or None if damaged."""
+        piece = cached.slices.get(index)
+        if piece is None:
+            return None
+        if piece.verified:
+            return piece
+        try:
+            with open(piece.path, "rb") as handle:
+                data = handle.read(piece.length + 1)
+        except OSError:
+            data = b""
+        if len(data) != piece.length or zlib.crc32(data) != piece.crc:
+            self.bad_slice(cached, index)
+            return None
+        piece.verified = True
+        return piece
+
+    def stats(self) -> dict[str, tuple[int, int]]:
+        """(units, bytes) per tier."""
+        return {
+            "memory": (len(self.memory), self.memory.used),
+            "disk": (len(self.disk), self.disk.used),
+        }
+
+
+def _subdirectories(directory: Path) -> Iterator[str]:
+    for entry in os.scandir(directory):
+        if entry.is_dir() and entry.name != "tmp" and len(entry.name) == 2:
+            yield entry.path
+
+
+def _meta_json(meta: ObjectMeta) -> dict[str, Any]:
+    document = asdict(meta)
+    if meta.last_modified is not None:
+        document["last_modified"] = meta.last_modified.isoformat()
+    return document
+
+
+def _read_meta(path: str, slice_bytes: int) -> Cached | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        fields = dict(document["meta"])
+        if fields.get("last_modified") is not None:
+            fields["last_modified"] = datetime.fromisoformat(fields["last_modified"])
+        meta = ObjectMeta(**fields)
+        if document["slice_bytes"] != slice_bytes:
+            return None  # another slice size: these slices do not fit the new grid
+        return Cached(
+            str(document["key"]),
+            meta,
+            float(document["validated"]),
+            float(document["fresh_until"]),
+            slice_bytes,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unlink(path: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
