@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Final
 
@@ -21,7 +22,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from gateway import relay
-from gateway.cache import Cache, VersionChanged
+from gateway.cache import Cache, CachedBody, FilePart, VersionChanged
 from gateway.cache import State as CacheState
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
@@ -240,6 +241,45 @@ class Pipeline:
             inline_active=self.inline_active,
         )
 
+    async def _send_cached(
+        self,
+        request: web.Request,
+        writer: AbstractStreamWriter,
+        body: CachedBody,
+        record: AccessRecord,
+    ) -> tuple[bool, bool]:
+        """Send a cached body straight to a plain client socket: slice files by sendfile(2),
+        bytes still arriving from storage by write(2). Same contract as `_relay`."""
+        transport = request.transport
+        client_fd = relay.plain_socket(transport)
+        if client_fd is None or transport is None:
+            return False, False
+        writer.send_headers()
+        self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
+        if transport.get_write_buffer_size():
+            return False, True
+        sender = relay.Sender.open(client_fd)
+        if sender is None:
+            return False, True
+        try:
+            async with contextlib.aclosing(body.parts()) as parts:
+                async for part in parts:
+                    if isinstance(part, FilePart):
+                        fd = part.open()
+                        try:
+                            await sender.sendfile(fd, part.offset, part.count)
+                        finally:
+                            os.close(fd)
+                    else:
+                        await sender.write(part)
+        except BaseException:
+            transport.abort()  # the body is short: never let it pass for a complete one
+            raise
+        finally:
+            record.sent += sender.sent
+            sender.close()
+        return True, True
+
     async def _stream(
         self,
         request: web.Request,
@@ -259,7 +299,10 @@ class Pipeline:
             relayed = timed = False
             length = body.range.length if body.range is not None else body.meta.size
             if self.zero_copy and length >= relay.MIN_BYTES and writer is not None:
-                relayed, timed = await self._relay(request, writer, body, record)
+                if isinstance(body, CachedBody):
+                    relayed, timed = await self._send_cached(request, writer, body, record)
+                else:
+                    relayed, timed = await self._relay(request, writer, body, record)
             if not relayed:
                 async with contextlib.aclosing(body.chunks()) as chunks:
                     async for chunk in chunks:

@@ -172,6 +172,58 @@ class Relay:
                 )
 
 
+class Sender:
+    """Writes a body straight to a client socket: bytes with write(2), file ranges with
+    sendfile(2) (a disk cache hit: the page cache to the socket, never through Python). Works
+    on a duplicate of the socket, like `Relay`; the caller flushed the response head."""
+
+    def __init__(self, sink: int) -> None:
+        self._sink = sink
+        self._waiter = _Waiter(sink, sink)
+        self.sent = 0
+        self.sendfiled = 0
+
+    @classmethod
+    def open(cls, client_fd: int) -> Sender | None:
+        try:
+            return cls(os.dup(client_fd))
+        except OSError:
+            return None
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._sink, view)
+            except BlockingIOError:
+                await self._waiter.wait(read=False, write=True, idle=None)
+                continue
+            except OSError as exc:
+                raise _client_error(exc) from None
+            self.sent += written
+            view = view[written:]
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        while count:
+            try:
+                written = os.sendfile(self._sink, fd, offset, count)
+            except BlockingIOError:
+                await self._waiter.wait(read=False, write=True, idle=None)
+                continue
+            except OSError as exc:
+                raise _client_error(exc) from None
+            if written == 0:
+                raise OriginError(f"a file ended {count} bytes early")
+            offset += written
+            count -= written
+            self.sent += written
+            self.sendfiled += written
+
+    def close(self) -> None:
+        self._waiter.stop()
+        os.close(self._sink)
+
+
 class _Waiter:
     """Waits until the source is readable or the sink writable. Watches are added and removed
     around each wait: the loop's watches are level-triggered, so one left in place would fire

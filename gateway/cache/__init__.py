@@ -132,6 +132,37 @@ class Fill:
                 waiter.set_result(None)
 
 
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """`count` bytes of a slice file from `offset`."""
+
+    path: str
+    offset: int
+    count: int
+
+    def open(self) -> int:
+        """A descriptor of the file, positioned nowhere (callers use offsets). Called before any
+        await, so an eviction cannot unlink the file in between; an open file survives one."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OriginError(f"a cached slice cannot be read: {exc.strerror}") from None
+
+    async def read(self) -> AsyncIterator[bytes]:
+        fd = self.open()
+        try:
+            offset, remaining = self.offset, self.count
+            while remaining:
+                data = os.pread(fd, min(READ_BYTES, remaining), offset)
+                if not data:
+                    raise OriginError("a cached slice is shorter than recorded")
+                offset += len(data)
+                remaining -= len(data)
+                yield data
+        finally:
+            os.close(fd)
+
+
 class Cache:
     def __init__(self, tiers: Tiers, limits: Limits) -> None:
         self.tiers = tiers
@@ -374,7 +405,9 @@ class CachedBody:
                 raise VersionChanged("storage holds another version of the object")
             self._first = fill
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
+    async def parts(self) -> AsyncGenerator[bytes | FilePart, None]:
+        """The body in order: bytes (memory, fills) and ranges of slice files (disk hits),
+        which a plain socket can take with sendfile(2)."""
         cached, cache = self.cached, self.cache
         size = cached.slice_bytes
         first, last = self.start // size, self.end // size
@@ -392,9 +425,14 @@ class CachedBody:
                 if cache.tiers.get(cached.key) is cached and ahead not in cached.slices:
                     cache.fill(self.store, cached.key, ahead, cached.meta.etag)
             if fill is None:
-                async for chunk in self._held(index, lo, hi):
-                    cache.cache_bytes += len(chunk)
-                    yield chunk
+                cache.cache_bytes += hi - lo
+                if cached.body is not None:
+                    yield cached.body[lo:hi]
+                    continue
+                piece = cached.slices.get(index)
+                if piece is None:
+                    raise OriginError("a cached slice went away while it was being sent")
+                yield FilePart(piece.path, lo, hi - lo)
                 continue
             meta = await fill.head()
             if meta.etag != self.meta.etag or meta.size != self.meta.size:
@@ -403,23 +441,14 @@ class CachedBody:
             async for chunk in fill.read(lo, hi - lo):
                 yield chunk
 
-    async def _held(self, index: int, lo: int, hi: int) -> AsyncIterator[bytes]:
-        cached = self.cached
-        if cached.body is not None:
-            yield cached.body[lo:hi]
-            return
-        piece = cached.slices.get(index)
-        if piece is None:
-            raise OriginError("a cached slice went away while it was being sent")
-        with open(piece.path, "rb") as handle:  # noqa: ASYNC230 (page cache: microseconds)
-            handle.seek(lo)
-            remaining = hi - lo
-            while remaining:
-                data = handle.read(min(READ_BYTES, remaining))
-                if not data:
-                    raise OriginError("a cached slice is shorter than recorded")
-                remaining -= len(data)
-                yield data
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(self.parts()) as parts:
+            async for part in parts:
+                if isinstance(part, FilePart):
+                    async for data in part.read():
+                        yield data
+                else:
+                    yield part
 
     def socket_body(self) -> SocketBody | None:
         return None
