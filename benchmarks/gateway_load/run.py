@@ -202,7 +202,7 @@ class Loader:
         """A warm-up per peer, then `profile.rounds` timed runs each, alternating peers."""
         if profile.warmup_seconds:
             for peer in peers:
-                measure.run_wrk(self.load(peer, kind, connections, profile.warmup_seconds))
+                self.measure(peer, self.load(peer, kind, connections, profile.warmup_seconds), kind)
         rows = {peer.name: Row(peer.name) for peer in peers}
         target, output = profiled
         assert target.pid is not None
