@@ -25,11 +25,12 @@ from tests.servers import S3Server, ServerError, nginx, nginx_binary, start_gate
 
 pytestmark = pytest.mark.integration
 
-needs_tools = pytest.mark.skipif(
-    wrk_binary() is None or nginx_binary() is None,
-    reason="needs wrk and nginx: Debian packages wrk and nginx-light "
-    "(scripts/bootstrap.sh installs them when run as root)",
+TOOLS_MISSING = wrk_binary() is None or nginx_binary() is None
+TOOLS = (
+    "needs wrk and nginx: Debian packages wrk and nginx-light "
+    "(scripts/bootstrap.sh installs them when run as root)"
 )
+needs_tools = pytest.mark.skipif(TOOLS_MISSING, reason=TOOLS)
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SMALL_PEERS = ["direct", "gateway-1", "gateway-2", "nginx"]
 
@@ -53,8 +54,8 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture(scope="module")
 def quick(storage: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Results:
     """One quick run of the whole benchmark; it creates the bucket and its objects."""
-    if wrk_binary() is None or nginx_binary() is None:
-        pytest.skip("needs wrk and nginx (Debian packages wrk, nginx-light)")
+    if TOOLS_MISSING:
+        pytest.skip(TOOLS)
     return run(tmp_path_factory.mktemp("load"), storage, Options(QUICK))
 
 

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 from benchmarks.gateway_load.measure import BenchError, Load, WrkRun, on_loopback, parse_wrk
 from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
-from benchmarks.gateway_load.objects import nginx_token
+from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
 from benchmarks.gateway_load.report import exit_status, summary
 from benchmarks.gateway_load.run import FULL, QUICK, Measured, Profile, Results, Row
+from signer import Algorithm, Keyring, Status, new_key
+from tests.servers import S3Server
 
 counts = st.integers(min_value=0, max_value=2**40)
 
@@ -139,6 +141,20 @@ def test_nginx_token_is_the_url_safe_md5_of_expiry_uri_and_secret() -> None:
     wanted = hashlib.md5(b"1790000000/bench/obj/a.bin s3cret", usedforsecurity=False).digest()
     assert urlsafe_b64decode(md5 + "==") == wanted
     assert not set(md5) & set("=+/")
+
+
+@pytest.mark.parametrize("scheme", ["direct", "gateway", "nginx"])
+def test_links_cycle_over_the_objects_each_with_its_own_token(scheme: str) -> None:
+    signers = Signers(
+        S3Server("http://127.0.0.1:9000", "access", "secret"),
+        Keyring([new_key("k", Algorithm.HMAC_SHA256, Status.ACTIVE)]),
+        "nginx-secret",
+    )
+    objects = [StoredObject(f"obj/{i}.bin", 4096, "") for i in range(4)]
+    found = links(signers.by_scheme(scheme), objects, 64)
+    assert len(set(found)) == 64
+    paths = [target.partition("?")[0] for target in found]
+    assert all(path.endswith(f"/obj/{i % 4}.bin") for i, path in enumerate(paths))
 
 
 def row(name: str, requests: int, *, seconds: float = 1.0, non_2xx: int = 0) -> Row:
