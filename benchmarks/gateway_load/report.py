@@ -86,13 +86,14 @@ def paced_table(rows: Mapping[str, Row]) -> list[str]:
         if row.failed:
             found.append([LABELS[name], failure(row), "", "", "", ""])
             continue
-        run = row.runs[0].wrk
-        cells = [LABELS[name], f"{row.rate:,.0f}", f"{run.p50 * 1e3:.2f}", f"{run.p99 * 1e3:.2f}"]
+        cells = [LABELS[name], f"{row.rate:,.0f}", f"{row.p50 * 1e3:.2f}", f"{row.p99 * 1e3:.2f}"]
         if direct is None or direct.failed:
             cells += ["", ""]
         else:
-            base = direct.runs[0].wrk
-            cells += [f"{(run.p50 - base.p50) * 1e3:+.2f}", f"{(run.p99 - base.p99) * 1e3:+.2f}"]
+            cells += [
+                f"{(row.p50 - direct.p50) * 1e3:+.2f}",
+                f"{(row.p99 - direct.p99) * 1e3:+.2f}",
+            ]
         found.append(cells)
     return table(found)
 
@@ -131,7 +132,8 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
         lines.append(
             f"(c) latency at half load: {results.paced_rate:,.0f} req/s offered to every path "
             f"(half of {LABELS[REFERENCE]}'s (a)),\n    wrk paced at random intervals, "
-            f"{profile.latency_seconds} s per path; added = path - direct"
+            f"{rounds} x {profile.latency_seconds} s per path, alternating; median of the "
+            "rounds' percentiles;\n    added = path - direct"
         )
         lines += paced_table(results.paced)
         lines.append("")
@@ -191,7 +193,7 @@ def summary(results: Results) -> list[tuple[str, str, str, str]]:
         )
     gateway, direct = results.paced.get(REFERENCE), results.paced.get("direct")
     if gateway and direct and not (gateway.failed or direct.failed):
-        added = gateway.runs[0].wrk.p99 - direct.runs[0].wrk.p99
+        added = gateway.p99 - direct.p99
         rows.append(
             (
                 "(c) added p99 at half load, 1 worker",

@@ -8,6 +8,7 @@ reverse order every other round, so that drift on a shared host is spread over a
 from __future__ import annotations
 
 import secrets
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ class Profile:
     name: str
     rounds: int
     seconds: int  # each timed wrk run
-    latency_seconds: int  # each paced run
+    latency_seconds: int  # each paced run (as many rounds)
     warmup_seconds: int  # an untimed wrk run per peer first; 0: none
     large_size: int
     links: int  # distinct small-object links per peer
@@ -67,7 +68,7 @@ class Profile:
         return 4 * self.large_size
 
 
-FULL: Final = Profile("full", 3, 5, 8, 1, 256 * MiB, 8192, judged=True)
+FULL: Final = Profile("full", 3, 5, 4, 1, 256 * MiB, 8192, judged=True)
 QUICK: Final = Profile("quick", 1, 1, 1, 0, 8 * MiB, 512, judged=False)
 
 
@@ -122,6 +123,16 @@ class Row:
         if not self.runs or party not in self.runs[0].cpu:
             return None
         return sum(m.cpu[party] for m in self.runs)
+
+    @property
+    def p50(self) -> float:
+        """Median over the runs of each run's median latency, in seconds."""
+        return statistics.median(m.wrk.p50 for m in self.runs)
+
+    @property
+    def p99(self) -> float:
+        """Median over the runs of each run's 99th percentile: one noisy run does not decide."""
+        return statistics.median(m.wrk.p99 for m in self.runs)
 
     @property
     def rate(self) -> float:
@@ -214,14 +225,16 @@ class Loader:
                     rows[peer.name].runs.append(self.measure(peer, load, kind))
         return rows
 
-    def paced(self, peers: Sequence[Peer], rate: float, seconds: int) -> dict[str, Row]:
-        """Each peer at the same offered rate, requests spread at random over the connections."""
+    def paced(self, peers: Sequence[Peer], rate: float, profile: Profile) -> dict[str, Row]:
+        """Each peer at the same offered rate, requests spread at random over the connections,
+        in `profile.rounds` rounds alternating peers."""
         connections = max(1, round(rate * PACED_GAP))
         delay = max(1, round(1000 * connections / rate))
-        rows = {}
-        for peer in peers:
-            load = self.load(peer, "small", connections, seconds, delay)
-            rows[peer.name] = Row(peer.name, [self.measure(peer, load, "small")])
+        rows = {peer.name: Row(peer.name) for peer in peers}
+        for index in range(profile.rounds):
+            for peer in peers if index % 2 == 0 else list(reversed(peers)):
+                load = self.load(peer, "small", connections, profile.latency_seconds, delay)
+                rows[peer.name].runs.append(self.measure(peer, load, "small"))
         return rows
 
 
@@ -319,7 +332,7 @@ def run(workdir: Path, s3: S3Server, options: Options) -> Results:
         reference = results.small["gateway-1"]
         if not reference.failed:
             results.paced_rate = reference.rate / 2
-            results.paced = loader.paced(small, results.paced_rate, profile.latency_seconds)
+            results.paced = loader.paced(small, results.paced_rate, profile)
     settings = gateway_settings(s3, keyring_file, 1, options.settings)
     for obj in (objects.large, objects.huge):
         results.memory.append(uvloop.run(measure_memory(workdir, s3, signers, settings, obj)))

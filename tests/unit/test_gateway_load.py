@@ -200,3 +200,10 @@ def test_the_small_ratio_and_the_gateway_cpu_per_request_are_summarised() -> Non
     }
     assert rows["(a) 4 KiB req/s, 1 worker / direct"] == ("0.50x", "FAIL")
     assert rows["(a) gateway CPU per 4 KiB request"] == ("50 µs", "PASS")
+
+
+def test_latency_percentiles_are_the_median_over_rounds() -> None:
+    """One run hit by a noisy neighbour does not decide the added latency."""
+    runs = [WrkRun(100, 409_600, 1.0, p50, p99, 0, 0) for p50, p99 in [(1, 3), (2, 90), (9, 2)]]
+    paced = Row("gateway-1", [Measured(run, {}) for run in runs])
+    assert (paced.p50, paced.p99) == (2, 3)
