@@ -132,8 +132,8 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
         lines.append(
             f"(c) latency at half load: {results.paced_rate:,.0f} req/s offered to every path "
             f"(half of {LABELS[REFERENCE]}'s (a)),\n    wrk paced at random intervals, "
-            f"{rounds} x {profile.latency_seconds} s per path, alternating; median of the "
-            "rounds' percentiles;\n    added = path - direct"
+            f"{rounds} x {profile.latency_seconds} s per path, alternating;\n"
+            "    percentiles: the median of the rounds'; added = path - direct"
         )
         lines += paced_table(results.paced)
         lines.append("")
