@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 import timeit
 import tracemalloc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -37,7 +34,7 @@ from gateway.revocation.entries import for_url
 from gateway.revocation.redis_store import RedisStore
 from signer import Algorithm, Claims, Keyring, Status, new_key, sign_path
 from tests.redis_server import redis_server
-from tests.servers import free_port
+from tests.servers import gateway_serve
 
 GATEWAYS = 3
 
@@ -47,52 +44,25 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-@contextlib.asynccontextmanager
-async def fleet(workdir: Path, redis_url: str, keyring: Path) -> AsyncIterator[list[str]]:
+@contextlib.contextmanager
+def fleet(workdir: Path, redis_url: str, keyring: Path) -> Iterator[list[str]]:
+    """GATEWAYS `gateway serve` processes on one Redis, each ready; their base URLs."""
     objects = workdir / "objects"
     objects.mkdir()
     (objects / "a.txt").write_bytes(b"revocation benchmark\n")
-    gateway = str(Path(sys.executable).with_name("gateway"))
-    processes, bases = [], []
-    try:
-        for index in range(GATEWAYS):
-            port, admin = free_port(), free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-            env.update(
-                GATEWAY_ORIGIN=f"file://{objects}",
-                GATEWAY_KEYRING=str(keyring),
-                GATEWAY_LISTEN=f"127.0.0.1:{port}",
-                GATEWAY_ADMIN_LISTEN=f"127.0.0.1:{admin}",
-                GATEWAY_REDIS_URL=redis_url,
-                GATEWAY_ACCESS_LOG="false",
-                GATEWAY_LOG_LEVEL="WARNING",
-            )
-            log = (workdir / f"gateway-{index}.log").open("wb")
-            processes.append(
-                subprocess.Popen(  # noqa: ASYNC220 - start-up, before anything is timed
-                    [gateway, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-                )
-            )
-            bases.append((f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}/readyz"))
-        async with aiohttp.ClientSession() as session:
-            for _, ready in bases:
-                await wait_ready(session, ready)
-        yield [base for base, _ in bases]
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
+    settings = {
+        "origin": f"file://{objects}",
+        "keyring": str(keyring),
+        "redis_url": redis_url,
+        "access_log": "false",
+        "log_level": "WARNING",
+    }
+    with contextlib.ExitStack() as stack:
+        gateways = [
+            stack.enter_context(gateway_serve(workdir, settings, name=f"gateway-{index}"))
+            for index in range(GATEWAYS)
+        ]
+        yield [gateway.url("") for gateway in gateways]
 
 
 async def until_status(session: aiohttp.ClientSession, url: str, expected: int) -> float:
@@ -111,29 +81,28 @@ async def propagation(count: int) -> list[float]:
         workdir = Path(tmp)
         exported = workdir / "gateway-keyring.json"
         keyring.public_export().save(exported, public_only=True)
-        with redis_server(workdir) as redis:
-            async with fleet(workdir, redis.url, exported) as gateways:
-                writer = RedisStore(redis.url)
-                sessions = [aiohttp.ClientSession() for _ in gateways]
-                delays = []
-                try:
-                    for index in range(count):
-                        # a distinct link each time (same second, same claims: same signature)
-                        target = sign_path("/a.txt", keyring, expires_in=600, sub=f"b{index}")
-                        urls = [base + target for base in gateways]
-                        for session, url in zip(sessions, urls, strict=True):
-                            await until_status(session, url, 200)
-                        entry = for_url(target, skew=30)
-                        await writer.add(entry)
-                        returned = time.monotonic()
-                        seen = await asyncio.gather(
-                            *(until_status(s, u, 403) for s, u in zip(sessions, urls, strict=True))
-                        )
-                        delays.append(max(seen) - returned)
-                finally:
-                    for session in sessions:
-                        await session.close()
-                    await writer.close()
+        with redis_server(workdir) as redis, fleet(workdir, redis.url, exported) as gateways:
+            writer = RedisStore(redis.url)
+            sessions = [aiohttp.ClientSession() for _ in gateways]
+            delays = []
+            try:
+                for index in range(count):
+                    # a distinct link each time (same second, same claims: same signature)
+                    target = sign_path("/a.txt", keyring, expires_in=600, sub=f"b{index}")
+                    urls = [base + target for base in gateways]
+                    for session, url in zip(sessions, urls, strict=True):
+                        await until_status(session, url, 200)
+                    entry = for_url(target, skew=30)
+                    await writer.add(entry)
+                    returned = time.monotonic()
+                    seen = await asyncio.gather(
+                        *(until_status(s, u, 403) for s, u in zip(sessions, urls, strict=True))
+                    )
+                    delays.append(max(seen) - returned)
+            finally:
+                for session in sessions:
+                    await session.close()
+                await writer.close()
     return delays
 
 

@@ -19,77 +19,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import uvloop
 from yarl import URL
 
+from benchmarks.gateway_load.measure import cpu_seconds, peak_rss, process_tree
+from benchmarks.gateway_load.objects import presigning_client
 from signer import Algorithm, Keyring, Status, new_key, sign_path
-from tests.servers import S3Server, free_port, start_seaweedfs
+from tests.servers import S3Server, start_gateway, start_seaweedfs
 
 MiB = 1024 * 1024
 BUCKET = "bench"
-READY_TIMEOUT = 30.0
-
-
-def gateway_exe() -> str:
-    return str(Path(sys.executable).with_name("gateway"))
-
-
-def proc_value(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_gateway(
-    s3: S3Server, workdir: Path, keyring: Keyring, settings: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], int]:
-    keyring_file = workdir / "gateway-keyring.json"
-    keyring.public_export().save(keyring_file, public_only=True)
-    port, admin = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(s3.env())
-    env.update(
-        {
-            "GATEWAY_ORIGIN": f"s3://{BUCKET}",
-            "GATEWAY_S3_ENDPOINT_URL": s3.endpoint_url,
-            "GATEWAY_KEYRING": str(keyring_file),
-            "GATEWAY_REVOCATION_DB": str(workdir / "revocations.sqlite3"),
-            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-            "GATEWAY_ADMIN_LISTEN": f"127.0.0.1:{admin}",
-            "GATEWAY_ACCESS_LOG": "false",
-        }
-    )
-    env.update({f"GATEWAY_{k.upper()}": v for k, v in settings.items()})
-    process = subprocess.Popen(
-        [gateway_exe(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + READY_TIMEOUT
-    import urllib.request
-
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
-                return process, port
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("the gateway did not start") from None
-            time.sleep(0.05)
 
 
 async def timed_put(session: aiohttp.ClientSession, url: URL | str, body: bytes) -> float:
@@ -101,26 +46,23 @@ async def timed_put(session: aiohttp.ClientSession, url: URL | str, body: bytes)
     return time.perf_counter() - started
 
 
-def presigning_client(s3: S3Server) -> Any:
-    """SigV4 presigning (botocore's default for S3 is SigV2, which also signs Content-Type)."""
-    import botocore.session
-    from botocore.config import Config
-
-    return botocore.session.get_session().create_client(
-        "s3",
-        region_name=s3.region,
-        endpoint_url=s3.endpoint_url,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, proxies={}),
-    )
-
-
 async def run(s3: S3Server, workdir: Path, rounds: int, size: int, settings: dict[str, str]) -> int:
     client = presigning_client(s3)
     client.create_bucket(Bucket=BUCKET)
     keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
-    process, port = start_gateway(s3, workdir, keyring, settings)
+    keyring_file = workdir / "gateway-keyring.json"
+    keyring.public_export().save(keyring_file, public_only=True)
+    gateway = start_gateway(
+        workdir,
+        {
+            **settings,
+            "origin": f"s3://{BUCKET}",
+            "s3_endpoint_url": s3.endpoint_url,
+            "keyring": str(keyring_file),
+            "access_log": "false",
+        },
+        env=s3.env(),
+    )
     body = os.urandom(size)
     rates: dict[str, list[float]] = {"direct": [], "gateway": []}
     gateway_cpu = 0.0
@@ -135,21 +77,20 @@ async def run(s3: S3Server, workdir: Path, rounds: int, size: int, settings: dic
                 signed = sign_path(f"/gateway/{key}", keyring, expires_in=600, method="PUT")
                 for side, url in (
                     ("direct", URL(direct, encoded=True)),
-                    ("gateway", URL(f"http://127.0.0.1:{port}{signed}", encoded=True)),
+                    ("gateway", URL(gateway.url(signed), encoded=True)),
                 ):
-                    cpu_before = cpu_seconds(process.pid)
+                    cpu_before = cpu_seconds(process_tree(gateway.pid))
                     seconds = await timed_put(session, url, body)
                     if side == "gateway":
-                        gateway_cpu += cpu_seconds(process.pid) - cpu_before
+                        gateway_cpu += cpu_seconds(process_tree(gateway.pid)) - cpu_before
                     stored = client.head_object(Bucket=BUCKET, Key=f"{side}/{key}")
                     if stored["ContentLength"] != size:
                         raise RuntimeError(f"{side} stored {stored['ContentLength']} bytes")
                     rates[side].append(size / MiB / seconds)
                     print(f"  round {index + 1} {side:8} {rates[side][-1]:8.1f} MiB/s")
-        peak = proc_value(process.pid, "VmHWM")
+        peak = peak_rss(gateway.pid)
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        gateway.stop()
     direct_median = statistics.median(rates["direct"])
     gateway_median = statistics.median(rates["gateway"])
     part = int(settings.get("upload_part_size", 8 * MiB))

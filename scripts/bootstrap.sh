@@ -4,7 +4,9 @@
 #
 # Required: python3-venv (the virtualenv). Wanted by the deploy checks (tests/deploy), which
 # skip with a reason naming the package when their tool is absent: prometheus (promtool, and
-# a real Prometheus scraping a test gateway) and systemd (systemd-analyze).
+# a real Prometheus scraping a test gateway) and systemd (systemd-analyze). Wanted by the load
+# benchmark (benchmarks/, and its smoke test, which skips without them): wrk, the load
+# generator, and nginx-light, the nginx it runs beside the gateway as a peer.
 set -eu
 PYTHON="${1:-python3}"
 
@@ -14,6 +16,9 @@ missing=""
 wanted=""
 command -v promtool >/dev/null 2>&1 || wanted="$wanted prometheus"
 command -v systemd-analyze >/dev/null 2>&1 || wanted="$wanted systemd"
+command -v wrk >/dev/null 2>&1 || wanted="$wanted wrk"
+# nginx lives in /usr/sbin, which a non-root PATH may lack
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || wanted="$wanted nginx-light"
 
 can_install() {
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
@@ -22,9 +27,10 @@ can_install() {
 if [ -n "$missing$wanted" ] && can_install; then
     echo "bootstrap: installing Debian packages:$missing$wanted"
     apt-get update -qq
-    # The prometheus package comes with a server that would start listening on :9090 (and is
-    # only wanted here for its binaries): while installing, a policy-rc.d that denies every
-    # service start keeps it down, unless the machine already has its own policy.
+    # The prometheus and nginx-light packages come with servers that would start listening on
+    # :9090 and :80 (and are only wanted here for their binaries): while installing, a
+    # policy-rc.d that denies every service start keeps them down, unless the machine already
+    # has its own policy.
     policy=/usr/sbin/policy-rc.d
     own_policy=""
     if [ ! -e "$policy" ]; then
@@ -37,15 +43,14 @@ if [ -n "$missing$wanted" ] && can_install; then
         $missing $wanted >/dev/null || status=$?
     [ -z "$own_policy" ] || rm -f "$policy"
     [ "${status:-0}" = 0 ] || exit "$status"
-    case "$wanted" in
-    *prometheus*)  # and not at the next boot either
-        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-            systemctl disable --now prometheus >/dev/null 2>&1 || true
-        fi ;;
-    esac
+    # and not at the next boot either
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        case "$wanted" in *prometheus*) systemctl disable --now prometheus >/dev/null 2>&1 || true ;; esac
+        case "$wanted" in *nginx-light*) systemctl disable --now nginx >/dev/null 2>&1 || true ;; esac
+    fi
 elif [ -n "$missing" ]; then
     echo "bootstrap: please install these Debian packages first:$missing" >&2
     exit 1
 elif [ -n "$wanted" ]; then
-    echo "bootstrap: the deploy checks skip without these Debian packages:$wanted" >&2
+    echo "bootstrap: the deploy checks and the load benchmark skip without these Debian packages:$wanted" >&2
 fi

@@ -1,0 +1,209 @@
+"""The load benchmark (benchmarks/gateway_load): its reading of wrk, and its verdicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from base64 import urlsafe_b64decode
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.gateway_load.measure import BenchError, Load, WrkRun, on_loopback, parse_wrk
+from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
+from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
+from benchmarks.gateway_load.report import exit_status, summary
+from benchmarks.gateway_load.run import FULL, QUICK, Measured, Profile, Results, Row
+from signer import Algorithm, Keyring, Status, new_key
+from tests.servers import S3Server
+
+counts = st.integers(min_value=0, max_value=2**40)
+
+WRK_TEXT = """\
+Running 5s test @ http://127.0.0.1:9000
+  1 threads and 32 connections
+  {requests} requests in 5.00s, 20.00MB read
+{non_2xx}Requests/sec:   1000.00
+WRK_JSON {json}
+"""
+
+
+def wrk_output(found: dict[str, int], printed_non_2xx: int | None) -> str:
+    line = "" if printed_non_2xx is None else f"  Non-2xx or 3xx responses: {printed_non_2xx}\n"
+    return WRK_TEXT.format(requests=found["requests"], non_2xx=line, json=json.dumps(found))
+
+
+@given(
+    requests=counts,
+    size=counts,
+    duration=st.integers(min_value=1, max_value=2**40),
+    errors=st.tuples(counts, counts, counts, counts, counts),
+    p50=counts,
+    p99=counts,
+)
+def test_parse_wrk_reads_every_counter_of_the_done_line(
+    requests: int,
+    size: int,
+    duration: int,
+    errors: tuple[int, int, int, int, int],
+    p50: int,
+    p99: int,
+) -> None:
+    connect, read, write, status, timeout = errors
+    found = {
+        "duration_us": duration,
+        "requests": requests,
+        "bytes": size,
+        "connect": connect,
+        "read": read,
+        "write": write,
+        "status": status,
+        "timeout": timeout,
+        "p50_us": p50,
+        "p99_us": p99,
+    }
+    parsed = parse_wrk(wrk_output(found, None))
+    assert parsed == WrkRun(
+        requests=requests,
+        bytes=size,
+        seconds=duration / 1e6,
+        p50=p50 / 1e6,
+        p99=p99 / 1e6,
+        non_2xx=status,
+        socket_errors=connect + read + write + timeout,
+    )
+
+
+def clean_run(**changes: int) -> dict[str, int]:
+    found = dict.fromkeys(("connect", "read", "write", "status", "timeout"), 0)
+    found.update(duration_us=1_000_000, requests=100, bytes=409_600, p50_us=500, p99_us=900)
+    found.update(changes)
+    return found
+
+
+@pytest.mark.parametrize(("in_json", "printed"), [(0, 7), (7, None), (7, 7), (3, 7)])
+def test_non_2xx_responses_count_whether_printed_or_in_the_done_line(
+    in_json: int, printed: int | None
+) -> None:
+    assert parse_wrk(wrk_output(clean_run(status=in_json), printed)).non_2xx == 7
+
+
+@pytest.mark.parametrize(
+    ("changes", "failed"),
+    [
+        ({}, False),
+        ({"status": 1}, True),  # a fast 403 is not a fast 200
+        ({"connect": 1}, True),
+        ({"read": 1}, True),
+        ({"write": 1}, True),
+        ({"timeout": 1}, True),
+        ({"requests": 0}, True),
+    ],
+)
+def test_a_run_with_any_failed_request_is_failed(changes: dict[str, int], failed: bool) -> None:
+    assert parse_wrk(wrk_output(clean_run(**changes), None)).failed is failed
+
+
+def test_output_without_the_done_line_is_a_harness_error() -> None:
+    with pytest.raises(BenchError, match="WRK_JSON"):
+        parse_wrk("unable to connect to 127.0.0.1:9000 Connection refused\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:9000", True),
+        ("http://127.0.0.1:9000/", True),
+        ("https://127.0.0.1:9000", False),
+        ("http://10.0.0.1:9000", False),
+        ("http://example.com:9000", False),
+        ("http://127.0.0.1.example.com:9000", False),
+        ("http://user@127.0.0.1:9000", False),
+        ("http://127.0.0.1", False),
+        ("http://127.0.0.1:9000/elsewhere", False),
+    ],
+)
+def test_loads_target_loopback_only(url: str, allowed: bool) -> None:
+    assert on_loopback(url) is allowed
+
+
+def test_wrk_is_not_started_against_another_host(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"127\.0\.0\.1 only"):
+        run_wrk_once(Load("http://192.168.1.1:80", tmp_path / "targets", 1, 1))
+
+
+def test_nginx_token_is_the_url_safe_md5_of_expiry_uri_and_secret() -> None:
+    query = nginx_token("/bench/obj/a.bin", 1_790_000_000, "s3cret")
+    md5, expires = (part.partition("=")[2] for part in query.split("&"))
+    assert expires == "1790000000"
+    wanted = hashlib.md5(b"1790000000/bench/obj/a.bin s3cret", usedforsecurity=False).digest()
+    assert urlsafe_b64decode(md5 + "==") == wanted
+    assert not set(md5) & set("=+/")
+
+
+@pytest.mark.parametrize("scheme", ["direct", "gateway", "nginx"])
+def test_links_cycle_over_the_objects_each_with_its_own_token(scheme: str) -> None:
+    signers = Signers(
+        S3Server("http://127.0.0.1:9000", "access", "secret"),
+        Keyring([new_key("k", Algorithm.HMAC_SHA256, Status.ACTIVE)]),
+        "nginx-secret",
+    )
+    objects = [StoredObject(f"obj/{i}.bin", 4096, "") for i in range(4)]
+    found = links(signers.by_scheme(scheme), objects, 64)
+    assert len(set(found)) == 64
+    paths = [target.partition("?")[0] for target in found]
+    assert all(path.endswith(f"/obj/{i % 4}.bin") for i, path in enumerate(paths))
+
+
+def row(name: str, requests: int, *, seconds: float = 1.0, non_2xx: int = 0) -> Row:
+    run = WrkRun(requests, requests * 4096, seconds, 0.001, 0.002, non_2xx, 0)
+    cpu = {"wrk": 0.01, "storage": 0.1}
+    if name != "direct":
+        cpu["proxy"] = 50e-6 * requests
+    return Row(name, [Measured(run, cpu)])
+
+
+def results(profile: Profile, gateway_requests: int, non_2xx: int = 0) -> Results:
+    found = Results(profile, {})
+    found.small = {
+        "direct": row("direct", 1000),
+        "gateway-1": row("gateway-1", gateway_requests, non_2xx=non_2xx),
+    }
+    return found
+
+
+@pytest.mark.parametrize(
+    ("profile", "gateway_requests", "non_2xx", "status"),
+    [
+        (FULL, 900, 0, 0),  # every target met
+        (FULL, 100, 0, 1),  # 0.1x direct: a target failed
+        (QUICK, 100, 0, 0),  # quick runs judge no target
+        (FULL, 900, 5, 2),  # a run with failed requests measured nothing
+        (QUICK, 900, 5, 2),
+    ],
+)
+def test_exit_status(profile: Profile, gateway_requests: int, non_2xx: int, status: int) -> None:
+    assert exit_status(results(profile, gateway_requests, non_2xx)) == status
+
+
+def test_a_wrong_answer_means_nothing_was_measured() -> None:
+    found = results(FULL, 900)
+    found.wrong = {"nginx": ["status 403, 150 of 4096 bytes expected"]}
+    assert exit_status(found) == 2
+
+
+def test_the_small_ratio_and_the_gateway_cpu_per_request_are_summarised() -> None:
+    rows = {
+        measure: (figure, verdict) for measure, figure, _, verdict in summary(results(FULL, 500))
+    }
+    assert rows["(a) 4 KiB req/s, 1 worker / direct"] == ("0.50x", "FAIL")
+    assert rows["(a) gateway CPU per 4 KiB request"] == ("50 µs", "PASS")
+
+
+def test_latency_percentiles_are_the_median_over_rounds() -> None:
+    """One run hit by a noisy neighbour does not decide the added latency."""
+    runs = [WrkRun(100, 409_600, 1.0, p50, p99, 0, 0) for p50, p99 in [(1, 3), (2, 90), (9, 2)]]
+    paced = Row("gateway-1", [Measured(run, {}) for run in runs])
+    assert (paced.p50, paced.p99) == (2, 3)
