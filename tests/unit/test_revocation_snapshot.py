@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -19,10 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import services
 from gateway.revocation.entries import Kind, Revocation
 from gateway.revocation.snapshot import NoSnapshot, Snapshot, SnapshotError, parse, read, write
 from gateway.revocation.view import RevocationView
+from gateway.services import _SnapshotWriter
 from tests.conftest import NOW
+from tests.polling import eventually
 from tests.unit.test_revocation_entries import entries
 
 STORE = "redis://127.0.0.1:6379/0"
@@ -163,6 +167,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_snapshot_and_no_temporary
 WRITER_KILLED_MIDWAY = """
 import sys
 from pathlib import Path
+from gateway import services
 from gateway.revocation.entries import Kind, Revocation
 from gateway.revocation.snapshot import write
 
@@ -240,3 +245,51 @@ def test_a_sync_announces_a_snapshot_is_due_when_it_brought_something(
     view.mark_synced(full=full)
 
     assert view.changed.is_set() is due
+
+
+# -- the gateway's writer ------------------------------------------------------------------------
+
+
+def writer_of_a_synced_view(path: Path) -> tuple[RevocationView, _SnapshotWriter]:
+    view = RevocationView()
+    writer = _SnapshotWriter(view, path, STORE)  # made before the first sync, as at start
+    view.merge(LIVE)
+    view.mark_synced(full=True)
+    return view, writer
+
+
+async def test_the_writer_writes_only_a_view_synced_since_its_last_write(tmp_path: Path) -> None:
+    path = tmp_path / "revocations.snapshot.json"
+    view, writer = writer_of_a_synced_view(path)
+    await writer.save()
+    first = path.stat().st_ino  # every write is a new file renamed over the old one
+
+    await writer.save()
+    unchanged = path.stat().st_ino
+    view.mark_synced()
+    await writer.save()
+
+    assert unchanged == first
+    assert path.stat().st_ino != first
+    assert parsed(path.read_bytes(), now=NOW).entries == LIVE
+
+
+async def test_a_view_in_sync_is_rewritten_each_period_though_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "SNAPSHOT_EVERY", 0.01)
+    monkeypatch.setattr(services, "SNAPSHOT_GAP", 0.0)
+    path = tmp_path / "revocations.snapshot.json"
+    view, writer = writer_of_a_synced_view(path)
+    task = asyncio.create_task(writer.run())
+    try:
+        await eventually(path.exists)
+        first = parsed(path.read_bytes(), now=time.time()).synced_at
+        view.mark_synced()  # a confirmation without news: no change announced
+        assert not view.changed.is_set()
+
+        await eventually(lambda: parsed(path.read_bytes(), now=time.time()).synced_at > first)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
