@@ -50,6 +50,8 @@ class Refusal(enum.Enum):
     # an authentic link the gateway still refuses
     LIFETIME_EXCEEDED = (403, "lifetime_exceeded")  # outlives what revocations are kept for
     REVOCATION_STORE_UNAVAILABLE = (503, "revocation_store_unavailable")
+    # the revocation list is not loaded yet (Redis down at start, no snapshot): fail closed
+    REVOCATIONS_UNAVAILABLE = (503, "revocations_unavailable")
     # the object and its preconditions
     NOT_FOUND = (404, "not_found")
     PRECONDITION_FAILED = (412, "precondition_failed")

@@ -62,6 +62,7 @@ class Pipeline:
         self.cache_control = services.settings.cache_control
         self.inline_active = services.settings.inline_active_types
         self.revocations = services.revocations
+        self.fail_open = services.settings.revocation.fail_open
         self.proxies = services.proxies
         self.cors = services.cors
         self.cookies = CookieIssuer(services.settings.cookie, services.proxies)
@@ -125,6 +126,8 @@ class Pipeline:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:
             raise Refused(Refusal.INVALID_PATH) from None
+        if not self.revocations.loaded and not self.fail_open:
+            raise Refused(Refusal.REVOCATIONS_UNAVAILABLE)  # a miss would mean nothing yet
         if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
             raise Rejected(Reason.REVOKED)
         if method == "PUT":

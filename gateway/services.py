@@ -1,6 +1,7 @@
 """What a request needs, built once at start-up, each resource with its own cleanup context.
 
-    metrics -> keyring (+ watcher) -> revocation store -> revocation view (+ follower, sweeper)
+    metrics -> keyring (+ watcher) -> revocation store
+        -> revocation view (snapshot loaded, + follower, sweeper, snapshot writer)
         -> object store -> Services
 
 Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
@@ -17,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -27,7 +29,8 @@ from gateway.client_address import TrustedProxies
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
 from gateway.observability.metrics import Metrics
-from gateway.revocation import Kind, RevocationStore, RevocationView
+from gateway.observability.redaction import redact_url
+from gateway.revocation import Kind, RevocationStore, RevocationView, snapshot
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.settings import Settings
 from gateway.storage import ObjectStore, StorageError
@@ -37,6 +40,8 @@ log = logging.getLogger("gateway")
 
 SWEEP_EVERY: Final = 60.0
 FIRST_SYNC_WAIT: Final = 5.0
+SNAPSHOT_EVERY: Final = 60.0  # rewritten this often while in sync, so its age stays true
+SNAPSHOT_GAP: Final = 1.0  # and at most this often in a burst of revocations
 
 Check = Callable[[], Awaitable[str | None]]  # -> why the gateway is not ready, or None
 
@@ -138,8 +143,20 @@ async def _revocation_view(app: web.Application) -> AsyncIterator[None]:
 
     app[_READINESS].add("revocations", fresh)
     app[_REVOCATIONS] = view
-    async with _background(store.follow(view), "revocations"), _background(_sweep(view), "sweep"):
-        await _first_sync(view, min(FIRST_SYNC_WAIT, bound))
+    path = settings.revocation.snapshot
+    writer = None
+    if path is not None:
+        store_name = redact_url(settings.revocation.store_url)
+        await _restore(view, path, store_name, settings.links.max_lifetime)
+        writer = _SnapshotWriter(view, path, store_name)
+    async with (
+        _background(store.follow(view), "revocations"),
+        _background(_sweep(view), "sweep"),
+        _background(writer.run() if writer else None, "snapshot"),
+    ):
+        await _first_sync(
+            view, min(FIRST_SYNC_WAIT, bound), fail_open=settings.revocation.fail_open
+        )
         yield
 
 
@@ -242,14 +259,85 @@ def revocation_staleness(view: RevocationView, max_staleness: float) -> str | No
     return None
 
 
-async def _first_sync(view: RevocationView, within: float) -> None:
+async def _first_sync(view: RevocationView, within: float, *, fail_open: bool) -> None:
     """Serve only once the revocation list is loaded, unless the store is down: then start
     anyway (not ready, so a load balancer keeps traffic away) and catch up when it is back."""
     try:
         async with asyncio.timeout(within):
             await view.first_sync.wait()
     except TimeoutError:
-        log.warning("revocation store not reachable yet; starting not-ready")
+        if view.loaded:
+            meanwhile = "enforcing the snapshot"
+        elif fail_open:
+            meanwhile = "serving verified links unchecked (revocation_fail_open)"
+        else:
+            meanwhile = "refusing verified links (503 revocations_unavailable)"
+        log.warning("revocation store not reachable yet; starting not-ready, %s", meanwhile)
+
+
+async def _restore(view: RevocationView, path: Path, store: str, max_age: float) -> None:
+    """Start from the snapshot, if there is a usable one: a Redis that is down at start then
+    costs freshness, not every revocation. Without one the view stays unloaded and the
+    pipeline refuses verified links (503) until the first sync, unless told to fail open."""
+    now = time.time()
+    try:
+        found = await asyncio.to_thread(snapshot.read, path, store=store, now=now, max_age=max_age)
+    except snapshot.NoSnapshot as exc:
+        log.info("revocation snapshot: %s", exc)
+        return
+    except snapshot.SnapshotError as exc:
+        log.warning("revocation snapshot not used: %s", exc)
+        return
+    view.restore(found.entries, found.synced_at)
+    log.info(
+        "revocation view restored from %s: %d entries, last in sync %.0fs ago",
+        path,
+        len(found.entries),
+        max(0.0, now - found.synced_at),
+    )
+
+
+class _SnapshotWriter:
+    """Writes the view to its snapshot after each sync that brought something (a full resync
+    always does), and every `SNAPSHOT_EVERY` while in sync; never a view that has not synced
+    since the last write, so a snapshot's time is always its view's last sync."""
+
+    def __init__(self, view: RevocationView, path: Path, store: str) -> None:
+        self.view, self.path, self.store = view, path, store
+        self.written = view.synced_at  # the restored snapshot's, or None
+        self.failing = False
+
+    async def run(self) -> None:
+        view = self.view
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SNAPSHOT_EVERY):
+                    await view.changed.wait()
+            view.changed.clear()
+            started = time.monotonic()
+            await self.save()
+            # A long list takes a while to write: spend at most a tenth of the time on it.
+            await asyncio.sleep(max(SNAPSHOT_GAP, 9 * (time.monotonic() - started)))
+
+    async def save(self) -> None:
+        view = self.view
+        synced, synced_wall = view.synced_at, view.synced_wall()
+        if synced is None or synced_wall is None or synced == self.written:
+            return
+        entries = view.copied()  # the thread reads copies, never the live tables
+        try:
+            await asyncio.to_thread(
+                snapshot.write, self.path, store=self.store, synced_at=synced_wall, entries=entries
+            )
+        except OSError as exc:
+            if not self.failing:
+                log.warning("revocation snapshot %s not written: %s", self.path, exc)
+            self.failing = True
+            return
+        if self.failing:
+            log.info("revocation snapshot %s written again", self.path)
+        self.failing = False
+        self.written = synced
 
 
 async def _sweep(view: RevocationView) -> None:

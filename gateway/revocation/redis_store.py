@@ -159,7 +159,7 @@ class RedisStore:
         if missing:
             await self._client.hset(self.entries_key, mapping=missing)  # type: ignore[arg-type]
             log.warning("revocation store had lost %d live entries; restored them", len(missing))
-        view.mark_synced()
+        view.mark_synced(full=True)
         self.connected = True
         self.resyncs += 1
         log.info("revocation view resynced: %d entries from %s", len(raw), redact_url(self.url))

@@ -5,14 +5,15 @@ whatever the number of entries, and never waits on a store. Prefixes are indexed
 tree), so a path costs one lookup of each of its segments, stopping at the first segment no
 entry goes below: linear in the path's length, however deep the path a client chose. Stores
 feed the view (`apply`, `merge`); the view forgets entries on its own once they can no longer
-match (`sweep`).
+match (`sweep`). A view starts empty and not `loaded`: an empty list and a list not read yet
+look alike, so the request path asks `loaded` before trusting a miss.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from gateway.revocation.entries import Kind, Revocation, path_segments
 from signer.format import Claims
@@ -41,6 +42,11 @@ class RevocationView:
         self._prefix_root = _PrefixNode()  # the same prefix entries, by segment
         self.synced_at: float | None = None  # time.monotonic() of the last confirmed sync
         self.first_sync = asyncio.Event()
+        # A whole copy of the list is in: a store's first sync, or a snapshot (`restore`).
+        self.loaded = False
+        # Set by a sync that brought something new (or was a full resync): a snapshot is due.
+        self.changed = asyncio.Event()
+        self._dirty = False
 
     def revoked(self, claims: Claims, token: str, path: str) -> Kind | None:
         """The kind of the first entry that matches this verified link, if any."""
@@ -69,6 +75,7 @@ class RevocationView:
 
     def apply(self, entry: Revocation) -> None:
         """Add one entry, merged with any entry for the same thing (the union covers both)."""
+        self._dirty = True
         if entry.kind is Kind.TOKEN:
             self._tokens[entry.value] = max(entry.until, self._tokens.get(entry.value, 0.0))
             return
@@ -114,6 +121,21 @@ class RevocationView:
             )
         return out
 
+    def copied(self) -> Iterator[Revocation]:
+        """The entries as they are now, built as they are iterated (in a thread, by a snapshot
+        writer): only the tables are copied here, a small part of the cost of `entries`."""
+        tokens = self._tokens.copy()
+        scoped = [(kind, table.copy()) for kind, table in self._scoped.items()]
+
+        def build() -> Iterator[Revocation]:
+            for value, until in tokens.items():
+                yield Revocation(Kind.TOKEN, value, until)
+            for kind, table in scoped:
+                for value, (before, until) in table.items():
+                    yield Revocation(kind, value, until, before)
+
+        return build()
+
     def sweep(self, now: float | None = None) -> int:
         """Drop entries whose links have all expired; returns how many."""
         current = time.time() if now is None else now
@@ -137,9 +159,29 @@ class RevocationView:
     def __len__(self) -> int:
         return len(self._tokens) + sum(len(t) for t in self._scoped.values())
 
-    def mark_synced(self) -> None:
+    def mark_synced(self, *, full: bool = False) -> None:
+        """The store confirmed this view is current (`full`: by a complete read of it)."""
         self.synced_at = time.monotonic()
+        self.loaded = True
         self.first_sync.set()
+        if full or self._dirty:
+            self.changed.set()
+        self._dirty = False
+
+    def restore(self, entries: Iterable[Revocation], synced_at: float) -> None:
+        """Start from a snapshot of a view last in sync at `synced_at` (unix seconds): its
+        entries, and its age as the lag, so readiness judges it like a view that lost its
+        store then. Not a sync of the store: `first_sync` stays unset."""
+        self.merge(entries)
+        self._dirty = False
+        then = time.monotonic() - max(0.0, time.time() - synced_at)
+        if self.synced_at is None or then > self.synced_at:
+            self.synced_at = then
+        self.loaded = True
+
+    def synced_wall(self) -> float | None:
+        """Unix time of the last confirmed sync (None: never), for a snapshot."""
+        return None if self.synced_at is None else time.time() - self.lag()
 
     def lag(self) -> float:
         """Seconds since the view was last confirmed in sync with its store (inf: never)."""

@@ -112,7 +112,8 @@ class Revocations:
         "revocation_db",
         parse.file_path,
         f"{DEFAULT_STATE_DIR}/revocations.sqlite3",
-        "SQLite file of the embedded revocation store (single node; unused with redis_url)",
+        "SQLite file of the embedded revocation store (single node); with redis_url, the "
+        "snapshot of the fleet's list is kept beside it",
     )
     redis_url: str | None = setting(
         "redis_url",
@@ -127,11 +128,24 @@ class Revocations:
         "30",
         "seconds the revocation view may go without a confirmed sync before /readyz fails",
     )
+    fail_open: bool = setting(
+        "revocation_fail_open",
+        parse.boolean,
+        "false",
+        "serve verified links unchecked while the list is not loaded (neither Redis nor a "
+        "snapshot); false: 503 revocations_unavailable",
+    )
 
     @property
     def store_url(self) -> str:
         """The store as one URL, which picks its backend (`gateway.revocation.backends`)."""
         return self.redis_url or f"sqlite://{self.db.absolute()}"
+
+    @property
+    def snapshot(self) -> Path | None:
+        """Where a gateway keeps its copy of the Redis store's list: beside `revocation_db`, in
+        the state directory. None for the embedded store, which is its own snapshot."""
+        return self.db.absolute().with_suffix(".snapshot.json") if self.redis_url else None
 
 
 @dataclass(frozen=True)

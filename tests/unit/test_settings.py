@@ -106,6 +106,7 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("max_link_lifetime", "86400", 86400.0),
     ("redis_url", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ("revocation_max_staleness", "5", 5.0),
+    ("revocation_fail_open", "true", True),
     ("admin_token", "operator-bearer", "operator-bearer"),
     (
         "cors_origins",
@@ -165,6 +166,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
             db=Path("/var/lib/edge-gateway/revocations.sqlite3"),
             redis_url=None,
             max_staleness=30.0,
+            fail_open=False,
         ),
         proxies=Proxies(networks=(), header=ForwardedHeader.X_FORWARDED_FOR),
         cors=Cors(origins=(), credentials=False, max_age=600),
@@ -181,6 +183,27 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
             stale_if_error=0.0,
         ),
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "snapshot"),
+    [
+        ({}, None),
+        (
+            {"redis_url": "redis://10.0.0.5:6379/0"},
+            Path("/var/lib/edge-gateway/revocations.snapshot.json"),
+        ),
+        (
+            {"redis_url": "redis://10.0.0.5:6379/0", "revocation_db": "/data/gw.db"},
+            Path("/data/gw.snapshot.json"),
+        ),
+    ],
+    ids=["embedded-store-is-its-own-snapshot", "beside-the-default-db", "beside-revocation_db"],
+)
+def test_with_redis_the_revocation_snapshot_is_kept_beside_revocation_db(
+    extra: dict[str, str], snapshot: Path | None
+) -> None:
+    assert load(environ=env(**extra)).revocation.snapshot == snapshot
 
 
 def test_the_required_settings_are_origin_and_keyring() -> None:

@@ -34,8 +34,8 @@ class CountingView(RevocationView):
         super().__init__()
         self.syncs = 0
 
-    def mark_synced(self) -> None:
-        super().mark_synced()
+    def mark_synced(self, *, full: bool = False) -> None:
+        super().mark_synced(full=full)
         self.syncs += 1
 
 
