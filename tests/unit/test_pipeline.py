@@ -969,6 +969,7 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "range_not_satisfiable",
         "retired_key",
         "revocation_store_unavailable",
+        "revocations_unavailable",
         "revoked",
         "store_unavailable",
         "token_in_use",
