@@ -9,11 +9,12 @@ message) and closed after in-flight requests have drained. The admin app reads t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Final, TypedDict
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import connections
 from gateway.admin_api import AdminActions, add_admin_api
 from gateway.handler import Pipeline
 from gateway.revocation import Revocation
@@ -58,6 +59,24 @@ def create_app(settings: Settings) -> web.Application:
         app.on_response_prepare.append(cors_headers)
     app.router.add_route("*", "/{path:.*}", handle, expect_handler=defer_expect)
     return app
+
+
+class RunnerOptions(TypedDict):
+    limits: connections.Limits
+    access_log: None
+    auto_decompress: bool
+
+
+def runner_options(settings: Settings) -> RunnerOptions:
+    """How the public app is served, by `gateway serve` and by the tests' gateway alike, as
+    the arguments of `connections.Runner`: the connection limits; no aiohttp access log (the
+    pipeline writes its own, redacted); request bodies never decompressed (what is stored is
+    what was sent)."""
+    return {
+        "limits": connections.limits(settings),
+        "access_log": None,
+        "auto_decompress": False,
+    }
 
 
 async def readiness(public: web.Application) -> tuple[int, str]:

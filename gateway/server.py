@@ -26,9 +26,9 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from gateway import workers
+from gateway import connections, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
-from gateway.app import create_admin_app, create_app
+from gateway.app import create_admin_app, create_app, runner_options
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
@@ -45,11 +45,8 @@ async def run(
     """Serve until SIGTERM/SIGINT. The admin app listens on `admin_listen`, or on
     `admin_socket` (a worker of the supervisor)."""
     app = create_app(settings)
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=settings.timeouts.shutdown_grace,
+    runner = connections.Runner(
+        app, shutdown_timeout=settings.timeouts.shutdown_grace, **runner_options(settings)
     )
     admin_runner = web.AppRunner(
         create_admin_app(app, settings), access_log=None, handle_signals=False, shutdown_timeout=1
@@ -100,6 +97,7 @@ async def _bind(site: web.BaseSite, setting: str, address: Listen) -> None:
 
 
 def serve(settings: Settings) -> None:
+    connections.limits(settings)  # an impossible connection cap stops the start, before workers
     if settings.workers == 1:
         uvloop.run(run(settings))
     else:

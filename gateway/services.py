@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.cache import Cache, Limits
 from gateway.cache.tiers import Tiers
 from gateway.client_address import TrustedProxies
+from gateway.connections import CLOSE_REASONS, CONNECTIONS, Guard
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
 from gateway.observability.metrics import Metrics
@@ -109,6 +110,9 @@ def contexts() -> list[Context]:
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
     app[_METRICS] = Metrics()
     app[_READINESS] = Readiness()
+    guard = app.get(CONNECTIONS)  # set by the runner that serves the app
+    if guard is not None:
+        _publish_connections(guard, app[_METRICS])
     yield
 
 
@@ -398,6 +402,17 @@ def _publish_cache(cache: Cache, metrics: Metrics) -> None:
     }
     for name, (documentation, read) in callbacks.items():
         metrics.count_callback(name, documentation, read)
+
+
+def _publish_connections(guard: Guard, metrics: Metrics) -> None:
+    metrics.client_connections.set_function(lambda: len(guard))
+    metrics.count_callback_by(
+        "gateway_connections_closed",
+        "Client connections the gateway closed, by reason: header_timeout, keepalive_timeout "
+        "(idle past its deadline) or over_capacity (the longest idle, past max_connections).",
+        "reason",
+        lambda: {reason: float(guard.closed[reason]) for reason in CLOSE_REASONS},
+    )
 
 
 def _publish_revocations(view: RevocationView, store: RevocationStore, metrics: Metrics) -> None:

@@ -6,7 +6,7 @@ enums, statuses are HTTP codes. Never a path, a key id chosen by a client, or a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -80,6 +80,11 @@ class Metrics:
         self.uploads = Gauge(
             "gateway_uploads_in_flight",
             "Upload bodies being received and written to storage now.",
+            registry=r,
+        )
+        self.client_connections = Gauge(
+            "gateway_client_connections",
+            "Client connections open now, idle or with a request being handled.",
             registry=r,
         )
         self.storage_errors = Counter(
@@ -167,6 +172,13 @@ class Metrics:
         """A counter kept by another component (read at scrape time)."""
         self.registry.register(_CallbackCounter(name, documentation, read))
 
+    def count_callback_by(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """A counter with one label kept by another component: `read` gives the count of each
+        label value (at scrape time)."""
+        self.registry.register(_LabelledCallbackCounter(name, documentation, label, read))
+
     @staticmethod
     def method_label(method: str) -> str:
         return method if method in KNOWN_METHODS else "OTHER"
@@ -181,3 +193,19 @@ class _CallbackCounter(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self._name, self._documentation)
+
+
+class _LabelledCallbackCounter(Collector):
+    def __init__(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self._name, self._documentation, self._label, self._read = name, documentation, label, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in self._read().items():
+            family.add_metric([value], count)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=[self._label])

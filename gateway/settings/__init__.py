@@ -72,6 +72,32 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Connections:
+    """Client connections: idle ones are closed at their deadline or past the cap
+    (`gateway.connections`)."""
+
+    header_timeout: float = setting(
+        "header_timeout",
+        parse.seconds,
+        "10",
+        "seconds a new connection has to send a complete request head",
+    )
+    keepalive_timeout: float = setting(
+        "keepalive_timeout",
+        parse.seconds,
+        "15",
+        "seconds a kept-alive connection has, after a response, to send its next request head",
+    )
+    max_connections: int | None = setting(
+        "max_connections",
+        parse.count_or_auto(1, 10_000_000),
+        "auto",
+        "open client connections per worker, past which the longest idle are closed; auto: "
+        "the open-file limit minus origin_connections minus 64",
+    )
+
+
+@dataclass(frozen=True)
 class S3:
     endpoint_url: str | None = setting(
         "s3_endpoint_url",
@@ -320,6 +346,7 @@ class Settings:
     )
     links: LinkRules = group()
     timeouts: Timeouts = group()
+    connections: Connections = group()
     s3: S3 = group()
     uploads: Uploads = group()
     revocation: Revocations = group()

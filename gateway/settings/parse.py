@@ -68,6 +68,21 @@ def integer(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def count_or_auto(low: int, high: int) -> Callable[[str], int | None]:
+    """An integer from `low` to `high`, or `auto` (None: the code derives it)."""
+    number = integer(low, high)
+
+    def parse(text: str) -> int | None:
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return number(text)
+        except ValueError:
+            raise ValueError(f"must be auto or an integer from {low} to {high}") from None
+
+    return parse
+
+
 def boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):

@@ -6,15 +6,18 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 from yarl import URL
 
 from gateway import settings as settings_module
-from gateway.app import create_admin_app, create_app
+from gateway.app import create_admin_app, create_app, runner_options
+from gateway.connections import Runner
 from gateway.services import SERVICES, Services
 from gateway.settings import Settings
 from signer import Algorithm, Keyring, Status, new_key, sign_path
@@ -74,6 +77,13 @@ def s3_gateway_settings(
     return gateway_settings(origin, keyring, s3_endpoint_url=server.endpoint_url, **extra)
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's test server, serving through the gateway's own runner (`runner_options`)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return Runner(self.app, **kwargs)
+
+
 @dataclass
 class RunningGateway:
     server: TestServer
@@ -108,8 +118,8 @@ class RunningGateway:
 @asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = create_app(settings)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    server = GatewayTestServer(app, host="127.0.0.1")
+    await server.start_server(**runner_options(settings))
     admin = TestServer(create_admin_app(app, settings), host="127.0.0.1")
     await admin.start_server()
     session = aiohttp.ClientSession(auto_decompress=False)

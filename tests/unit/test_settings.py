@@ -26,6 +26,7 @@ from gateway.settings import (
     SETTING_NAMES,
     SETTINGS,
     CacheSettings,
+    Connections,
     Cookie,
     Cors,
     LinkRules,
@@ -95,6 +96,9 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("first_byte_timeout", "7", 7.0),
     ("idle_timeout", "9", 9.0),
     ("shutdown_grace", "60", 60.0),
+    ("header_timeout", "4.5", 4.5),
+    ("keepalive_timeout", "75", 75.0),
+    ("max_connections", "5000", 5000),
     ("chunk_size", "65536", 65536),
     ("origin_connections", "32", 32),
     ("zero_copy", "false", False),
@@ -160,6 +164,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         admin_token=None,
         links=LinkRules(clock_skew=30.0, max_lifetime=604800.0),
         timeouts=Timeouts(connect=5.0, first_byte=30.0, idle=30.0, shutdown_grace=30.0),
+        connections=Connections(header_timeout=10.0, keepalive_timeout=15.0, max_connections=None),
         s3=S3Settings(endpoint_url=None, region=None, connections=256),
         uploads=Uploads(max_bytes=5 * 1024**3, part_size=8 * 1024**2),
         revocation=Revocations(
@@ -269,6 +274,7 @@ def test_every_setting_can_be_set_in_the_toml_file(
             (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.0.2.1")),
         ),
         ("trusted_proxies", [], ()),
+        ("max_connections", 500, 500),
     ],
 )
 def test_toml_numbers_booleans_and_lists_are_accepted_natively(
@@ -360,6 +366,8 @@ INVALID: list[tuple[str, str, str]] = [
     ("workers", "257", "must be an integer from 1 to 256"),
     ("chunk_size", "4095", "must be an integer from 4096 to 16777216"),
     ("origin_connections", "0", "must be an integer from 1 to 10000"),
+    ("max_connections", "0", "must be auto or an integer from 1 to 10000000"),
+    ("max_connections", "many", "must be auto or an integer from 1 to 10000000"),
     ("max_upload_bytes", "0", "must be an integer from 1 to 5497558138880"),
     ("upload_part_size", "5242879", "must be an integer from 5242880 to 536870912"),
     ("access_log", "maybe", "must be true or false"),
@@ -700,7 +708,15 @@ def test_a_port_above_65535_is_refused(port: int) -> None:
 
 # --- timeouts, as properties -------------------------------------------------------------------
 
-TIMEOUTS = ["clock_skew", "connect_timeout", "first_byte_timeout", "idle_timeout", "shutdown_grace"]
+TIMEOUTS = [
+    "clock_skew",
+    "connect_timeout",
+    "first_byte_timeout",
+    "idle_timeout",
+    "shutdown_grace",
+    "header_timeout",
+    "keepalive_timeout",
+]
 
 
 @given(
@@ -719,6 +735,13 @@ def test_any_number_of_seconds_outside_the_range_is_refused(name: str, seconds: 
     assume(not math.isnan(seconds))
     with pytest.raises(SettingsError, match=f"^GATEWAY_{name.upper()}: .* between 0 and 86400"):
         load(environ=env(**{name: repr(seconds)}))
+
+
+@pytest.mark.parametrize("text", ["auto", "AUTO", " Auto "])
+def test_max_connections_auto_in_any_case_leaves_the_cap_to_the_open_file_limit(
+    text: str,
+) -> None:
+    assert load(environ=env(max_connections=text)).connections.max_connections is None
 
 
 # --- booleans, forwarded header, log level ------------------------------------------------------

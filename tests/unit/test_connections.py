@@ -1,0 +1,165 @@
+"""Specification of `gateway.connections` without a server: which connections go past the cap,
+and the cap `max_connections=auto` derives from the open-file limit."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.app import runner_options
+from gateway.connections import IdleFirst, Limits, auto_cap, limits
+from gateway.settings import Settings, SettingsError, load
+
+REQUIRED = {"GATEWAY_ORIGIN": "file:///srv/objects", "GATEWAY_KEYRING": "/etc/gateway/k.json"}
+
+
+def settings(**values: str) -> Settings:
+    return load(environ=REQUIRED | {f"GATEWAY_{k.upper()}": v for k, v in values.items()})
+
+
+# --- the eviction policy ---------------------------------------------------------------------
+
+
+def test_within_the_cap_no_connection_is_closed() -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=3)
+
+    assert [policy.opened(name) for name in "abc"] == [[], [], []]
+    assert len(policy) == 3
+
+
+def test_past_the_cap_the_connection_idle_the_longest_is_closed() -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=3)
+    for name in "abc":
+        policy.opened(name)
+
+    assert policy.opened("d") == ["a"]
+    assert policy.opened("e") == ["b"]
+    assert len(policy) == 3
+
+
+def test_a_connection_whose_response_was_sent_is_now_the_most_recently_idle() -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=3)
+    for name in "abc":
+        policy.opened(name)
+    policy.started("a")
+    policy.finished("a")
+
+    assert policy.opened("d") == ["b"]
+    assert policy.opened("e") == ["c"]
+    assert policy.opened("f") == ["a"]
+
+
+def test_a_connection_with_a_request_being_handled_is_never_closed() -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=3)
+    for name in "abc":
+        policy.opened(name)
+        policy.started(name)
+
+    assert policy.opened("d") == ["d"]  # every other is busy: the newcomer goes
+    assert not policy.is_idle("d")
+    assert len(policy) == 3
+
+
+def test_a_closed_connection_gives_its_place_back() -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=2)
+    policy.opened("a")
+    policy.opened("b")
+    policy.closed("a")
+
+    assert policy.opened("c") == []
+    assert len(policy) == 2
+
+
+@pytest.mark.parametrize("event", ["started", "finished"])
+def test_a_connection_no_longer_counted_is_not_counted_again(event: str) -> None:
+    policy: IdleFirst[str] = IdleFirst(cap=1)
+    policy.opened("a")
+    policy.opened("b")  # closes "a"
+
+    assert getattr(policy, event)("a") is False
+    assert len(policy) == 1
+
+
+# A model of the policy: every connection with the moment it last became idle (or None: busy).
+Step = tuple[str, int]
+steps = st.lists(
+    st.tuples(st.sampled_from(["open", "start", "finish", "close"]), st.integers(0, 30)),
+    max_size=200,
+)
+
+
+@given(cap=st.integers(1, 8), script=steps)
+def test_the_policy_keeps_the_cap_and_always_closes_the_longest_idle(
+    cap: int, script: list[Step]
+) -> None:
+    policy: IdleFirst[int] = IdleFirst(cap)
+    idle_since: dict[int, int | None] = {}  # the model: None while a request is handled
+    clock, fresh = itertools.count(), itertools.count(100)
+    for action, pick in script:
+        known = sorted(idle_since)
+        target = known[pick % len(known)] if known else None
+        if action == "open":
+            new = next(fresh)
+            idle_since[new] = next(clock)
+            closed = policy.opened(new)
+            while len(idle_since) > cap:
+                idle = {c: t for c, t in idle_since.items() if t is not None}
+                oldest = min(idle, key=idle.__getitem__)
+                assert closed.pop(0) == oldest
+                del idle_since[oldest]
+            assert closed == []
+            assert len(policy) == len(idle_since) <= cap
+        elif target is None:
+            continue
+        elif action == "start" and idle_since[target] is not None:
+            assert policy.started(target)
+            idle_since[target] = None
+        elif action == "finish" and idle_since[target] is None:
+            assert policy.finished(target)
+            idle_since[target] = next(clock)
+        elif action == "close":
+            policy.closed(target)
+            del idle_since[target]
+        for connection, since in idle_since.items():
+            assert policy.is_idle(connection) == (since is not None)
+
+
+# --- the cap from the open-file limit --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("open_files", "origin_connections", "cap"),
+    [(1024, 256, 704), (65536, 256, 65216), (1024, 32, 928), (4096, 10000, -5968)],
+)
+def test_auto_leaves_the_storage_connections_and_a_reserve_out_of_the_open_file_limit(
+    open_files: int, origin_connections: int, cap: int
+) -> None:
+    assert auto_cap(open_files, origin_connections) == cap
+
+
+def test_auto_limits_follow_this_processes_open_file_limit() -> None:
+    assert limits(settings(), open_files=1024) == Limits(10.0, 15.0, 704)
+    assert limits(settings(origin_connections="64"), open_files=1024).max_connections == 896
+
+
+def test_a_set_max_connections_is_used_whatever_the_open_file_limit() -> None:
+    assert limits(settings(max_connections="5000"), open_files=1024).max_connections == 5000
+
+
+def test_an_open_file_limit_too_low_for_auto_stops_the_start_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match=r"^GATEWAY_MAX_CONNECTIONS: auto leaves -64 .*256"):
+        limits(settings(), open_files=256)
+
+
+# --- how the app is served -------------------------------------------------------------------
+
+
+def test_the_app_is_served_without_decompressing_bodies_nor_aiohttps_access_log() -> None:
+    options = runner_options(settings(max_connections="50", header_timeout="4"))
+
+    assert options["auto_decompress"] is False
+    assert options["access_log"] is None
+    assert options["limits"] == Limits(4.0, 15.0, 50)
