@@ -14,10 +14,14 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.revocation.entries import Kind, Revocation, RevocationError, checked
 from gateway.revocation.view import RevocationView
+
+T = TypeVar("T")
 
 log = logging.getLogger("gateway.revocation")
 
@@ -86,8 +90,7 @@ class SQLiteStore:
                     (entry.kind.value, entry.value, entry.before, entry.until, time.time()),
                 )
 
-        async with self._lock:
-            await asyncio.to_thread(write)
+        await self._locked(write)
 
     async def claim_once(self, token_id: str, until: float) -> bool:
         """One row per claimed link: the primary key makes the insert the atomic test, across
@@ -104,8 +107,7 @@ class SQLiteStore:
                 )
                 return cursor.rowcount == 1
 
-        async with self._lock:
-            return await asyncio.to_thread(insert)
+        return await self._locked(insert)
 
     async def release(self, token_id: str) -> None:
         def delete() -> None:
@@ -113,8 +115,7 @@ class SQLiteStore:
             with db:
                 db.execute("DELETE FROM claims WHERE token_id = ?", (token_id,))
 
-        async with self._lock:
-            await asyncio.to_thread(delete)
+        await self._locked(delete)
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         _, rows = await self._select_since(0, time.time() if now is None else now)
@@ -131,8 +132,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM claims WHERE until <= ?", (current,))
                 return db.execute("DELETE FROM revocations WHERE until <= ?", (current,)).rowcount
 
-        async with self._lock:
-            return await asyncio.to_thread(delete)
+        return await self._locked(delete)
 
     async def _select_since(self, seq: int, now: float) -> tuple[int, list[Revocation]]:
         """The valid live rows after `seq`, and the last `seq` read (valid or not), so that a
@@ -154,8 +154,7 @@ class SQLiteStore:
                     log.error("revocation_db: skipping invalid row %d: %s", row_seq, exc)
             return last, out
 
-        async with self._lock:
-            return await asyncio.to_thread(select)
+        return await self._locked(select)
 
     async def follow(self, view: RevocationView) -> None:
         """Keep `view` in step with the file until cancelled."""
@@ -173,11 +172,24 @@ class SQLiteStore:
                 view.mark_synced()
             await asyncio.sleep(self.poll_interval)
 
+    async def _locked(self, work: Callable[[], T]) -> T:
+        """`work` in a thread, holding the lock until the thread is done, even when the caller
+        is cancelled: the connection must not be closed under a query still running."""
+        async with self._lock:
+            running = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                with contextlib.suppress(BaseException):
+                    await running
+                raise
+
     async def close(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        async with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
