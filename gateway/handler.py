@@ -253,14 +253,10 @@ class Pipeline:
     ) -> tuple[bool, bool]:
         """Send a cached body straight to a plain client socket: slice files by sendfile(2),
         bytes still arriving from storage by write(2). Same contract as `_relay`."""
+        client_fd, sent_head = self._flushed_socket(request, writer, record)
         transport = request.transport
-        client_fd = relay.plain_socket(transport)
         if client_fd is None or transport is None:
-            return False, False
-        writer.send_headers()
-        self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
-        if transport.get_write_buffer_size():
-            return False, True
+            return False, sent_head
         sender = relay.Sender.open(client_fd)
         if sender is None:
             return False, True
@@ -349,14 +345,10 @@ class Pipeline:
         it did, and whether the head was sent (and timed). The head must be on the wire before
         the relay's bytes, which would overtake it: if it is not (rare: the client's socket is
         full), or anything else rules the relay out, the caller streams chunks instead."""
+        client_fd, sent_head = self._flushed_socket(request, writer, record)
         transport = request.transport
-        client_fd = relay.plain_socket(transport)
         if client_fd is None or transport is None:
-            return False, False
-        writer.send_headers()
-        self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
-        if transport.get_write_buffer_size():
-            return False, True
+            return False, sent_head
         job = relay.Relay.open(client_fd)
         if job is None:
             return False, True
@@ -379,6 +371,22 @@ class Pipeline:
             record.sent += job.sent
             self.metrics.spliced_bytes.inc(job.spliced)
         return True, True
+
+    def _flushed_socket(
+        self, request: web.Request, writer: AbstractStreamWriter, record: AccessRecord
+    ) -> tuple[int | None, bool]:
+        """The client's plain socket with the response head already on the wire (bytes written
+        to the socket directly would overtake a head still buffered), or None; and whether the
+        head was sent (and timed)."""
+        transport = request.transport
+        client_fd = relay.plain_socket(transport)
+        if client_fd is None or transport is None:
+            return None, False
+        writer.send_headers()
+        self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
+        if transport.get_write_buffer_size():
+            return None, True
+        return client_fd, True
 
     def _finish(self, record: AccessRecord) -> None:
         record.duration = time.perf_counter() - record.started
