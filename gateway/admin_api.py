@@ -85,7 +85,7 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
             raise Refused(Refusal.STORE_UNAVAILABLE) from None
         actions.on_revoked(entry)
         log.info("admin API: revoked %s (until %d)", _loggable(entry), entry.until)
-        return _json(201, {"revoked": entry.describe()})
+        return _json(201, {"revoked": entry.as_dict()})
 
     async def list_entries(request: web.Request) -> web.Response:
         try:
@@ -93,7 +93,7 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
         except Exception as exc:  # any store failure
             log.error("admin API: revocation store %s failed: %s", actions.store().name, exc)
             raise Refused(Refusal.STORE_UNAVAILABLE) from None
-        return _json(200, {"revocations": [e.describe() for e in entries]})
+        return _json(200, {"revocations": [e.as_dict() for e in entries]})
 
     async def reload(request: web.Request) -> web.Response:
         status, message = await actions.reload_keyring()

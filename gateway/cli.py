@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "settings":
-        print(settings_module.describe())
+        print(settings_module.settings_table())
         return 0
     if args.command in ("revoke", "revocations"):
         return _operate(args)

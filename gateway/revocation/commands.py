@@ -37,7 +37,7 @@ async def revoke(
         await store.add(entry)
     finally:
         await store.close()
-    return f"revoked {describe(entry)} (store: {store.name})"
+    return f"revoked {summary(entry)} (store: {store.name})"
 
 
 async def list_entries(config: Path | None, as_json: bool) -> str:
@@ -48,10 +48,10 @@ async def list_entries(config: Path | None, as_json: bool) -> str:
     finally:
         await store.close()
     if as_json:
-        return json.dumps([e.describe() for e in entries], indent=2)
+        return json.dumps([e.as_dict() for e in entries], indent=2)
     if not entries:
         return "no live revocations"
-    return "\n".join(describe(e) for e in entries)
+    return "\n".join(summary(e) for e in entries)
 
 
 async def prune(config: Path | None) -> str:
@@ -64,7 +64,7 @@ async def prune(config: Path | None) -> str:
     return f"pruned {dropped} expired revocation(s)"
 
 
-def describe(entry: Revocation) -> str:
+def summary(entry: Revocation) -> str:
     scope = "" if entry.before is None else f", issued up to {_utc(entry.before)}"
     return f"{entry.kind.value} {entry.value}{scope}; kept until {_utc(entry.until)}"
 

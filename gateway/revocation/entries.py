@@ -65,7 +65,7 @@ class Revocation:
         return Revocation(self.kind, self.value, max(self.until, other.until), before)
 
     def to_json(self) -> str:
-        return json.dumps(self.describe(), separators=(",", ":"))
+        return json.dumps(self.as_dict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Revocation:
@@ -75,7 +75,7 @@ class Revocation:
         except (ValueError, KeyError, TypeError) as exc:
             raise RevocationError(f"not a revocation entry: {exc}") from None
 
-    def describe(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.value,
             "value": self.value,

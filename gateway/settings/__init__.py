@@ -31,9 +31,9 @@ __all__ = [
     "Origin",
     "Settings",
     "SettingsError",
-    "describe",
     "load",
     "load_group",
+    "settings_table",
 ]
 
 DEFAULT_STATE_DIR: Final = "/var/lib/edge-gateway"
@@ -385,7 +385,7 @@ SETTING_NAMES: Final = frozenset(s.name for s in SETTINGS)
 ENV_NAMES: Final = frozenset(s.env for s in SETTINGS)
 
 
-def describe() -> str:
+def settings_table() -> str:
     """The settings table, for `gateway settings` and the docs."""
     lines = []
     for s in SETTINGS:

@@ -257,7 +257,7 @@ async def test_a_scoped_revocation_covers_links_issued_until_now(
     assert entry.before is not None
     assert start <= entry.before <= end
     assert entry.until == entry.before + LIFETIME + SKEW
-    assert body == {"revoked": entry.describe()}
+    assert body == {"revoked": entry.as_dict()}
     assert calls.revoked == [entry]
 
 
@@ -282,7 +282,7 @@ async def test_a_signed_url_is_revoked_by_its_token_id_until_it_expires(
     status, body = await revoke(client, {"url": "https://media.example.com" + target})
     expected = Revocation(Kind.TOKEN, token_id(link.signature), link.claims.expires + SKEW)
     assert status == 201
-    assert body == {"revoked": expected.describe()}
+    assert body == {"revoked": expected.as_dict()}
     assert await store.entries() == [expected]
     assert calls.revoked == [expected]
 
@@ -475,7 +475,7 @@ async def test_the_list_holds_every_live_entry_of_the_store(
     listed = (await response.json())["revocations"]
     assert response.status == 200
     assert sorted(e["value"] for e in listed) == ["/videos", DIGEST, "k1"]
-    assert all(e in listed for e in json.loads(json.dumps([x.describe() for x in live])))
+    assert all(e in listed for e in json.loads(json.dumps([x.as_dict() for x in live])))
 
 
 # -- keyring reload ------------------------------------------------------------------------------

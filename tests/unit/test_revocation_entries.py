@@ -73,9 +73,9 @@ def test_the_store_key_is_one_per_kind_and_value() -> None:
     assert Revocation(Kind.TOKEN, DIGEST, UNTIL).field == f"token:{DIGEST}"
 
 
-def test_describe_lists_every_field_by_name() -> None:
+def test_as_dict_lists_every_field_by_name() -> None:
     entry = Revocation(Kind.PREFIX, "/videos", UNTIL, BEFORE)
-    assert entry.describe() == {
+    assert entry.as_dict() == {
         "kind": "prefix",
         "value": "/videos",
         "before": BEFORE,
@@ -84,7 +84,7 @@ def test_describe_lists_every_field_by_name() -> None:
 
 
 def test_a_token_entry_has_no_issue_time_bound() -> None:
-    assert Revocation(Kind.TOKEN, DIGEST, UNTIL).describe()["before"] is None
+    assert Revocation(Kind.TOKEN, DIGEST, UNTIL).as_dict()["before"] is None
 
 
 @given(entries)
@@ -468,6 +468,6 @@ def test_an_invalid_request_names_the_field(what: str, value: str, field: str) -
         request(what, value)
 
 
-def test_describe_is_json_serialisable() -> None:
+def test_as_dict_is_json_serialisable() -> None:
     entry = request("prefix", "/a/b/")
-    assert json.loads(json.dumps(entry.describe()))["value"] == "/a/b"
+    assert json.loads(json.dumps(entry.as_dict()))["value"] == "/a/b"

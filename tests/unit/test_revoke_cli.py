@@ -313,7 +313,7 @@ def test_the_json_list_describes_every_field(db: Path, capsys: pytest.CaptureFix
     add(db, *entries)
     code, out, _ = run(capsys, "revocations", "list", "--json")
     assert code == 0
-    assert json.loads(out) == [e.describe() for e in entries]
+    assert json.loads(out) == [e.as_dict() for e in entries]
 
 
 # -- prune ---------------------------------------------------------------------------------------

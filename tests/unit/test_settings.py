@@ -39,8 +39,8 @@ from gateway.settings import (
     SettingsError,
     Timeouts,
     Uploads,
-    describe,
     load,
+    settings_table,
 )
 from gateway.settings import S3 as S3Settings
 
@@ -831,8 +831,8 @@ def test_the_settings_table_matches_the_settings_object() -> None:
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
-def test_describe_lists_every_variable_with_its_default_and_help(setting: Any) -> None:
-    text = describe()
+def test_the_table_lists_every_variable_with_its_default_and_help(setting: Any) -> None:
+    text = settings_table()
     default = "(required)" if setting.default is None else repr(setting.default)
 
     assert setting.env in text
