@@ -135,9 +135,9 @@ class _Connection(asyncio.Protocol):
             await self._wait(idle)
         return self._take(limit)
 
-    def hand_over(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
-        """Stop reading and give the caller what was received (at most `limit` bytes) and the
-        socket to read the rest from; `take_back()` resumes. None if there is no plain socket."""
+    def lend_socket(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
+        """Stop reading and lend the caller what was received (at most `limit` bytes) and the
+        socket to read the rest from; `socket_returned()` resumes. None without a plain socket."""
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None or transport.get_extra_info("sslcontext"):
@@ -153,7 +153,7 @@ class _Connection(asyncio.Protocol):
             limit -= len(chunk)
         return tuple(received), sock.fileno()
 
-    def take_back(self) -> None:
+    def socket_returned(self) -> None:
         """The caller read the rest of the body from the socket itself; read on from here."""
         if self._paused and self.transport is not None:
             self._paused = False
@@ -192,7 +192,7 @@ class OriginResponse:
         self._remaining = body_length
         self._reusable = reusable and body_length is not None
         self._done = False
-        self._handed_over = False  # its reading paused, until read_elsewhere()
+        self._socket_lent = False  # its reading paused, until socket_read_to_end()
 
     async def read_chunk(self, size: int, idle: float | None = None) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the
@@ -207,32 +207,32 @@ class OriginResponse:
         self._remaining -= len(chunk)
         return chunk
 
-    def hand_over(self) -> tuple[tuple[bytes, ...], int, int] | None:
+    def lend_socket(self) -> tuple[tuple[bytes, ...], int, int] | None:
         """The body's received bytes, the socket holding the rest and how many bytes that is,
-        for a caller that reads the socket itself and then calls `read_elsewhere()`. None for
+        for a caller that reads the socket itself and then calls `socket_read_to_end()`. None for
         TLS connections, or a body of unknown length."""
         if self._remaining is None or self._done:
             return None
-        handed = self._connection.hand_over(self._remaining)
+        handed = self._connection.lend_socket(self._remaining)
         if handed is None:
             return None
         received, fd = handed
         self._remaining -= sum(len(chunk) for chunk in received)
-        self._handed_over = True
+        self._socket_lent = True
         return received, fd, self._remaining
 
-    def read_elsewhere(self) -> None:
-        """The rest of the body was read from the socket `hand_over()` gave out."""
+    def socket_read_to_end(self) -> None:
+        """The rest of the body was read from the socket `lend_socket()` gave out."""
         self._remaining = 0
-        self._handed_over = False
-        self._connection.take_back()
+        self._socket_lent = False
+        self._connection.socket_returned()
 
     def release(self) -> None:
         """Done with the response: the connection is pooled if the body was read whole."""
         if self._done:
             return
         self._done = True
-        if self._reusable and self._remaining == 0 and not self._handed_over:
+        if self._reusable and self._remaining == 0 and not self._socket_lent:
             self._pool.put_back(self._connection)
         else:
             self._connection.close()

@@ -259,14 +259,14 @@ class S3Body:
         self._complete = True
 
     def socket_body(self) -> SocketBody | None:
-        handed = self._response.hand_over()
+        handed = self._response.lend_socket()
         if handed is None:
             return None
         received, fd, remaining = handed
         return SocketBody(received, fd, remaining, self._store._idle_timeout, self._read_elsewhere)
 
     def _read_elsewhere(self) -> None:
-        self._response.read_elsewhere()
+        self._response.socket_read_to_end()
         self._complete = True
 
     async def release(self) -> None:

@@ -95,10 +95,10 @@ async def test_a_connection_is_reused_once_a_body_was_read_whole(storage: Start)
     await pool.close()
 
 
-async def read_handed_over(pool: ConnectionPool, size: int) -> bytes:
+async def read_socket_lent(pool: ConnectionPool, size: int) -> bytes:
     """Read a body the way the zero-copy relay does: what was received, then the socket."""
     response = await pool.request("GET", "/k", {})
-    handed = response.hand_over()
+    handed = response.lend_socket()
     assert handed is not None
     received, fd, remaining = handed
     assert sum(map(len, received)) + remaining == size
@@ -107,21 +107,21 @@ async def read_handed_over(pool: ConnectionPool, size: int) -> bytes:
     with socket.socket(fileno=os.dup(fd)) as sock:
         while len(rest) < remaining:
             rest += await loop.sock_recv(sock, remaining - len(rest))
-    response.read_elsewhere()
+    response.socket_read_to_end()
     response.release()
     return b"".join(received) + bytes(rest)
 
 
-async def test_a_body_read_from_the_handed_over_socket_leaves_the_connection_reusable(
+async def test_a_body_read_from_the_lent_socket_leaves_the_connection_reusable(
     storage: Start,
 ) -> None:
     bodies = {n: os.urandom(300_000 + n) for n in (1, 2, 3)}
     fake = storage(lambda n: ok(bodies[n]))
     pool = await serve(fake)
 
-    assert await read_handed_over(pool, len(bodies[1])) == bodies[1]
+    assert await read_socket_lent(pool, len(bodies[1])) == bodies[1]
     assert await read_all(pool) == (200, bodies[2])  # reading resumed where the body ended
-    assert await read_handed_over(pool, len(bodies[3])) == bodies[3]
+    assert await read_socket_lent(pool, len(bodies[3])) == bodies[3]
 
     assert fake.connections == 1
     await pool.close()
@@ -133,8 +133,8 @@ async def test_a_handed_over_body_not_read_to_its_end_closes_its_connection(
     fake = storage(lambda n: ok(b"x" * 100_000))
     pool = await serve(fake)
     response = await pool.request("GET", "/k", {})
-    assert response.hand_over() is not None
-    response.release()  # read_elsewhere() never called: the socket is somewhere mid-body
+    assert response.lend_socket() is not None
+    response.release()  # socket_read_to_end() never called: the socket is somewhere mid-body
 
     assert await read_all(pool) == (200, b"x" * 100_000)
     assert fake.connections == 2
