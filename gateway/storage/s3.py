@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from gateway.http.conditionals import parse_http_date
 from gateway.http.ranges import ByteRange, RangeSpec
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
 
 # Every answer carries its object's Last-Modified; the same few values come back again and again.
 _parse_last_modified = functools.lru_cache(maxsize=1024)(parse_http_date)
+#: What HeadBucket's bare status codes mean to an operator.
+_HEAD_BUCKET = {
+    "403": "403 access denied: wrong AWS credentials, or no permission on the bucket",
+    "404": "404 no such bucket (GATEWAY_ORIGIN)",
+    "301": "301 the bucket is in another region (GATEWAY_S3_REGION)",
+    "400": "400 bad request: often the wrong region (GATEWAY_S3_REGION)",
+}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
@@ -134,6 +142,13 @@ class S3Store:
             )
         except TimeoutError:
             raise OriginTimeout("storage did not answer HeadBucket in time") from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            raise OriginError(f"HeadBucket failed: {_HEAD_BUCKET.get(code, code)}") from None
+        except EndpointConnectionError:
+            raise OriginError(
+                "HeadBucket failed: cannot connect to the endpoint (GATEWAY_S3_ENDPOINT_URL)"
+            ) from None
         except Exception as exc:
             raise OriginError(f"HeadBucket failed: {type(exc).__name__}") from None
 

@@ -1,0 +1,203 @@
+"""`gateway check` against real storage: one line per finding, naming the setting; exit 0 when
+the gateway would serve, 1 when it would not, 2 when the settings do not load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from signer import Algorithm, Keyring, Status, new_key
+from tests.integration.conftest import PRIVATE_BUCKET, PUBLIC_BUCKET
+from tests.integration.harness import make_keys, use_credentials
+from tests.servers import S3Server, free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server
+) -> dict[str, str]:
+    """The environment of a gateway in front of the private bucket, with nothing wrong."""
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    use_credentials(monkeypatch, s3_server)
+    keys = make_keys(tmp_path)
+    environ = {
+        "GATEWAY_ORIGIN": f"s3://{PRIVATE_BUCKET}/",
+        "GATEWAY_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "GATEWAY_KEYRING": str(keys.gateway_file),
+        "GATEWAY_REVOCATION_DB": str(tmp_path / "revocations.sqlite3"),
+        "GATEWAY_CACHE": "true",
+        "GATEWAY_CACHE_DIR": str(tmp_path / "cache"),
+        "GATEWAY_CACHE_DISK_BYTES": "1048576",
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return environ
+
+
+def check(capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(["check"])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def errors(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("error")]
+
+
+def test_a_sound_configuration_passes_and_says_what_it_checked(
+    configured: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = check(capsys)
+
+    assert code == 0, lines
+    assert errors(lines) == []
+    checked = {line.split()[1].rstrip(":") for line in lines if line.startswith("ok")}
+    assert checked == {
+        "GATEWAY_KEYRING",
+        "GATEWAY_ORIGIN",
+        "GATEWAY_REVOCATION_DB",
+        "GATEWAY_CACHE_DIR",
+    }
+    assert any("verifies old, live; retired: gone" in line for line in lines)
+
+
+def test_wrong_credentials_are_an_error_naming_the_origin(
+    configured: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_ORIGIN:"]
+    assert "403 access denied" in errors(lines)[0]
+
+
+def test_a_missing_bucket_is_an_error(
+    configured: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_ORIGIN", "s3://no-such-bucket-here/")
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert "404 no such bucket" in errors(lines)[0]
+
+
+def test_an_unreachable_endpoint_is_an_error_naming_the_setting(
+    configured: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("GATEWAY_CONNECT_TIMEOUT", "1")
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert "GATEWAY_S3_ENDPOINT_URL" in errors(lines)[0]
+
+
+def test_a_bucket_anyone_can_read_is_a_warning(
+    configured: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_ORIGIN", f"s3://{PUBLIC_BUCKET}/")
+
+    code, lines = check(capsys)
+
+    assert code == 0  # it would serve, but nothing stops anyone going around it
+    warnings = [line for line in lines if line.startswith("warning")]
+    assert len(warnings) == 1
+    assert "GATEWAY_ORIGIN" in warnings[0]
+    assert "without credentials" in warnings[0]
+
+
+def test_a_private_ed25519_key_is_an_error_that_says_what_to_do(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    signing = tmp_path / "signing-keyring.json"
+    Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE)]).save(signing)
+    monkeypatch.setenv("GATEWAY_KEYRING", str(signing))
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert "GATEWAY_KEYRING" in errors(lines)[0]
+    assert "export-public" in errors(lines)[0]
+
+
+def test_an_hmac_keyring_readable_by_others_is_a_warning(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shared = tmp_path / "hmac-keyring.json"
+    Keyring([new_key("h1", Algorithm.HMAC_SHA256, Status.ACTIVE)]).save(shared)
+    shared.chmod(0o644)
+    monkeypatch.setenv("GATEWAY_KEYRING", str(shared))
+
+    code, lines = check(capsys)
+
+    assert code == 0
+    assert any(line.startswith("warning GATEWAY_KEYRING") and "mode 644" in line for line in lines)
+
+
+def test_an_unwritable_cache_directory_is_an_error(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("GATEWAY_CACHE_DIR", str(blocker / "cache"))  # under a file: never
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_CACHE_DIR:"]
+
+
+def test_a_revocation_db_that_cannot_be_created_is_an_error(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("GATEWAY_REVOCATION_DB", str(blocker / "revocations.sqlite3"))
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_REVOCATION_DB:"]
+
+
+def test_settings_that_do_not_load_exit_2_naming_the_setting(
+    configured: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_LISTEN", "nowhere")
+
+    code, lines = check(capsys)
+
+    assert code == 2
+    assert lines[0].startswith("error   settings: GATEWAY_LISTEN:")
