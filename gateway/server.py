@@ -53,8 +53,14 @@ async def run(
     )
     try:
         await runner.setup()  # opens every resource: failures surface here
+        tls = app[SERVICES].tls
         site = web.TCPSite(
-            runner, settings.listen.host, settings.listen.port, reuse_port=True, backlog=1024
+            runner,
+            settings.listen.host,
+            settings.listen.port,
+            reuse_port=True,
+            backlog=1024,
+            ssl_context=None if tls is None else tls.context,
         )
         await _bind(site, "GATEWAY_LISTEN", settings.listen)
         await admin_runner.setup()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ from gateway.observability.metrics import Metrics
 from gateway.observability.redaction import redact_url
 from gateway.revocation import Kind, RevocationStore, RevocationView, snapshot
 from gateway.revocation.backends import open_store as open_revocation_store
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from gateway.storage import ObjectStore, StorageError
 from gateway.storage.backends import open_store
+from gateway.tls import CertificateHolder
 
 log = logging.getLogger("gateway")
 
@@ -79,6 +81,7 @@ class Services:
     proxies: TrustedProxies
     cors: CorsPolicy
     cache: Cache | None  # None: the cache is off
+    tls: CertificateHolder | None  # None: plain HTTP
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -90,6 +93,7 @@ _REVOCATIONS: Final = web.AppKey("revocations", RevocationView)
 _STORE: Final = web.AppKey("store", ObjectStore)
 _READINESS: Final = web.AppKey("readiness", Readiness)
 _CACHE: Final = web.AppKey("cache", Cache)
+_TLS: Final = web.AppKey("tls", CertificateHolder)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -103,6 +107,7 @@ def contexts() -> list[Context]:
         _revocation_view,
         _object_store,
         _cache,
+        _tls,
         _assemble,
     ]
 
@@ -222,6 +227,27 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         await cache.close()
 
 
+async def _tls(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    certificate, key = settings.tls.certificate, settings.tls.key
+    if certificate is None and key is None:
+        yield
+        return
+    if certificate is None or key is None:
+        missing = "GATEWAY_TLS_KEY" if key is None else "GATEWAY_TLS_CERTIFICATE"
+        raise SettingsError(
+            f"{missing}: TLS needs both GATEWAY_TLS_CERTIFICATE and GATEWAY_TLS_KEY"
+        )
+    try:
+        holder = CertificateHolder(certificate, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"GATEWAY_TLS_CERTIFICATE: cannot load {certificate}: {exc}") from None
+    app[_TLS] = holder
+    interval = settings.keyring_watch_interval
+    async with _background(holder.watch(interval) if interval > 0 else None, "tls"):
+        yield
+
+
 async def _assemble(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[SERVICES] = Services(
@@ -235,6 +261,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         proxies=TrustedProxies(settings.proxies.networks, settings.proxies.header),
         cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
         cache=app.get(_CACHE),
+        tls=app.get(_TLS),
     )
     yield
 

@@ -238,6 +238,19 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class Tls:
+    certificate: Path | None = setting(
+        "tls_certificate",
+        parse.optional_path,
+        "",
+        "PEM certificate chain for TLS on the public listener; empty: plain HTTP",
+    )
+    key: Path | None = setting(
+        "tls_key", parse.optional_path, "", "PEM private key of that certificate"
+    )
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     enabled: bool = setting(
         "cache", parse.boolean, "false", "keep objects at the edge, served after verification"
@@ -355,6 +368,7 @@ class Settings:
     cookie: Cookie = group()
     log: Logging = group()
     cache: CacheSettings = group()
+    tls: Tls = group()
 
     def __post_init__(self) -> None:
         """Rules across settings: each error names the setting to change."""

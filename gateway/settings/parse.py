@@ -143,3 +143,7 @@ def store_url(text: str) -> str | None:
     if scheme not in BACKENDS or scheme == "sqlite":
         raise ValueError(f"must be a {', '.join(remote[:-1])} or {remote[-1]} URL")
     return text
+
+
+def optional_path(text: str) -> Path | None:
+    return Path(text.strip()) if text.strip() else None

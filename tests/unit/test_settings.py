@@ -38,6 +38,7 @@ from gateway.settings import (
     Settings,
     SettingsError,
     Timeouts,
+    Tls,
     Uploads,
     load,
     settings_table,
@@ -125,6 +126,8 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("inline_active_types", "true", True),
     ("access_log", "false", False),
     ("cache", "true", True),
+    ("tls_certificate", "/etc/tls/cert.pem", Path("/etc/tls/cert.pem")),
+    ("tls_key", "/etc/tls/key.pem", Path("/etc/tls/key.pem")),
     ("cache_dir", "/srv/cache", Path("/srv/cache")),
     ("cache_disk_bytes", "1000", 1000),
     ("cache_memory_bytes", "2000", 2000),
@@ -187,6 +190,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
             ttl=60.0,
             stale_if_error=0.0,
         ),
+        tls=Tls(certificate=None, key=None),
     )
 
 
