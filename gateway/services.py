@@ -21,6 +21,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.client_address import TrustedProxies
+from gateway.drain import InFlight
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
 from gateway.observability.metrics import Metrics
@@ -69,6 +70,7 @@ class Services:
     readiness: Readiness
     proxies: TrustedProxies
     cors: CorsPolicy
+    in_flight: InFlight
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -161,6 +163,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         readiness=app[_READINESS],
         proxies=TrustedProxies(settings.proxies.networks, settings.proxies.header),
         cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
+        in_flight=InFlight(),
     )
     yield
 

@@ -51,6 +51,7 @@ class Uploads:
         self.max_upload_bytes = services.settings.uploads.max_bytes
         self.idle_timeout = services.settings.timeouts.idle
         self.skew = services.settings.links.clock_skew
+        self.in_flight = services.in_flight
 
     async def receive(
         self, request: web.Request, verified: Verified, key: str, record: AccessRecord
@@ -120,10 +121,16 @@ class Uploads:
             # The client went away or broke the framing: nobody is left to answer.
             raise Refused(Refusal.CLIENT_DISCONNECTED) from None
         except asyncio.CancelledError:
-            # With handler cancellation on, a client that goes away cancels the handler; so
-            # does the shutdown deadline. The upload was aborted on the way out either way.
+            # The shutdown deadline cancels the handler (gateway.drain), and so may aiohttp when
+            # the client goes away. The upload was aborted on the way out either way.
             gone = request.transport is None or request.transport.is_closing()
-            refusal = Refusal.CLIENT_DISCONNECTED if gone else Refusal.CANCELLED
+            refusal = (
+                Refusal.SHUTDOWN
+                if self.in_flight.cutting
+                else Refusal.CLIENT_DISCONNECTED
+                if gone
+                else Refusal.CANCELLED
+            )
             record.status, record.reason = refusal.status, refusal.code
             raise
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -40,6 +42,7 @@ class Served:
     admin_port: int
     keyring: Keyring
     keyring_file: Path
+    stdout: Path | None = None  # where the access log goes
 
     def url(self, path: str, **options: object) -> URL:
         target = sign_path(path, self.keyring, expires_in=300, **options)  # type: ignore[arg-type]
@@ -54,6 +57,12 @@ class Served:
         self.process.wait(timeout=30)
         assert self.process.stderr is not None
         return self.process.stderr.read().decode()
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access log lines written so far, parsed."""
+        assert self.stdout is not None
+        lines = self.stdout.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 @pytest.fixture
@@ -84,10 +93,12 @@ def serve(tmp_path: Path, origin: Path | str, **extra: str) -> Served:
         }
     )
     env.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
-    process = subprocess.Popen(
-        [gateway_exe(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    served = Served(process, port, admin_port, keyring, keyring_file)
+    stdout = tmp_path / f"gateway-{port}.out"
+    with stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [gateway_exe(), "serve"], env=env, stdout=out, stderr=subprocess.PIPE
+        )
+    served = Served(process, port, admin_port, keyring, keyring_file, stdout)
     deadline = time.monotonic() + 30
     while not _healthy(admin_port, "/readyz"):
         if process.poll() is not None or time.monotonic() > deadline:
