@@ -1,7 +1,7 @@
 """What a request needs, built once at start-up, each resource with its own cleanup context.
 
     metrics -> keyring (+ watcher) -> revocation store -> revocation view (+ follower, sweeper)
-        -> object store -> Services
+        -> object store -> sweeper of abandoned uploads -> Services
 
 Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
 that resource needs, and closes it on the way out. If a step fails at start-up (no AWS
@@ -24,6 +24,7 @@ from gateway.client_address import TrustedProxies
 from gateway.drain import InFlight
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
+from gateway.leases import sweep_abandoned
 from gateway.observability.metrics import Metrics
 from gateway.revocation import Kind, RevocationStore, RevocationView
 from gateway.revocation.backends import open_store as open_revocation_store
@@ -87,7 +88,15 @@ Context = Callable[[web.Application], AsyncIterator[None]]
 
 def contexts() -> list[Context]:
     """The cleanup contexts, in start-up order (aiohttp closes them in reverse)."""
-    return [_metrics, _keyring, _revocation_store, _revocation_view, _object_store, _assemble]
+    return [
+        _metrics,
+        _keyring,
+        _revocation_store,
+        _revocation_view,
+        _object_store,
+        _upload_sweeper,
+        _assemble,
+    ]
 
 
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
@@ -149,6 +158,18 @@ async def _object_store(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await store.close()
+
+
+async def _upload_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Aborts the multipart uploads of gateways that died mid-upload (`gateway.leases`)."""
+    every = app[SETTINGS].uploads.sweep_interval
+    work = (
+        sweep_abandoned(app[_REVOCATION_STORE], app[_STORE], app[_METRICS], every)
+        if every > 0
+        else None
+    )
+    async with _background(work, "upload sweep"):
+        yield
 
 
 async def _assemble(app: web.Application) -> AsyncIterator[None]:

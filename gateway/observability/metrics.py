@@ -82,6 +82,11 @@ class Metrics:
             "Upload bodies being received and written to storage now.",
             registry=r,
         )
+        self.abandoned_uploads = Counter(
+            "gateway_abandoned_uploads_aborted_total",
+            "Multipart uploads of gateways that died mid-upload, aborted by this one's sweeps.",
+            registry=r,
+        )
         self.storage_errors = Counter(
             "gateway_storage_errors_total", "Storage failures, by kind.", ["kind"], registry=r
         )
