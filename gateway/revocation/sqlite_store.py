@@ -19,14 +19,19 @@ import contextlib
 import logging
 import secrets
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.revocation import UPLOAD_LEASE
 from gateway.revocation.entries import Kind, Revocation, RevocationError, checked
 from gateway.revocation.view import RevocationView
 
 log = logging.getLogger("gateway.revocation")
+
+T = TypeVar("T")
 
 POLL_INTERVAL = 0.5
 BUSY_TIMEOUT = 10.0
@@ -70,7 +75,8 @@ class SQLiteStore:
         self.connected = True
         self.holder = secrets.token_hex(8)  # whose claims these are: renewed and released
         self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one call at a time from this event loop...
+        self._thread_lock = threading.Lock()  # ...and one statement at a time on the connection
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -91,9 +97,21 @@ class SQLiteStore:
             self._db = db
         return self._db
 
+    async def _run(self, work: Callable[[], T]) -> T:
+        """`work` in a thread, one at a time. The thread lock is held for the whole call even
+        when the awaiting task is cancelled (its thread runs on), so `close` never closes
+        the connection under a running statement (which can crash the process)."""
+
+        def locked() -> T:
+            with self._thread_lock:
+                return work()
+
+        async with self._lock:
+            return await asyncio.to_thread(locked)
+
     async def open(self) -> None:
         """Create the file and schema now, so a bad path fails at start-up."""
-        await asyncio.to_thread(self._connect)
+        await self._run(self._connect)
 
     async def add(self, entry: Revocation) -> None:
         def write() -> None:
@@ -105,8 +123,7 @@ class SQLiteStore:
                     (entry.kind.value, entry.value, entry.before, entry.until, time.time()),
                 )
 
-        async with self._lock:
-            await asyncio.to_thread(write)
+        await self._run(write)
 
     async def claim_once(self, token_id: str, until: float) -> bool:
         """One row per claimed name: the primary key makes the insert the atomic test, across
@@ -123,8 +140,7 @@ class SQLiteStore:
                 )
                 return cursor.rowcount == 1
 
-        async with self._lock:
-            return await asyncio.to_thread(insert)
+        return await self._run(insert)
 
     async def renew(self, token_id: str, until: float) -> bool:
         """Never shortens: a renewal racing a final hold (`until` the link's expiry) is moot.
@@ -139,8 +155,7 @@ class SQLiteStore:
                 )
                 return cursor.rowcount == 1
 
-        async with self._lock:
-            return await asyncio.to_thread(update)
+        return await self._run(update)
 
     async def release(self, token_id: str) -> None:
         def delete() -> None:
@@ -150,8 +165,7 @@ class SQLiteStore:
                     "DELETE FROM claims WHERE token_id = ? AND holder = ?", (token_id, self.holder)
                 )
 
-        async with self._lock:
-            await asyncio.to_thread(delete)
+        await self._run(delete)
 
     async def record_upload(self, upload_id: str, location: str, until: float) -> None:
         def insert() -> None:
@@ -166,8 +180,7 @@ class SQLiteStore:
                     (upload_id, location),
                 )
 
-        async with self._lock:
-            await asyncio.to_thread(insert)
+        await self._run(insert)
 
     async def abandoned_uploads(self) -> list[tuple[str, str]]:
         now = time.time()
@@ -185,8 +198,7 @@ class SQLiteStore:
             )
             return [(str(upload_id), str(location)) for upload_id, location in rows]
 
-        async with self._lock:
-            return await asyncio.to_thread(select)
+        return await self._run(select)
 
     async def forget_upload(self, upload_id: str) -> None:
         def delete() -> None:
@@ -195,8 +207,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
                 db.execute("DELETE FROM claims WHERE token_id = ?", (UPLOAD_LEASE + upload_id,))
 
-        async with self._lock:
-            await asyncio.to_thread(delete)
+        await self._run(delete)
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         _, rows = await self._select_since(0, time.time() if now is None else now)
@@ -213,8 +224,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM claims WHERE until <= ?", (current,))
                 return db.execute("DELETE FROM revocations WHERE until <= ?", (current,)).rowcount
 
-        async with self._lock:
-            return await asyncio.to_thread(delete)
+        return await self._run(delete)
 
     async def _select_since(self, seq: int, now: float) -> tuple[int, list[Revocation]]:
         """The valid live rows after `seq`, and the last `seq` read (valid or not), so that a
@@ -236,8 +246,7 @@ class SQLiteStore:
                     log.error("revocation_db: skipping invalid row %d: %s", row_seq, exc)
             return last, out
 
-        async with self._lock:
-            return await asyncio.to_thread(select)
+        return await self._run(select)
 
     async def follow(self, view: RevocationView) -> None:
         """Keep `view` in step with the file until cancelled."""
@@ -256,10 +265,14 @@ class SQLiteStore:
             await asyncio.sleep(self.poll_interval)
 
     async def close(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        def shut() -> None:
+            with self._thread_lock:
+                if self._db is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.close()
+                    self._db = None
+
+        await asyncio.to_thread(shut)
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
