@@ -2,10 +2,10 @@
 
 Signals: SIGTERM/SIGINT stop accepting, let in-flight requests (uploads included) finish for up
 to `shutdown_grace` seconds, cut what still runs, and exit within EXIT_MARGIN seconds more
-(`drain`); SIGHUP reloads the keyring. With several workers the
-supervisor forwards signals, restarts a worker that dies, and serves the admin listener: each
-worker serves its own admin app on a Unix socket only the supervisor uses, so `/readyz` applies
-every worker's own checks and `/metrics` merges every worker's metrics (`gateway.workers`).
+(`drain`); SIGHUP reloads the keyring. With several workers the supervisor forwards signals,
+restarts a worker that dies, and serves the admin listener: each worker serves its own admin
+app on a Unix socket only the supervisor uses, so `/readyz` applies every worker's own checks
+and `/metrics` merges every worker's metrics (`gateway.workers`).
 """
 
 from __future__ import annotations
