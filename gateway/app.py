@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final, TypedDict
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import connections
@@ -23,24 +23,28 @@ from gateway.settings import Settings
 from gateway.uploads import close_if_body_unread, defer_expect
 
 PIPELINE: Final = web.AppKey("pipeline", Pipeline)
-DRAINING: Final = web.AppKey("draining", list[bool])
 SERVER: Final = "edge-gateway"
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
-    app[DRAINING] = [False]
 
     async def pipeline(app: web.Application) -> AsyncIterator[None]:
         app[PIPELINE] = Pipeline(app[SERVICES])
         yield
 
     async def on_shutdown(app: web.Application) -> None:
-        app[DRAINING][0] = True
+        app[SERVICES].in_flight.draining = True
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        request.app[SERVICES].in_flight.track()  # a shutdown waits for it (gateway.drain)
         return await request.app[PIPELINE](request)
+
+    async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+        if request.app[SERVICES].in_flight.draining:
+            response.force_close()  # the connection ends after this answer...
+            response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
 
     async def server_header(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = SERVER  # no software versions for scanners
@@ -54,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([*contexts(), pipeline])
     app.on_shutdown.append(on_shutdown)
-    app.on_response_prepare.extend([server_header, close_if_body_unread])
+    app.on_response_prepare.extend([server_header, close_if_body_unread, close_when_draining])
     if settings.cors.origins:
         app.on_response_prepare.append(cors_headers)
     app.router.add_route("*", "/{path:.*}", handle, expect_handler=defer_expect)
@@ -80,12 +84,12 @@ def runner_options(settings: Settings) -> RunnerOptions:
 
 
 async def readiness(public: web.Application) -> tuple[int, str]:
-    """`/readyz` of one process: draining, starting, or every registered check."""
-    if public[DRAINING][0]:
-        return 503, "draining"
+    """`/readyz` of one process: starting, draining, or every registered check."""
     services = public.get(SERVICES)
     if services is None:
         return 503, "starting"
+    if services.in_flight.draining:
+        return 503, "draining"
     problem = await services.readiness.problem()
     if problem is not None:
         return 503, problem

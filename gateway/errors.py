@@ -69,7 +69,8 @@ class Refusal(enum.Enum):
     TOKEN_IN_USE = (409, "token_in_use")  # another upload holds this one-time link
     BODY_TIMEOUT = (408, "body_timeout")
     CLIENT_DISCONNECTED = (400, "client_disconnected")  # sent to nobody; logged
-    CANCELLED = (503, "cancelled")  # the shutdown deadline cut the request
+    SHUTDOWN = (503, "shutdown")  # the shutdown deadline cut the upload (sent to nobody)
+    CANCELLED = (503, "cancelled")  # cancelled otherwise (neither the client nor the deadline)
     # the admin API
     UNAUTHORIZED = (401, "unauthorized", {"WWW-Authenticate": "Bearer"})
     BODY_TOO_LARGE = (413, "body_too_large")
@@ -86,6 +87,7 @@ class Outcome(enum.StrEnum):
     NOT_MODIFIED = "not_modified"
     ORIGIN_ABORTED = "origin_aborted"  # storage failed after the headers went out
     CLIENT_DISCONNECTED = "client_disconnected"
+    SHUTDOWN = "shutdown"  # the shutdown deadline cut the stream
     CANCELLED = "cancelled"
 
 

@@ -324,10 +324,9 @@ class Pipeline:
         except ConnectionError:
             record.reason = Outcome.CLIENT_DISCONNECTED
         except asyncio.CancelledError:
-            # aiohttp cancels the handler when the client goes away, and so does the shutdown
-            # deadline; either way the finally blocks release storage before we re-raise.
-            gone = request.transport is None or request.transport.is_closing()
-            record.reason = Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
+            # The shutdown deadline cancels the handler (gateway.drain), and so may aiohttp when
+            # the client goes away; either way the finally blocks release storage.
+            record.reason = _cancelled(request, self.services.in_flight.cutting)
             raise
         finally:
             metrics.streams.dec()
@@ -403,6 +402,14 @@ class _CoalescingResponse(web.StreamResponse):
     own `web.Response` does this; a StreamResponse sends its head at once unless told not to."""
 
     _send_headers_immediately = False
+
+
+def _cancelled(request: web.Request, cutting: bool) -> Outcome:
+    """Why a stream was cancelled: the shutdown deadline, a client gone, or neither."""
+    if cutting:
+        return Outcome.SHUTDOWN
+    gone = request.transport is None or request.transport.is_closing()
+    return Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
 
 
 def _answered(record: AccessRecord, response: web.Response, reason: Outcome) -> web.Response:

@@ -1,10 +1,11 @@
 """Running the gateway: one process, or a supervisor with N workers sharing the public port.
 
-Signals: SIGTERM/SIGINT stop accepting, let in-flight streams finish for up to
-`shutdown_grace` seconds, then exit; SIGHUP reloads the keyring. With several workers the
-supervisor forwards signals, restarts a worker that dies, and serves the admin listener: each
-worker serves its own admin app on a Unix socket only the supervisor uses, so `/readyz` applies
-every worker's own checks and `/metrics` merges every worker's metrics (`gateway.workers`).
+Signals: SIGTERM/SIGINT stop accepting, let in-flight requests (uploads included) finish for up
+to `shutdown_grace` seconds, cut what still runs, and exit within EXIT_MARGIN seconds more
+(`drain`); SIGHUP reloads the keyring. With several workers the supervisor forwards signals,
+restarts a worker that dies, and serves the admin listener: each worker serves its own admin
+app on a Unix socket only the supervisor uses, so `/readyz` applies every worker's own checks
+and `/metrics` merges every worker's metrics (`gateway.workers`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Final
 
 import uvloop
 from aiohttp import web
@@ -29,11 +31,25 @@ from aiohttp import web
 from gateway import connections, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app, runner_options
+from gateway.drain import InFlight
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
 
 log = logging.getLogger("gateway")
+
+#: Seconds a process takes, at most, to exit once `shutdown_grace` is over: CUT_WAIT for the
+#: requests it cuts to clean up (uploads aborted, claims given back), then closing connections
+#: and services. A stop timeout (Kubernetes, Compose, systemd, Docker) must exceed the grace
+#: plus this; tests/deploy checks that every deploy file's does.
+EXIT_MARGIN: Final = 5.0
+CUT_WAIT: Final = 1.5
+#: What aiohttp's own shutdown may still wait per connection (twice): nothing is in flight by
+#: then, so only a request that arrived in the last instant.
+CLOSE_WAIT: Final = 0.5
+#: The supervisor SIGKILLs a worker still running this long after the grace; it exits itself
+#: within EXIT_MARGIN of the grace either way.
+WORKER_EXIT_WAIT: Final = EXIT_MARGIN - 1
 
 
 async def run(
@@ -45,11 +61,12 @@ async def run(
     """Serve until SIGTERM/SIGINT. The admin app listens on `admin_listen`, or on
     `admin_socket` (a worker of the supervisor)."""
     app = create_app(settings)
-    runner = connections.Runner(
-        app, shutdown_timeout=settings.timeouts.shutdown_grace, **runner_options(settings)
-    )
+    runner = connections.Runner(app, shutdown_timeout=CLOSE_WAIT, **runner_options(settings))
     admin_runner = web.AppRunner(
-        create_admin_app(app, settings), access_log=None, handle_signals=False, shutdown_timeout=1
+        create_admin_app(app, settings),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=CLOSE_WAIT,
     )
     try:
         await runner.setup()  # opens every resource: failures surface here
@@ -89,10 +106,30 @@ async def run(
             "stopping: no new connections; in-flight requests get %ss",
             settings.timeouts.shutdown_grace,
         )
+        await drain(runner, app[SERVICES].in_flight, settings.timeouts.shutdown_grace)
     finally:
         await runner.cleanup()  # also after a failed start: closes what was opened
         await admin_runner.cleanup()
     log.info("stopped")
+
+
+async def drain(runner: web.BaseRunner, in_flight: InFlight, grace: float) -> None:
+    """Let the requests in flight finish, for at most `grace` seconds, then cut the rest.
+
+    Done before `runner.cleanup()`, never by it: aiohttp's shutdown first marks every
+    connection closed, from which moment incoming bytes are dropped (an upload stalls where it
+    is), then waits its timeout for each handler and, after cancelling one, waits it again.
+    Here the listeners close (new connections are refused), every answer from now on closes
+    its connection, and the connections themselves are left alone until nothing is in flight;
+    `cleanup()` then only closes idle ones.
+    """
+    in_flight.draining = True
+    for site in list(runner.sites):
+        await site.stop()
+    if await in_flight.settle(grace):
+        return
+    cut = await in_flight.cut(CUT_WAIT)
+    log.warning("shutdown grace of %ss over: cut %d requests still in flight", grace, cut)
 
 
 async def _bind(site: web.BaseSite, setting: str, address: Listen) -> None:
@@ -204,7 +241,9 @@ class Supervisor:
                 reload_keyring=reload_keyring,
             ),
         )
-        runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            admin, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_WAIT
+        )
         await runner.setup()
         admin_site = web.TCPSite(
             runner, self.settings.admin_listen.host, self.settings.admin_listen.port
@@ -215,11 +254,12 @@ class Supervisor:
             await self._supervise(stop)
         finally:
             self._signal_all(signal.SIGTERM)
-            deadline = time.monotonic() + self.settings.timeouts.shutdown_grace + 5
-            for process in self.workers.values():
+            deadline = time.monotonic() + self.settings.timeouts.shutdown_grace + WORKER_EXIT_WAIT
+            for index, process in self.workers.items():
                 remaining = max(0.0, deadline - time.monotonic())
                 await loop.run_in_executor(None, process.join, remaining)
                 if process.is_alive():
+                    log.error("worker %d still running after the shutdown grace: killed", index)
                     process.kill()
             await fleet.close()
             await runner.cleanup()

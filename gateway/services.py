@@ -2,7 +2,7 @@
 
     metrics -> keyring (+ watcher) -> revocation store
         -> revocation view (snapshot loaded, + follower, sweeper, snapshot writer)
-        -> object store -> Services
+        -> object store -> sweeper of abandoned uploads -> cache -> TLS -> Services
 
 Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
 that resource needs, and closes it on the way out. If a step fails at start-up (no AWS
@@ -28,8 +28,10 @@ from gateway.cache import Cache, Limits
 from gateway.cache.tiers import Tiers
 from gateway.client_address import TrustedProxies
 from gateway.connections import CLOSE_REASONS, CONNECTIONS, Guard
+from gateway.drain import InFlight
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
+from gateway.leases import sweep_abandoned
 from gateway.observability.metrics import Metrics
 from gateway.observability.redaction import redact_url
 from gateway.revocation import Kind, RevocationStore, RevocationView, snapshot
@@ -82,6 +84,7 @@ class Services:
     cors: CorsPolicy
     cache: Cache | None  # None: the cache is off
     tls: CertificateHolder | None  # None: plain HTTP
+    in_flight: InFlight
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -106,6 +109,7 @@ def contexts() -> list[Context]:
         _revocation_store,
         _revocation_view,
         _object_store,
+        _upload_sweeper,
         _cache,
         _tls,
         _assemble,
@@ -188,6 +192,18 @@ async def _object_store(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _upload_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Aborts the multipart uploads of gateways that died mid-upload (`gateway.leases`)."""
+    every = app[SETTINGS].uploads.sweep_interval
+    work = (
+        sweep_abandoned(app[_REVOCATION_STORE], app[_STORE], app[_METRICS], every)
+        if every > 0
+        else None
+    )
+    async with _background(work, "upload sweep"):
+        yield
+
+
 async def _cache(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].cache
     if not settings.enabled:
@@ -262,6 +278,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
         cache=app.get(_CACHE),
         tls=app.get(_TLS),
+        in_flight=InFlight(),
     )
     yield
 

@@ -12,8 +12,12 @@ and only then the body is streamed into storage (`ObjectStore.begin_upload`), co
 the limits as it comes (413 past MaxBytes, 400 short of MinBytes), with `idle_timeout` between
 chunks (408). Any failure aborts the upload in storage, so nothing half-written is ever visible;
 a one-time link's claim is then given back so the client can retry. A success answers 201 with
-the object's ETag; a one-time link is revoked through the revocation list, so a replay fails
-everywhere with 403 `revoked`.
+the object's ETag; a one-time link keeps its claim until it expires and is revoked through the
+revocation list, so a replay fails everywhere with 403 `revoked`.
+
+Claims are leases (`gateway.leases`): renewed while the upload runs, they lapse soon after a
+gateway that died mid-upload, and so does the listing of its multipart upload, which another
+gateway's sweep then aborts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import BodyPlan, upload_plan
+from gateway.leases import Leases
 from gateway.observability.access_log import AccessRecord
 from gateway.revocation import Kind, Revocation
 from gateway.services import Services
@@ -51,6 +56,8 @@ class Uploads:
         self.max_upload_bytes = services.settings.uploads.max_bytes
         self.idle_timeout = services.settings.timeouts.idle
         self.skew = services.settings.links.clock_skew
+        self.lease = services.settings.uploads.lease
+        self.in_flight = services.in_flight
 
     async def receive(
         self, request: web.Request, verified: Verified, key: str, record: AccessRecord
@@ -68,40 +75,28 @@ class Uploads:
         if isinstance(body_plan, Refusal):
             raise Refused(body_plan)
         token, until = verified.token_id, claims.expires + self.skew
-        lock = _object_lock(key) if claims.no_overwrite else None
-        held: list[str] = []  # claims taken in the revocation store, given back on the way out
-        stored: StoredObject | None = None
+        leases = Leases(self.claims, self.lease)  # given back on the way out
         try:
-            if lock is not None:
-                # One no-overwrite upload per key at a time, fleet-wide: what storage's own
-                # conditional write guarantees only on some stores (docs/gateway.md).
-                await self._claim(lock, until, Refusal.UPLOAD_IN_PROGRESS)
-                held.append(lock)
-                if await _exists(self.store, key):
-                    raise Refused(Refusal.OBJECT_EXISTS)
-            if claims.one_time:
-                await self._claim(token, until, Refusal.TOKEN_IN_USE)
-                held.append(token)
-            stored = await self._receive(request, key, body_plan, claims.no_overwrite, record)
+            async with leases.renewed():
+                if claims.no_overwrite:
+                    # One no-overwrite upload per key at a time, fleet-wide: what storage's own
+                    # conditional write guarantees only on some stores (docs/gateway.md).
+                    await leases.claim(_object_lock(key), Refusal.UPLOAD_IN_PROGRESS)
+                    if await _exists(self.store, key):
+                        raise Refused(Refusal.OBJECT_EXISTS)
+                if claims.one_time:
+                    await leases.claim(token, Refusal.TOKEN_IN_USE)
+                stored = await self._receive(
+                    request, key, body_plan, claims.no_overwrite, leases, record
+                )
+            if self.cache is not None:
+                self.cache.purge(key)  # the next read sees the new object
+            if claims.one_time:  # used: claimed until it expires, then revoked
+                await leases.hold(token, until)
+                await self._revoke(Revocation(Kind.TOKEN, token, until))
         finally:
-            for name in held:
-                if name == lock or stored is None:
-                    await asyncio.shield(self._release(name))
-        if self.cache is not None:
-            self.cache.purge(key)  # the next read sees the new object
-        if claims.one_time:
-            await self._revoke(Revocation(Kind.TOKEN, token, until))
+            await asyncio.shield(leases.release())
         return _created(record, verified.path, stored)
-
-    async def _claim(self, name: str, until: float, taken: Refusal) -> None:
-        """Claim `name` in the revocation store, or refuse: `taken` when another holds it."""
-        try:
-            if await self.claims.claim_once(name, until):
-                return
-        except Exception as exc:  # any store failure: fail closed, never upload twice
-            log.error("could not claim an upload in the revocation store: %s", type(exc).__name__)
-            raise Refused(Refusal.REVOCATION_STORE_UNAVAILABLE) from None
-        raise Refused(taken)
 
     async def _receive(
         self,
@@ -109,12 +104,13 @@ class Uploads:
         key: str,
         body_plan: BodyPlan,
         no_overwrite: bool,
+        leases: Leases,
         record: AccessRecord,
     ) -> StoredObject:
         """The body into storage: the stored object, or a refusal saying why not."""
         self.metrics.uploads.inc()
         try:
-            return await self._store(request, key, body_plan, no_overwrite, record)
+            return await self._store(request, key, body_plan, no_overwrite, leases, record)
         except StorageError as exc:
             log.warning("upload failed in storage: %s", exc)
             raise
@@ -122,10 +118,16 @@ class Uploads:
             # The client went away or broke the framing: nobody is left to answer.
             raise Refused(Refusal.CLIENT_DISCONNECTED) from None
         except asyncio.CancelledError:
-            # With handler cancellation on, a client that goes away cancels the handler; so
-            # does the shutdown deadline. The upload was aborted on the way out either way.
+            # The shutdown deadline cancels the handler (gateway.drain), and so may aiohttp when
+            # the client goes away. The upload was aborted on the way out either way.
             gone = request.transport is None or request.transport.is_closing()
-            refusal = Refusal.CLIENT_DISCONNECTED if gone else Refusal.CANCELLED
+            refusal = (
+                Refusal.SHUTDOWN
+                if self.in_flight.cutting
+                else Refusal.CLIENT_DISCONNECTED
+                if gone
+                else Refusal.CANCELLED
+            )
             record.status, record.reason = refusal.status, refusal.code
             raise
         finally:
@@ -138,6 +140,7 @@ class Uploads:
         key: str,
         body_plan: BodyPlan,
         no_overwrite: bool,
+        leases: Leases,
         record: AccessRecord,
     ) -> StoredObject:
         if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == (
@@ -146,7 +149,10 @@ class Uploads:
             await request.writer.write(CONTINUE)
             request.writer.output_size = 0  # the 100 is not part of the response
         sink = await self.store.begin_upload(
-            key, content_type=body_plan.content_type, no_overwrite=no_overwrite
+            key,
+            content_type=body_plan.content_type,
+            no_overwrite=no_overwrite,
+            registry=leases,
         )
         try:
             async for chunk in self._body(request, body_plan, record):
@@ -177,15 +183,6 @@ class Uploads:
             raise ConnectionResetError("the body ended before its Content-Length")
         if record.received < body_plan.minimum:
             raise Refused(Refusal.TOO_SMALL)
-
-    async def _release(self, name: str) -> None:
-        try:
-            await self.claims.release(name)
-        except Exception as exc:
-            log.error(
-                "could not give back an upload claim (%s): it holds until the link expires",
-                type(exc).__name__,
-            )
 
     async def _revoke(self, entry: Revocation) -> None:
         """Used: revoke it here at once and fleet-wide. The claim, kept until the link expires,

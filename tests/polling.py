@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 FIRST_PAUSE = 0.001
 LONGEST_PAUSE = 0.01
@@ -17,6 +17,17 @@ async def eventually(condition: Callable[[], bool], within: float = 10.0) -> Non
     deadline = time.monotonic() + within
     pause = FIRST_PAUSE
     while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE)
+
+
+async def eventually_async(probe: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """`eventually` for a state that takes a call to read (storage, a store, a request)."""
+    deadline = time.monotonic() + within
+    pause = FIRST_PAUSE
+    while not await probe():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached before the deadline")
         await asyncio.sleep(pause)

@@ -87,6 +87,11 @@ class Metrics:
             "Client connections open now, idle or with a request being handled.",
             registry=r,
         )
+        self.abandoned_uploads = Counter(
+            "gateway_abandoned_uploads_aborted_total",
+            "Multipart uploads of gateways that died mid-upload, aborted by this one's sweeps.",
+            registry=r,
+        )
         self.storage_errors = Counter(
             "gateway_storage_errors_total", "Storage failures, by kind.", ["kind"], registry=r
         )

@@ -9,8 +9,12 @@ reads the whole hash, then follows the stream from that id, so nothing added whi
 is missed. A resync only adds (entries never get withdrawn, they expire), so a Redis that lost
 its data does not lift a revocation: the gateway keeps enforcing it and writes it back.
 
-One-time upload links are claimed with `SET <ns>:claim:<token id> NX PX`, which exactly one
-gateway of the fleet wins; the key expires with the link.
+Uploads claim names (a one-time link, a no-overwrite key) with `SET <ns>:claim:<name> <holder>
+NX PX`, which exactly one gateway of the fleet wins; the holder (this store object: one
+process) renews the expiry while its upload runs (a script that checks the holder), so a dead
+process's claim lapses on Redis's own clock. The multipart uploads a gateway starts are listed
+in the hash `<ns>:uploads` (upload id -> location), each with such a lease
+(`<ns>:claim:upload:<upload id>`); one whose lease key is gone was abandoned.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from typing import Any
 
@@ -26,6 +31,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
 from gateway.observability.redaction import redact_url
+from gateway.revocation import UPLOAD_LEASE
 from gateway.revocation.entries import Revocation, RevocationError
 from gateway.revocation.view import RevocationView
 
@@ -38,6 +44,19 @@ MAX_BACKOFF = 5.0
 PRUNE_EVERY = 60.0
 ADD_ATTEMPTS = 50
 
+# KEYS[1] the claim, ARGV[1] the holder, ARGV[2] the new lease in ms: extend, never shorten.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisStore:
     name = "redis"
@@ -48,6 +67,8 @@ class RedisStore:
         self.events_key = f"{namespace}:events"
         self.prune_lock_key = f"{namespace}:prune-lock"
         self.claims_prefix = f"{namespace}:claim:"
+        self.uploads_key = f"{namespace}:uploads"
+        self.holder = secrets.token_hex(8).encode()  # whose claims these are
         self.connected = False
         self.resyncs = 0
         self._client: redis.Redis = redis.from_url(
@@ -89,13 +110,41 @@ class RedisStore:
         raise RevocationError("revocation store too busy: the entry changed under every attempt")
 
     async def claim_once(self, token_id: str, until: float) -> bool:
-        """`SET NX` is the atomic test; the key expires by itself with the link."""
-        ttl_ms = max(1, int((until - time.time()) * 1000))
-        claimed = await self._client.set(self.claims_prefix + token_id, b"1", nx=True, px=ttl_ms)
+        """`SET NX` is the atomic test; the key expires by itself unless renewed."""
+        claimed = await self._client.set(
+            self.claims_prefix + token_id, self.holder, nx=True, px=_ttl_ms(until)
+        )
         return bool(claimed)
 
+    async def renew(self, token_id: str, until: float) -> bool:
+        renewed = await self._client.eval(
+            _RENEW, 1, self.claims_prefix + token_id, self.holder, _ttl_ms(until)
+        )
+        return bool(renewed)
+
     async def release(self, token_id: str) -> None:
-        await self._client.delete(self.claims_prefix + token_id)
+        await self._client.eval(_RELEASE, 1, self.claims_prefix + token_id, self.holder)
+
+    async def record_upload(self, upload_id: str, location: str, until: float) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self.claims_prefix + UPLOAD_LEASE + upload_id, self.holder, px=_ttl_ms(until))
+            pipe.hset(self.uploads_key, upload_id, location)
+            await pipe.execute()
+
+    async def abandoned_uploads(self) -> list[tuple[str, str]]:
+        raw: dict[Any, Any] = await self._client.hgetall(self.uploads_key)
+        uploads = [(key.decode(), value.decode()) for key, value in raw.items()]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for upload_id, _ in uploads:
+                pipe.exists(self.claims_prefix + UPLOAD_LEASE + upload_id)
+            leased = await pipe.execute()
+        return [upload for upload, alive in zip(uploads, leased, strict=True) if not alive]
+
+    async def forget_upload(self, upload_id: str) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.uploads_key, upload_id)
+            pipe.delete(self.claims_prefix + UPLOAD_LEASE + upload_id)
+            await pipe.execute()
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         current = time.time() if now is None else now
@@ -176,6 +225,10 @@ class RedisStore:
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
+
+
+def _ttl_ms(until: float) -> int:
+    return max(1, int((until - time.time()) * 1000))
 
 
 def _decode_all(values: Any) -> list[Revocation]:

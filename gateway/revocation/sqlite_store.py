@@ -3,8 +3,13 @@
 Every revocation appends a row with an increasing `seq`; a gateway (each worker process) loads
 all live rows at start and then polls for rows past the last `seq` it has seen, so revocations
 written by `gateway revoke` or the admin API reach every worker within one poll interval.
-SQLite calls run in a thread: the event loop never waits on the disk. One-time upload links are
-claimed in the `claims` table (one row per link, its primary key the atomic test).
+SQLite calls run in a thread: the event loop never waits on the disk.
+
+Uploads claim names (a one-time link, a no-overwrite key) in the `claims` table: one row per
+name, its primary key the atomic test, with the holder (this store object: one process) and an
+expiry that the holder renews while its upload runs, so a dead process's claim lapses. The
+multipart uploads a gateway starts are listed in `uploads`, each with a lease in `claims`
+(`upload:<upload id>`); one whose lease lapsed was abandoned (`abandoned_uploads`).
 """
 
 from __future__ import annotations
@@ -12,18 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.revocation import UPLOAD_LEASE
 from gateway.revocation.entries import Kind, Revocation, RevocationError, checked
 from gateway.revocation.view import RevocationView
 
-T = TypeVar("T")
-
 log = logging.getLogger("gateway.revocation")
+
+T = TypeVar("T")
 
 POLL_INTERVAL = 0.5
 BUSY_TIMEOUT = 10.0
@@ -40,9 +48,17 @@ CREATE TABLE IF NOT EXISTS revocations (
 CREATE INDEX IF NOT EXISTS revocations_until ON revocations (until);
 CREATE TABLE IF NOT EXISTS claims (
     token_id TEXT PRIMARY KEY,
-    until    REAL NOT NULL
+    until    REAL NOT NULL,
+    holder   TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    location  TEXT NOT NULL
 );
 """
+#: A file written before claims had holders gets the column (its old rows: no holder, so
+#: nobody renews or releases them; they expire with their link as before).
+_HOLDER_COLUMN = "ALTER TABLE claims ADD COLUMN holder TEXT NOT NULL DEFAULT ''"
 
 
 class SQLiteStore:
@@ -57,8 +73,10 @@ class SQLiteStore:
         self.poll_interval = poll_interval
         self.create = create
         self.connected = True
+        self.holder = secrets.token_hex(8)  # whose claims these are: renewed and released
         self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one call at a time from this event loop...
+        self._thread_lock = threading.Lock()  # ...and one statement at a time on the connection
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -71,14 +89,29 @@ class SQLiteStore:
                 db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
                 _use_wal(db)
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(claims)")}
+                if "holder" not in columns:
+                    db.execute(_HOLDER_COLUMN)
             except sqlite3.Error as exc:
                 raise RevocationError(f"revocation_db {self.path}: {exc}") from None
             self._db = db
         return self._db
 
+    async def _run(self, work: Callable[[], T]) -> T:
+        """`work` in a thread, one at a time. The thread lock is held for the whole call even
+        when the awaiting task is cancelled (its thread runs on), so `close` never closes
+        the connection under a running statement (which can crash the process)."""
+
+        def locked() -> T:
+            with self._thread_lock:
+                return work()
+
+        async with self._lock:
+            return await asyncio.to_thread(locked)
+
     async def open(self) -> None:
         """Create the file and schema now, so a bad path fails at start-up."""
-        await asyncio.to_thread(self._connect)
+        await self._run(self._connect)
 
     async def add(self, entry: Revocation) -> None:
         def write() -> None:
@@ -90,11 +123,11 @@ class SQLiteStore:
                     (entry.kind.value, entry.value, entry.before, entry.until, time.time()),
                 )
 
-        await self._locked(write)
+        await self._run(write)
 
     async def claim_once(self, token_id: str, until: float) -> bool:
-        """One row per claimed link: the primary key makes the insert the atomic test, across
-        every worker process sharing the file."""
+        """One row per claimed name: the primary key makes the insert the atomic test, across
+        every worker process sharing the file. A lapsed row is anyone's to take."""
         now = time.time()
 
         def insert() -> bool:
@@ -102,20 +135,79 @@ class SQLiteStore:
             with db:
                 db.execute("DELETE FROM claims WHERE token_id = ? AND until <= ?", (token_id, now))
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO claims (token_id, until) VALUES (?, ?)",
-                    (token_id, until),
+                    "INSERT OR IGNORE INTO claims (token_id, until, holder) VALUES (?, ?, ?)",
+                    (token_id, until, self.holder),
                 )
                 return cursor.rowcount == 1
 
-        return await self._locked(insert)
+        return await self._run(insert)
+
+    async def renew(self, token_id: str, until: float) -> bool:
+        """Never shortens: a renewal racing a final hold (`until` the link's expiry) is moot.
+        A row of ours that lapsed but nobody took is still ours (taking it deletes it)."""
+
+        def update() -> bool:
+            db = self._connect()
+            with db:
+                cursor = db.execute(
+                    "UPDATE claims SET until = MAX(until, ?) WHERE token_id = ? AND holder = ?",
+                    (until, token_id, self.holder),
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(update)
 
     async def release(self, token_id: str) -> None:
         def delete() -> None:
             db = self._connect()
             with db:
-                db.execute("DELETE FROM claims WHERE token_id = ?", (token_id,))
+                db.execute(
+                    "DELETE FROM claims WHERE token_id = ? AND holder = ?", (token_id, self.holder)
+                )
 
-        await self._locked(delete)
+        await self._run(delete)
+
+    async def record_upload(self, upload_id: str, location: str, until: float) -> None:
+        def insert() -> None:
+            db = self._connect()
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO claims (token_id, until, holder) VALUES (?, ?, ?)",
+                    (UPLOAD_LEASE + upload_id, until, self.holder),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO uploads (upload_id, location) VALUES (?, ?)",
+                    (upload_id, location),
+                )
+
+        await self._run(insert)
+
+    async def abandoned_uploads(self) -> list[tuple[str, str]]:
+        now = time.time()
+
+        def select() -> list[tuple[str, str]]:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT u.upload_id, u.location FROM uploads AS u "
+                    "LEFT JOIN claims AS c ON c.token_id = ? || u.upload_id "
+                    "WHERE c.token_id IS NULL OR c.until <= ?",
+                    (UPLOAD_LEASE, now),
+                )
+                .fetchall()
+            )
+            return [(str(upload_id), str(location)) for upload_id, location in rows]
+
+        return await self._run(select)
+
+    async def forget_upload(self, upload_id: str) -> None:
+        def delete() -> None:
+            db = self._connect()
+            with db:
+                db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+                db.execute("DELETE FROM claims WHERE token_id = ?", (UPLOAD_LEASE + upload_id,))
+
+        await self._run(delete)
 
     async def entries(self, now: float | None = None) -> list[Revocation]:
         _, rows = await self._select_since(0, time.time() if now is None else now)
@@ -132,7 +224,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM claims WHERE until <= ?", (current,))
                 return db.execute("DELETE FROM revocations WHERE until <= ?", (current,)).rowcount
 
-        return await self._locked(delete)
+        return await self._run(delete)
 
     async def _select_since(self, seq: int, now: float) -> tuple[int, list[Revocation]]:
         """The valid live rows after `seq`, and the last `seq` read (valid or not), so that a
@@ -154,7 +246,7 @@ class SQLiteStore:
                     log.error("revocation_db: skipping invalid row %d: %s", row_seq, exc)
             return last, out
 
-        return await self._locked(select)
+        return await self._run(select)
 
     async def follow(self, view: RevocationView) -> None:
         """Keep `view` in step with the file until cancelled."""
@@ -172,24 +264,15 @@ class SQLiteStore:
                 view.mark_synced()
             await asyncio.sleep(self.poll_interval)
 
-    async def _locked(self, work: Callable[[], T]) -> T:
-        """`work` in a thread, holding the lock until the thread is done, even when the caller
-        is cancelled: the connection must not be closed under a query still running."""
-        async with self._lock:
-            running = asyncio.ensure_future(asyncio.to_thread(work))
-            try:
-                return await asyncio.shield(running)
-            except asyncio.CancelledError:
-                with contextlib.suppress(BaseException):
-                    await running
-                raise
-
     async def close(self) -> None:
-        async with self._lock:
-            if self._db is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.close()
-                self._db = None
+        def shut() -> None:
+            with self._thread_lock:
+                if self._db is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.close()
+                    self._db = None
+
+        await asyncio.to_thread(shut)
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

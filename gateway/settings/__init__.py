@@ -130,6 +130,19 @@ class Uploads:
         str(8 * 1024**2),
         "bytes per multipart part (and the largest single PutObject); ~2 parts per upload in RAM",
     )
+    lease: float = setting(
+        "upload_lease",
+        parse.seconds,
+        "30",
+        "seconds an upload's claims and multipart upload outlive a gateway that died; renewed "
+        "every third of it",
+    )
+    sweep_interval: float = setting(
+        "upload_sweep_interval",
+        parse.interval,
+        "60",
+        "seconds between sweeps that abort multipart uploads whose gateway died; 0: none",
+    )
 
 
 @dataclass(frozen=True)

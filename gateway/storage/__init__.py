@@ -134,6 +134,16 @@ class UploadSink(Protocol):
     async def abort(self) -> None: ...
 
 
+class UploadRegistry(Protocol):
+    """Where a store lists the uploads it leaves parts of in storage while they run (S3's
+    multipart uploads), so that one a dead gateway abandoned can be found and aborted
+    (`gateway.leases`). `location` is the store's own: it gets it back in `abort_abandoned`."""
+
+    async def started(self, location: str, upload_id: str) -> None: ...
+
+    async def ended(self, upload_id: str) -> None: ...
+
+
 class ObjectStore(Protocol):
     async def head(self, key: str) -> ObjectMeta: ...
 
@@ -144,9 +154,22 @@ class ObjectStore(Protocol):
         moved), else the object's current metadata. Raises NotFound if it is gone."""
         ...
 
-    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> UploadSink:
+    async def begin_upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        no_overwrite: bool,
+        registry: UploadRegistry | None = None,
+    ) -> UploadSink:
         """Start writing `key`. With `no_overwrite`, `complete()` raises AlreadyExists rather
         than replace an object (atomically where the store supports conditional writes)."""
+        ...
+
+    async def abort_abandoned(self, location: str, upload_id: str) -> bool:
+        """Abort an upload that `registry.started` listed and nobody finished. False when the
+        location is not this store's (another bucket): leave it to a gateway of that bucket.
+        Raise StorageError if storage failed (the next sweep tries again)."""
         ...
 
     async def start(self) -> None:

@@ -31,6 +31,7 @@ from gateway.storage import (
     OriginError,
     RangeNotSatisfiable,
     StoredObject,
+    UploadRegistry,
 )
 
 if TYPE_CHECKING:
@@ -64,10 +65,21 @@ class LocalStore:
         handle, meta, byte_range = await asyncio.to_thread(self._open, key, spec)
         return LocalBody(self, handle, meta, byte_range)
 
-    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> LocalUpload:
-        """`content_type` is not kept: a directory stores none (types come from the name)."""
+    async def begin_upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        no_overwrite: bool,
+        registry: UploadRegistry | None = None,
+    ) -> LocalUpload:
+        """`content_type` is not kept: a directory stores none (types come from the name).
+        Nothing is registered: the temporary file is the only trace of an upload."""
         final, fd, temporary = await asyncio.to_thread(self._create_temporary, key)
         return LocalUpload(final, fd, temporary, no_overwrite=no_overwrite)
+
+    async def abort_abandoned(self, location: str, upload_id: str) -> bool:
+        return False  # registers nothing, so never asked about its own
 
     def _create_temporary(self, key: str) -> tuple[str, int, str]:
         try:

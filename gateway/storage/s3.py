@@ -33,9 +33,10 @@ from gateway.storage import (
     RangeNotSatisfiable,
     SocketBody,
     StorageError,
+    UploadRegistry,
 )
 from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
-from gateway.storage.s3_upload import S3Upload
+from gateway.storage.s3_upload import S3Upload, abort_multipart
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
 if TYPE_CHECKING:
@@ -152,7 +153,14 @@ class S3Store:
         except Exception as exc:
             raise OriginError(f"HeadBucket failed: {type(exc).__name__}") from None
 
-    async def begin_upload(self, key: str, *, content_type: str, no_overwrite: bool) -> S3Upload:
+    async def begin_upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        no_overwrite: bool,
+        registry: UploadRegistry | None = None,
+    ) -> S3Upload:
         """Uploads go through aiobotocore: they are few and large, so botocore's per-call cost
         is noise next to the bytes, and it handles multipart and retries of whole parts."""
         assert self._client is not None, "S3Store.start() was not awaited"
@@ -163,7 +171,17 @@ class S3Store:
             content_type=content_type,
             no_overwrite=no_overwrite,
             part_size=self._upload_part_size,
+            registry=registry,
         )
+
+    async def abort_abandoned(self, location: str, upload_id: str) -> bool:
+        """`location` is `bucket/key`, as `S3Upload` lists it."""
+        assert self._client is not None, "S3Store.start() was not awaited"
+        bucket, _, key = location.partition("/")
+        if bucket != self._bucket:
+            return False
+        await abort_multipart(self._client, bucket, key, upload_id)
+        return True
 
     async def head(self, key: str) -> ObjectMeta:
         response = await self._send("HEAD", key, {})

@@ -5,7 +5,9 @@ part is on its way to storage the next one is being received, so memory stays at
 parts per upload whatever the object size, and the client's and storage's connections both
 stay busy. Nothing is visible under the key until CompleteMultipartUpload (or the single
 PutObject) returns; `abort()` cancels the part in flight and calls AbortMultipartUpload, so an
-abandoned upload leaves no object and no parts behind.
+abandoned upload leaves no object and no parts behind. A multipart upload is listed in the
+`registry` from CreateMultipartUpload until it completed or was aborted, so that the parts of a
+gateway killed meanwhile are aborted by another (`gateway.leases.sweep_abandoned`).
 
 No-overwrite uploads send `If-None-Match: *` with the request that makes the object visible
 (PutObject or CompleteMultipartUpload): storage refuses atomically (412) if the key exists by
@@ -28,7 +30,14 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from gateway.storage import MAX_PARTS, AlreadyExists, OriginError, OriginTimeout, StoredObject
+from gateway.storage import (
+    MAX_PARTS,
+    AlreadyExists,
+    OriginError,
+    OriginTimeout,
+    StoredObject,
+    UploadRegistry,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -55,8 +64,10 @@ class S3Upload:
         content_type: str,
         no_overwrite: bool,
         part_size: int,
+        registry: UploadRegistry | None = None,
     ) -> None:
         self._client = client
+        self._registry = registry
         self._bucket = bucket
         self._key = key
         self._content_type = content_type
@@ -104,6 +115,7 @@ class S3Upload:
                 "CompleteMultipartUpload",
             )
             etag = completed.get("ETag")
+            await self._unlist()
         self._done = True
         return StoredObject(size=self.size, etag=etag)
 
@@ -122,18 +134,25 @@ class S3Upload:
         if self._upload_id is None:
             return
         try:
-            await _call(
-                self._client.abort_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
-                ),
-                "AbortMultipartUpload",
-            )
+            await abort_multipart(self._client, self._bucket, self._key, self._upload_id)
         except (OriginError, OriginTimeout) as exc:
             log.error(
-                "could not abort a multipart upload (%s); its parts stay until the "
-                "bucket's lifecycle rule removes them",
+                "could not abort a multipart upload (%s); a gateway's sweep of abandoned "
+                "uploads retries once this one stops renewing its lease",
                 exc,
             )
+        else:
+            await self._unlist()
+
+    async def _unlist(self) -> None:
+        """Off the registry: done with. Never raises: a stale entry is only aborted again
+        by a sweep (NoSuchUpload: done) once its lease lapses."""
+        if self._registry is None or self._upload_id is None:
+            return
+        try:
+            await self._registry.ended(self._upload_id)
+        except Exception as exc:
+            log.warning("could not unlist a finished multipart upload: %s", type(exc).__name__)
 
     async def _send_part(self) -> None:
         if self._upload_id is None:
@@ -144,6 +163,10 @@ class S3Upload:
                 "CreateMultipartUpload",
             )
             self._upload_id = reply["UploadId"]
+            if self._registry is not None:
+                # Listed before its first part: a gateway killed from now on leaves parts that
+                # another finds. If the listing fails, so does the upload (and it is aborted).
+                await self._registry.started(f"{self._bucket}/{self._key}", self._upload_id)
         await self._settle()
         number = len(self._parts) + 1
         if number > MAX_PARTS:
@@ -171,6 +194,22 @@ class S3Upload:
             await task
 
 
+async def abort_multipart(client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    """AbortMultipartUpload; an upload that no longer exists (aborted already, completed, or
+    removed by a lifecycle rule) counts as aborted."""
+    try:
+        await _call(
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
+            "AbortMultipartUpload",
+        )
+    except _NoSuchUpload:
+        return
+
+
+class _NoSuchUpload(OriginError):
+    kind = "no_such_upload"
+
+
 async def _call(call: Awaitable[T], operation: str) -> T:
     """A botocore call with its failures as storage errors (kinds for metrics, short text)."""
     try:
@@ -181,6 +220,8 @@ async def _call(call: Awaitable[T], operation: str) -> T:
         code = error.get("Code")
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
             raise AlreadyExists(f"{operation}: the object exists") from None
+        if code == "NoSuchUpload":
+            raise _NoSuchUpload(f"{operation}: no such upload") from None
         raise OriginError(f"{operation} failed: {code or status}") from None
     except (ReadTimeoutError, ConnectTimeoutError, TimeoutError):
         raise OriginTimeout(f"{operation}: storage did not answer in time") from None

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,22 @@ def load_yaml(path: Path) -> list[Any]:
 
 def kubernetes_manifests() -> list[Path]:
     return sorted(KUBERNETES.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class StopBudget:
+    """How a deploy file stops the gateway, in seconds from the stop: a pause before SIGTERM
+    (Kubernetes' preStop), the grace it configures, and when it sends SIGKILL."""
+
+    grace: float
+    kill_after: float
+    pause: float = 0.0
+
+
+def default_grace() -> float:
+    """`shutdown_grace` where a file does not set it: the setting's own default."""
+    from gateway.settings import SETTINGS
+
+    (spec,) = [s for s in SETTINGS if s.name == "shutdown_grace"]
+    assert spec.default is not None
+    return float(spec.default)

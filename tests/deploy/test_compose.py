@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, load_yaml, run, tool
+from tests.deploy.conftest import DEPLOY, StopBudget, load_yaml, run, tool
+from tests.deploy.test_dockerfile import image_grace
 
 COMPOSE = DEPLOY / "compose.yaml"
 GATEWAYS = ("gateway-1", "gateway-2")
@@ -48,6 +50,21 @@ def test_the_proxy_balances_over_both_gateways() -> None:
     listen = compose()["services"]["gateway-1"]["environment"].get("GATEWAY_LISTEN")
     port = (listen or "0.0.0.0:8080").rsplit(":", 1)[1]  # the image's default
     assert upstreams.group(1).split() == [f"{name}:{port}" for name in GATEWAYS]
+
+
+def stop_budgets(path: Path) -> dict[str, StopBudget]:
+    """Each gateway service of a Compose file: those that run the image (`gateway serve`)."""
+    (document,) = load_yaml(path)
+    budgets = {}
+    for name, service in document["services"].items():
+        if "dockerfile" in service.get("build", {}) or "edge-gateway" in service.get("image", ""):
+            budgets[name] = StopBudget(
+                grace=float(
+                    service.get("environment", {}).get("GATEWAY_SHUTDOWN_GRACE", image_grace())
+                ),
+                kill_after=seconds(service.get("stop_grace_period", "10s")),  # Compose's default
+            )
+    return budgets
 
 
 @pytest.mark.parametrize("gateway", GATEWAYS)

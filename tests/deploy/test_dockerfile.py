@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, ROOT, run, tool
+from tests.deploy.conftest import DEPLOY, ROOT, StopBudget, default_grace, run, tool
 from tests.integration.harness import (
     RunningGateway,
     gateway_settings,
@@ -46,6 +46,20 @@ def env_value(name: str) -> str:
         if keyword == "ENV" and (match := re.search(rf"\b{name}=(\S+)", rest)):
             return match.group(1)
     raise AssertionError(f"{name} not set in the final stage")
+
+
+def image_grace() -> float:
+    """The image's `shutdown_grace`: its ENV, else the setting's default."""
+    try:
+        return float(env_value("GATEWAY_SHUTDOWN_GRACE"))
+    except AssertionError:
+        return default_grace()
+
+
+def stop_budget() -> StopBudget:
+    """`docker stop` (and `docker run` without `--stop-timeout`) waits 10 s before SIGKILL: a
+    Dockerfile cannot change that, so the image's grace must fit in it."""
+    return StopBudget(grace=image_grace(), kill_after=10)
 
 
 def test_hadolint_finds_nothing() -> None:

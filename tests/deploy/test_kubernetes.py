@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import KUBERNETES, kubernetes_manifests, load_yaml, run, tool
+from tests.deploy.conftest import (
+    KUBERNETES,
+    StopBudget,
+    default_grace,
+    kubernetes_manifests,
+    load_yaml,
+    run,
+    tool,
+)
 
 # The oldest Kubernetes release still commonly supported, and the newest the validator knows.
 VERSIONS = ["1.30.0", None]
@@ -56,6 +64,16 @@ def test_the_keyring_is_the_whole_secret_mounted_as_a_directory() -> None:
     assert mount["readOnly"] is True
     assert "secret" in volumes[mount["name"]]
     assert "items" not in volumes[mount["name"]]["secret"]  # the file name is the Secret's key
+
+
+def stop_budget() -> StopBudget:
+    command = container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep", command
+    return StopBudget(
+        grace=float(settings().get("GATEWAY_SHUTDOWN_GRACE", default_grace())),
+        kill_after=pod_spec()["terminationGracePeriodSeconds"],  # counts the preStop pause too
+        pause=float(command[1]),
+    )
 
 
 def test_the_pod_drains_streams_before_it_is_killed() -> None:

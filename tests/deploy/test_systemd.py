@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, run, tool
+from tests.deploy.conftest import DEPLOY, StopBudget, default_grace, run, tool
 
 UNIT = DEPLOY / "systemd" / "edge-gateway.service"
 ENV_FILE = DEPLOY / "systemd" / "gateway.env"
@@ -77,6 +77,16 @@ def test_reload_sends_sighup_to_the_gateway() -> None:
 )
 def test_the_service_is_hardened(key: str, value: str) -> None:
     assert service()[key] == [value]
+
+
+def stop_budget() -> StopBudget:
+    (timeout,) = service()["TimeoutStopSec"]
+    match = re.fullmatch(r"(\d+)s?", timeout)
+    assert match is not None, timeout
+    return StopBudget(
+        grace=float(environment().get("GATEWAY_SHUTDOWN_GRACE", default_grace())),
+        kill_after=int(match.group(1)),
+    )
 
 
 def test_stopping_waits_for_the_stream_drain_deadline() -> None:

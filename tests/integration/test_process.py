@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,6 +48,7 @@ class Served:
     admin_port: int
     keyring: Keyring
     keyring_file: Path
+    stdout: Path | None = None  # where the access log goes
 
     def url(self, path: str, **options: object) -> URL:
         target = sign_path(path, self.keyring, expires_in=300, **options)  # type: ignore[arg-type]
@@ -60,6 +63,12 @@ class Served:
         self.process.wait(timeout=30)
         assert self.process.stderr is not None
         return self.process.stderr.read().decode()
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access log lines written so far, parsed."""
+        assert self.stdout is not None
+        lines = self.stdout.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 @pytest.fixture
@@ -90,14 +99,16 @@ def serve(tmp_path: Path, origin: Path | str, **extra: str) -> Served:
         }
     )
     env.update({f"GATEWAY_{k.upper()}": v for k, v in extra.items()})
-    process = subprocess.Popen(
-        [gateway_exe(), "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: `stop` ends its workers too
-    )
-    served = Served(process, port, admin_port, keyring, keyring_file)
+    stdout = tmp_path / f"gateway-{port}.out"
+    with stdout.open("wb") as out:
+        process = subprocess.Popen(
+            [gateway_exe(), "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: `stop` ends its workers too
+        )
+    served = Served(process, port, admin_port, keyring, keyring_file, stdout)
     deadline = time.monotonic() + 30
     while not _healthy(admin_port, "/readyz"):
         if process.poll() is not None or time.monotonic() > deadline:

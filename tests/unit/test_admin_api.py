@@ -81,7 +81,19 @@ class FailingStore:
     async def claim_once(self, token_id: str, until: float) -> bool:
         raise ConnectionError("store is down")
 
+    async def renew(self, token_id: str, until: float) -> bool:
+        raise ConnectionError("store is down")
+
     async def release(self, token_id: str) -> None:
+        raise ConnectionError("store is down")
+
+    async def record_upload(self, upload_id: str, location: str, until: float) -> None:
+        raise ConnectionError("store is down")
+
+    async def abandoned_uploads(self) -> list[tuple[str, str]]:
+        raise ConnectionError("store is down")
+
+    async def forget_upload(self, upload_id: str) -> None:
         raise ConnectionError("store is down")
 
 

@@ -971,6 +971,7 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "revocation_store_unavailable",
         "revocations_unavailable",
         "revoked",
+        "shutdown",
         "store_unavailable",
         "token_in_use",
         "too_large",

@@ -105,6 +105,8 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("zero_copy", "false", False),
     ("max_upload_bytes", "1048576", 1048576),
     ("upload_part_size", "16777216", 16777216),
+    ("upload_lease", "10", 10.0),
+    ("upload_sweep_interval", "0", 0.0),
     ("workers", "4", 4),
     ("keyring_watch_interval", "0", 0.0),
     ("revocation_db", "/var/lib/gateway/revocations.db", Path("/var/lib/gateway/revocations.db")),
@@ -169,7 +171,9 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         timeouts=Timeouts(connect=5.0, first_byte=30.0, idle=30.0, shutdown_grace=30.0),
         connections=Connections(header_timeout=10.0, keepalive_timeout=15.0, max_connections=None),
         s3=S3Settings(endpoint_url=None, region=None, connections=256),
-        uploads=Uploads(max_bytes=5 * 1024**3, part_size=8 * 1024**2),
+        uploads=Uploads(
+            max_bytes=5 * 1024**3, part_size=8 * 1024**2, lease=30.0, sweep_interval=60.0
+        ),
         revocation=Revocations(
             db=Path("/var/lib/edge-gateway/revocations.sqlite3"),
             redis_url=None,
@@ -374,6 +378,8 @@ INVALID: list[tuple[str, str, str]] = [
     ("max_connections", "many", "must be auto or an integer from 1 to 10000000"),
     ("max_upload_bytes", "0", "must be an integer from 1 to 5497558138880"),
     ("upload_part_size", "5242879", "must be an integer from 5242880 to 536870912"),
+    ("upload_lease", "0", "between 0 and 86400"),
+    ("upload_sweep_interval", "-1", "from 0 to 86400"),
     ("access_log", "maybe", "must be true or false"),
     ("access_log", "", "must be true or false"),
     ("trusted_proxies", "10.0.0.1/8", "host bits set"),
@@ -720,6 +726,7 @@ TIMEOUTS = [
     "shutdown_grace",
     "header_timeout",
     "keepalive_timeout",
+    "upload_lease",
 ]
 
 

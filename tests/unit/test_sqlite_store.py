@@ -288,3 +288,18 @@ async def test_a_follower_reconnects_when_the_file_becomes_usable(tmp_path: Path
         await eventually(lambda: view.entries() == [SUB])
         assert store.connected
     await store.close()
+
+
+async def test_a_file_from_before_claim_holders_gets_them_and_keeps_its_claims(db: Path) -> None:
+    """Claims had no holder before they were leases: the old rows still block (until their
+    link expires, as they were written), and new claims are renewable."""
+    with sqlite3.connect(db) as old:
+        old.execute("CREATE TABLE claims (token_id TEXT PRIMARY KEY, until REAL NOT NULL)")
+        old.execute("INSERT INTO claims VALUES (?, ?)", (DIGEST, LATER))
+    old.close()
+
+    async with opened(db) as store:
+        assert await store.claim_once(DIGEST, LATER) is False
+        assert await store.renew(DIGEST, LATER + 1) is False  # nobody's to renew
+        assert await store.claim_once("object:new", LATER) is True
+        assert await store.renew("object:new", LATER + 1) is True
