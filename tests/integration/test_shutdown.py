@@ -181,7 +181,8 @@ async def test_an_upload_cut_by_the_deadline_is_recorded_as_shutdown_and_leaves_
 
     assert gw.metric("gateway_requests_total", method="PUT", status="503", reason="shutdown") == 1
     assert gw.metric("gateway_uploads_in_flight") == 0
-    assert list((objects / "cut").iterdir()) == []  # no object, no temporary file
+    cut = objects / "cut"  # made by the upload, unless it was cut before it got that far
+    assert not cut.exists() or list(cut.iterdir()) == []  # no object, no temporary file
 
 
 async def test_draining_refuses_new_connections_and_readiness_says_so(
