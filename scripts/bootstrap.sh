@@ -4,7 +4,8 @@
 #
 # Required: python3-venv (the virtualenv). Wanted by the deploy checks (tests/deploy), which
 # skip with a reason naming the package when their tool is absent: prometheus (promtool, and
-# a real Prometheus scraping a test gateway) and systemd (systemd-analyze).
+# a real Prometheus scraping a test gateway) and systemd (systemd-analyze); and by the
+# JavaScript signer's tests (docs/examples/), which skip without it: nodejs (node).
 set -eu
 PYTHON="${1:-python3}"
 
@@ -14,6 +15,7 @@ missing=""
 wanted=""
 command -v promtool >/dev/null 2>&1 || wanted="$wanted prometheus"
 command -v systemd-analyze >/dev/null 2>&1 || wanted="$wanted systemd"
+command -v node >/dev/null 2>&1 || wanted="$wanted nodejs"
 
 can_install() {
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
