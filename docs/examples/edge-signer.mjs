@@ -1,5 +1,5 @@
 // A signer for the edge gateway's signed links, token format 1.2 (docs/token-format.md), in
-// JavaScript with nothing but Node's built-in `crypto` and `fs`: an ES module for Node 18+.
+// JavaScript with nothing but Node's built-in `crypto` and `fs`: an ES module for Node.
 // Written from the format document and checked against every signer vector in docs/vectors/
 // (docs/examples/check-vectors.mjs); the project's tests run both.
 //

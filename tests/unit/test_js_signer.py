@@ -7,6 +7,7 @@ checker (docs/examples/check-vectors.mjs) once; each vector is one test here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from signer import Keyring, verify_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -89,3 +92,24 @@ def test_the_checker_fails_on_a_vector_the_signer_does_not_meet(tmp_path: Path) 
         (f, n) for f, names in json.loads(finished.stdout).items() for n, v in names.items() if v
     ]
     assert failures == [("valid.json", valid[0]["name"])]
+
+
+def test_the_readme_example_signs_links_that_verify(tmp_path: Path) -> None:
+    """The README's JavaScript example, run as written, against the vector keyring."""
+    if NODE is None:
+        pytest.skip(NO_NODE)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("**From JavaScript**", 1)[1].split("```js\n", 1)[1].split("```", 1)[0]
+    shutil.copy(EXAMPLES / "edge-signer.mjs", tmp_path / "edge-signer.mjs")
+    shutil.copy(VECTORS / "PUBLIC-test-vector-keyring.json", tmp_path / "keys.json")
+    script = tmp_path / "example.mjs"
+    script.write_text(example + "console.log(JSON.stringify([url, hls]));\n", encoding="utf-8")
+    finished = subprocess.run(
+        [NODE, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
+    url, hls = json.loads(finished.stdout)
+    keyring = Keyring.load(tmp_path / "keys.json")
+    client = ipaddress.ip_address("203.0.113.9")
+    assert verify_url(url, keyring, client_ip=client).claims.sub == "user-42"
+    segment = hls.replace("/hls/ep1/master.m3u8", "/hls/ep1/720p/seg001.ts")
+    assert verify_url(segment, keyring).path == "/hls/ep1/720p/seg001.ts"
