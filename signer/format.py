@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from signer.errors import Reason, Rejected
-from signer.params import ANY, BY_NAME, PARAM_ORDER, PARAMS, READ, REQUIRED, UPLOAD
+from signer.params import ANY, PARAM_ORDER, PARAMS, READ, REQUIRED, UPLOAD
 from signer.syntax import (
     IPV4_MAPPED,
     KEY_ID,
@@ -104,8 +104,27 @@ _LOWER_NAMES: Final = frozenset(name.lower() for name in PARAM_ORDER)
 _ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
 _TARGET = re.compile(r"[\x21-\x7e]*")
-#: RFC 3986 query characters (pchar, "/", "?"), a '%' only as the start of an escape.
-_QUERY = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+#: RFC 3986 query characters (pchar, "/", "?"), with a '%' only as the start of an escape.
+_QUERY_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+#: What `Claims.validate` checks, row by row: the table's columns it needs, looked up once.
+_RULES: Final = tuple(
+    (
+        p.field,
+        p.name,
+        p.codec.absent,
+        p.codec.check,
+        p.rule,
+        None if p.methods is ANY else p.methods,
+        p.required,
+        p.restriction,
+    )
+    for p in PARAMS
+)
+#: How `_claims` reads each parameter: its field and its codec's parser, by name.
+_READERS: Final = {p.name: (p.field, p.codec.parse) for p in PARAMS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +151,17 @@ class Claims:
         """Check every value and the rules between them; raise Rejected(MALFORMED) naming the
         broken one."""
         method = self.method or "GET"
-        for param in PARAMS:
-            value = getattr(self, param.field)
-            if value is param.codec.absent:
-                if param.required:
-                    raise malformed(f"{param.name} is missing")
+        for field, name, absent, check, rule, methods, required, restriction in _RULES:
+            value = getattr(self, field)
+            if value is absent:
+                if required:
+                    raise malformed(f"{name} is missing")
                 continue
-            param.codec.check(value, param.name)
-            if param.rule is not None:
-                param.rule(value)
-            if param.methods is not ANY and method not in param.methods:
-                raise malformed(param.restriction)
+            check(value, name)
+            if rule is not None:
+                rule(value)
+            if methods is not None and method not in methods:
+                raise malformed(restriction)
         if self.issued >= self.expires:
             raise malformed("Issued must be before Expires")
         if self.starts is not None and self.starts >= self.expires:
@@ -269,11 +288,11 @@ def _parse(raw_path: str, raw_query: str, *, signature_lengths: frozenset[int] |
         if not any(resembles_token_parameter(part) for part in raw_query.split("&")):
             raise Rejected(Reason.MISSING)
         raise malformed("a token parameter outside the token block, or out of order")
-    if not _TARGET.fullmatch(raw_path) or not _QUERY.fullmatch(raw_query):
+    if not _TARGET.fullmatch(raw_path) or not _is_query(raw_query):
         raise malformed("the request target has characters outside RFC 3986 (or a lone '%')")
     path = check_path(decode(raw_path, "path"))
     if start:
-        check_app_query(raw_query[: start - 1])
+        _check_app_parameters(raw_query[: start - 1])
     values = _token_block(raw_query[start:])
     signature_b64 = values.pop("Signature")
     claims = _claims(values)
@@ -336,11 +355,22 @@ def resembles_token_parameter(part: str) -> bool:
     return name.translate(_ASCII_LOWER) in _LOWER_NAMES
 
 
+def _is_query(raw: str) -> bool:
+    """Whether `raw` is all RFC 3986 query characters, each '%' starting an escape."""
+    return _QUERY_CHARS.fullmatch(raw) is not None and (
+        "%" not in raw or _LONE_PERCENT.search(raw) is None
+    )
+
+
 def check_app_query(app_query: str) -> None:
     """Application parameters: RFC 3986 query characters, none empty, none resembling a token
     parameter."""
-    if not _QUERY.fullmatch(app_query):
+    if not _is_query(app_query):
         raise malformed("the query has characters outside RFC 3986 (or a lone '%')")
+    _check_app_parameters(app_query)
+
+
+def _check_app_parameters(app_query: str) -> None:
     for part in app_query.split("&"):
         if not part:
             raise malformed("the query has an empty parameter")
@@ -375,6 +405,6 @@ def _token_block(block: str) -> dict[str, str]:
 def _claims(values: dict[str, str]) -> Claims:
     fields: dict[str, Any] = {}
     for name, raw in values.items():
-        param = BY_NAME[name]
-        fields[param.field] = param.codec.parse(raw, name)
+        field, parse = _READERS[name]
+        fields[field] = parse(raw, name)
     return Claims(**fields).validate()
