@@ -48,7 +48,6 @@ class Refusal(enum.Enum):
     CORS_REFUSED = (403, "cors_refused")  # a preflight the CORS policy does not allow
     INVALID_PATH = (400, "invalid_path")  # no valid object key
     # an authentic link the gateway still refuses
-    LIFETIME_EXCEEDED = (403, "lifetime_exceeded")  # outlives what revocations are kept for
     REVOCATION_STORE_UNAVAILABLE = (503, "revocation_store_unavailable")
     # the revocation list is not loaded yet (Redis down at start, no snapshot): fail closed
     REVOCATIONS_UNAVAILABLE = (503, "revocations_unavailable")

@@ -106,7 +106,7 @@ class Pipeline:
         if expectation_failed(request):
             raise Refused(Refusal.EXPECTATION_FAILED)
         raw_path, _, raw_query = request.raw_path.partition("?")
-        keyring, skew = self.services.keyring.current, self.skew  # one for every candidate
+        keyring, skew, lifetime = self.services.keyring.current, self.skew, self.max_lifetime
         presented, verified = first_verified(
             candidates(raw_path, raw_query, request.headers.getall("Cookie", ())),
             lambda p: verify(
@@ -116,12 +116,11 @@ class Pipeline:
                 raw_query=p.raw_query,
                 client_ip=client,
                 skew=skew,
+                max_lifetime=lifetime,  # outlives what revocations are kept for: refused
             ),
         )
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
-        if claims.expires - claims.issued > self.max_lifetime:
-            raise Refused(Refusal.LIFETIME_EXCEEDED)
         try:
             key = object_key(verified.path, self.prefix)
         except InvalidKey:

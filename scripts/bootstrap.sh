@@ -6,7 +6,8 @@
 # skip with a reason naming the package when their tool is absent: prometheus (promtool, and
 # a real Prometheus scraping a test gateway) and systemd (systemd-analyze). Wanted by the load
 # benchmark (benchmarks/, and its smoke test, which skips without them): wrk, the load
-# generator, and nginx-light, the nginx it runs beside the gateway as a peer.
+# generator, and nginx-light, the nginx it runs beside the gateway as a peer. Wanted by the
+# JavaScript signer's tests (docs/examples/), which skip without it: nodejs (node).
 set -eu
 PYTHON="${1:-python3}"
 
@@ -19,6 +20,7 @@ command -v systemd-analyze >/dev/null 2>&1 || wanted="$wanted systemd"
 command -v wrk >/dev/null 2>&1 || wanted="$wanted wrk"
 # nginx lives in /usr/sbin, which a non-root PATH may lack
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || wanted="$wanted nginx-light"
+command -v node >/dev/null 2>&1 || wanted="$wanted nodejs"
 
 can_install() {
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1

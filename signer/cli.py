@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
-from signer.format import FORMAT_VERSION, parse_link, path_form
+from signer.format import FORMAT_VERSION, METHODS, parse_link, path_form
 from signer.keys import Keyring, Status, new_key
+from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
 from signer.verify import DEFAULT_SKEW, verify_url
@@ -30,6 +32,8 @@ examples:
       --expires-in 7200 --prefix /hls/ep1/ --ip 203.0.113.0/24 --sub user-42
   signer sign https://media.example.com/uploads/u42/avatar.png --keyring keys.json \\
       --expires-in 600 --method PUT --content-type image/ --max-bytes 10485760 --one-time
+  signer sign https://media.example.com/img/cat.jpg --keyring keys.json --expires-in 3600 \\
+      --window 300                             # the same URL for five minutes: cacheable
   signer verify 'https://media.example.com/videos/intro.mp4?Expires=...' --keyring public.json
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
@@ -159,39 +163,32 @@ def build_parser() -> argparse.ArgumentParser:
     when = sign.add_mutually_exclusive_group(required=True)
     when.add_argument("--expires-in", type=int, metavar="SECONDS", help="lifetime")
     when.add_argument("--expires-at", type=parse_time, metavar="TIME", help="absolute expiry")
-    sign.add_argument("--starts-at", type=parse_time, metavar="TIME", help="not valid before")
-    sign.add_argument("--ip", help="bind to a client address or CIDR (IPv4 or IPv6)")
-    sign.add_argument("--prefix", help="authorize every path under this prefix (ends with /)")
-    sign.add_argument("--method", choices=["GET", "HEAD", "PUT"], help="default: GET and HEAD")
-    sign.add_argument("--sub", help="opaque subject id (audit; revoke all of a user's links)")
+    for param in PARAMS:
+        if param.keyword is not None:
+            sign.add_argument(f"--{param.keyword.replace('_', '-')}", **_flag(param))
     sign.add_argument(
-        "--response-content-type", metavar="TYPE", help="answer with this Content-Type"
-    )
-    disposition = sign.add_mutually_exclusive_group()
-    disposition.add_argument(
-        "--response-content-disposition",
-        metavar="VALUE",
-        help="answer with this Content-Disposition (e.g. 'attachment; filename=\"a.pdf\"')",
-    )
-    disposition.add_argument(
-        "--download-as", metavar="NAME", help="answer as a download saved under NAME"
+        "--download-as",
+        metavar="NAME",
+        help="answer as a download saved under NAME (instead of --response-content-disposition)",
     )
     sign.add_argument(
         "--path-form",
         action="store_true",
         help="put the token in a leading path segment (with --prefix: for HLS/DASH players)",
     )
-    sign.add_argument("--content-type", help="PUT: exact type, or a type/ prefix like image/")
-    sign.add_argument("--min-bytes", type=int, help="PUT: smallest accepted body")
-    sign.add_argument("--max-bytes", type=int, help="PUT: largest accepted body")
-    sign.add_argument("--no-overwrite", action="store_true", help="PUT: fail if the key exists")
-    sign.add_argument("--one-time", action="store_true", help="PUT: usable for one upload")
     sign.add_argument(
         "--max-lifetime",
         type=int,
         default=DEFAULT_MAX_LIFETIME,
         metavar="SECONDS",
         help="refuse longer lifetimes (default: 7 days)",
+    )
+    sign.add_argument(
+        "--window",
+        type=int,
+        metavar="SECONDS",
+        help="round Issued/Expires so that one URL serves a whole window (cacheable); "
+        "the link lives up to one window longer",
     )
 
     check = command(
@@ -211,7 +208,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"clock skew allowance (default {DEFAULT_SKEW})",
     )
+    check.add_argument(
+        "--max-lifetime",
+        type=int,
+        default=DEFAULT_MAX_LIFETIME,
+        metavar="SECONDS",
+        help="longest Expires - Issued accepted (default: 7 days, the gateway's default)",
+    )
     return parser
+
+
+def _flag(param: Param) -> dict[str, Any]:
+    """The `signer sign` flag of a binding, from its row of the parameter table."""
+    options: dict[str, Any] = {"help": param.summary}
+    if param.methods == UPLOAD:
+        options["help"] = f"PUT: {param.summary}"
+    codec = param.codec
+    assert param.keyword is not None
+    if codec is FLAG_CODEC:
+        options["action"] = "store_true"
+        return options
+    options["metavar"] = param.keyword.rpartition("_")[2].upper()
+    if codec is TIME_CODEC:
+        options.update(type=parse_time, metavar="TIME")
+    elif codec is COUNT_CODEC:
+        options["type"] = int
+    elif codec is METHOD_CODEC:
+        options.update(choices=list(METHODS), metavar=None)
+    if param.cli_type is not None:
+        options["type"] = param.cli_type
+    return options
 
 
 def _load(path: Path, *, create: bool = False) -> Keyring:
@@ -285,31 +311,20 @@ def _export(args: argparse.Namespace) -> int:
 
 def _sign(args: argparse.Namespace) -> int:
     now = time.time()
-    prefix = None
-    if args.prefix is not None:
-        prefix = unquote(args.prefix, errors="strict")
-    disposition = args.response_content_disposition
+    bindings = {p.keyword: getattr(args, p.keyword) for p in PARAMS if p.keyword is not None}
     if args.download_as is not None:
-        disposition = content_disposition(args.download_as)
+        if bindings["response_content_disposition"] is not None:
+            raise SignerError("give --download-as or --response-content-disposition, not both")
+        bindings["response_content_disposition"] = content_disposition(args.download_as)
     url = sign_url(
         args.url,
         _load(args.keyring),
         expires_in=args.expires_in,
         expires_at=args.expires_at,
-        starts_at=args.starts_at,
-        ip=args.ip,
-        prefix=prefix,
-        method=args.method,
-        sub=args.sub,
-        response_content_type=args.response_content_type,
-        response_content_disposition=disposition,
-        content_type=args.content_type,
-        min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
-        no_overwrite=args.no_overwrite,
-        one_time=args.one_time,
         now=now,
         max_lifetime=args.max_lifetime,
+        window=args.window,
+        **bindings,
     )
     if args.path_form:
         parts = urlsplit(url)
@@ -331,6 +346,7 @@ def _verify(args: argparse.Namespace) -> int:
             client_ip=args.client_ip,
             now=now,
             skew=args.skew,
+            max_lifetime=args.max_lifetime,
         )
     except Rejected as exc:
         print(f"rejected: {exc.reason.value}: {exc.detail}")
@@ -341,21 +357,15 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"valid: key {claims.key_id!r}, path {verified.path!r}")
     print(f"  issued  {describe(claims.issued, now)}")
     print(f"  expires {describe(claims.expires, now)}")
-    for label, value in (
-        ("prefix", claims.prefix),
-        ("ip", claims.ip),
-        ("method", claims.method),
-        ("sub", claims.sub),
-        ("type", claims.response_content_type),
-        ("disposition", claims.response_content_disposition),
-        ("content type", claims.content_type),
-        ("min bytes", claims.min_bytes),
-        ("max bytes", claims.max_bytes),
-        ("no overwrite", "yes" if claims.no_overwrite else None),
-        ("one time", "yes" if claims.one_time else None),
-    ):
-        if value is not None:
-            print(f"  {label:12} {value}")
+    for param in PARAMS:
+        value = getattr(claims, param.field)
+        if param.required or value is param.codec.absent:
+            continue
+        if param.codec is TIME_CODEC:
+            value = describe(value, now)
+        elif param.codec is FLAG_CODEC:
+            value = "yes"
+        print(f"  {param.field.replace('_', ' '):12} {value}")
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
 

@@ -29,9 +29,10 @@ class Reason(enum.StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     ISSUED_IN_FUTURE = "issued_in_future"
-    IP_MISMATCH = "ip_mismatch"
     WRONG_METHOD = "wrong_method"
     OUTSIDE_PREFIX = "outside_prefix"
+    IP_MISMATCH = "ip_mismatch"
+    LIFETIME_EXCEEDED = "lifetime_exceeded"
     REVOKED = "revoked"
 
     @property
@@ -51,6 +52,7 @@ _EXPLANATIONS = {
     Reason.IP_MISMATCH: "the client address is outside the link's IP binding",
     Reason.WRONG_METHOD: "the request method is not the one the link allows",
     Reason.OUTSIDE_PREFIX: "the path is outside the link's Prefix",
+    Reason.LIFETIME_EXCEEDED: "the link's lifetime (Expires - Issued) exceeds the verifier's bound",
     Reason.REVOKED: "the link has been revoked",
 }
 

@@ -279,6 +279,9 @@ def _parse_entry(entry: object, where: str) -> Key:
     created = entry.get("created", 0)
     if not isinstance(created, int) or isinstance(created, bool) or created < 0:
         raise KeyringError(f"{where}: 'created' must be unix seconds")
+    comment = entry.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise KeyringError(f"{where}: 'comment' must be a string")
     allowed = {"id", "alg", "status", "created", "comment"}
     allowed |= {"secret"} if alg is Algorithm.HMAC_SHA256 else {"private", "public"}
     unknown = set(entry) - allowed

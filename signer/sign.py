@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
-from typing import Final, TypedDict, Unpack
+from typing import Any, Final, TypedDict, Unpack
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from signer import algorithms
-from signer.addresses import IPNetwork
 from signer.errors import Rejected, SigningError
 from signer.format import (
-    IPV4_MAPPED,
     Claims,
     b64encode,
     canonical,
@@ -24,16 +21,19 @@ from signer.format import (
     under_prefix,
 )
 from signer.keys import Key, Keyring
+from signer.params import PARAMS
+from signer.syntax import has_control
 
-_CONTROL_OR_SLASH = re.compile(r"[\x00-\x1f\x7f/\\]")
+_SLASHES = re.compile(r"[/\\]")
 
 #: Links may not live longer than this unless the caller raises the limit explicitly.
 DEFAULT_MAX_LIFETIME = 7 * 24 * 3600
 
 
 class SignOptions(TypedDict, total=False):
-    """The options of `sign_url` and `sign_path`, declared once. Exactly one of `expires_in` and
-    `expires_at` is required; every other option defaults to "no such binding"."""
+    """The options of `sign_url` and `sign_path`, typed once. Exactly one of `expires_in` and
+    `expires_at` is required; every other option defaults to "no such binding". The bindings
+    are the `keyword`s of `signer.params.PARAMS` (what each means is said there)."""
 
     expires_in: int | None  # seconds from now
     expires_at: int | None  # unix seconds
@@ -51,9 +51,12 @@ class SignOptions(TypedDict, total=False):
     one_time: bool  # PUT: usable for one upload
     now: float | None  # the signing time (default: the clock)
     max_lifetime: int  # refuse longer lifetimes (default DEFAULT_MAX_LIFETIME)
+    window: int | None  # round Issued/Expires to this many seconds: one URL per window
 
 
 _OPTION_NAMES: Final = frozenset(SignOptions.__annotations__)
+#: The options that are not bindings: when and how long, and how to round.
+TIMING_OPTIONS: Final = frozenset(("expires_in", "expires_at", "now", "max_lifetime", "window"))
 
 
 def sign_url(url: str, keyring: Keyring, **options: Unpack[SignOptions]) -> str:
@@ -77,19 +80,21 @@ def sign_path(
     """Sign a decoded object path (`/videos/a b.mp4`); returns the request target to append.
 
     `query` holds the application's own parameters, already percent-encoded. The lifetime may
-    not exceed `max_lifetime`.
+    not exceed `max_lifetime`. With `window`, Issued is rounded down to a multiple of it and
+    an `expires_in` lifetime counts from the window's end, so every call within one window
+    gives the same URL (a cache can keep it), which lives up to one window longer.
     """
     unknown = options.keys() - _OPTION_NAMES
     if unknown:  # a misspelt binding must not silently give a link without it
         raise TypeError(f"unknown signing option(s): {', '.join(sorted(unknown))}")
     key = keyring.signing_key()
     now = options.get("now")
-    issued = int(time.time() if now is None else now)
-    expires = _expiry(
-        issued,
-        options.get("expires_in"),
-        options.get("expires_at"),
-        options.get("max_lifetime", DEFAULT_MAX_LIFETIME),
+    issued, expires = signing_times(
+        time.time() if now is None else now,
+        expires_in=options.get("expires_in"),
+        expires_at=options.get("expires_at"),
+        window=options.get("window"),
+        max_lifetime=options.get("max_lifetime", DEFAULT_MAX_LIFETIME),
     )
     prefix = options.get("prefix")
     try:
@@ -100,30 +105,52 @@ def sign_path(
         raise SigningError(exc.detail) from None
     if prefix is not None and not under_prefix(path, prefix):
         raise SigningError("the path is not under the prefix")
-    ip = options.get("ip")
-    method = options.get("method")
-    claims = Claims(
-        expires=expires,
-        key_id=key.id,
-        issued=issued,
-        starts=options.get("starts_at"),
-        ip=_ip_binding(ip) if ip is not None else None,
-        prefix=prefix,
-        method=method.upper() if method else None,
-        sub=options.get("sub"),
-        response_content_type=options.get("response_content_type"),
-        response_content_disposition=options.get("response_content_disposition"),
-        content_type=options.get("content_type"),
-        min_bytes=options.get("min_bytes"),
-        max_bytes=options.get("max_bytes"),
-        no_overwrite=options.get("no_overwrite", False),
-        one_time=options.get("one_time", False),
-    )
+    bindings: dict[str, Any] = {
+        p.field: p.codec.from_option(options.get(p.keyword))
+        for p in PARAMS
+        if p.keyword is not None
+    }
+    claims = Claims(expires=expires, key_id=key.id, issued=issued, **bindings)
     try:
         raw_path = canonical(path)
     except UnicodeEncodeError:
         raise SigningError("the path is not valid Unicode") from None
     return sign_target(raw_path, query, claims, key)
+
+
+def signing_times(
+    now: float,
+    *,
+    expires_in: int | None,
+    expires_at: int | None,
+    window: int | None = None,
+    max_lifetime: int = DEFAULT_MAX_LIFETIME,
+) -> tuple[int, int]:
+    """(Issued, Expires) for a link signed at `now`.
+
+    Without a window, Issued is `now` in whole seconds. With one, Issued is `now` rounded down
+    to a multiple of `window`, and `expires_in` counts from the end of that window, so the
+    link lives at least `expires_in` and at most `expires_in + window` seconds from `now`.
+    """
+    if (expires_in is None) == (expires_at is None):
+        raise SigningError("give exactly one of expires_in and expires_at")
+    if window is None:
+        issued, slack = int(now), 0
+    else:
+        if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+            raise SigningError("the window must be a positive number of seconds")
+        issued, slack = int(now) // window * window, window
+    expires = issued + slack + expires_in if expires_in is not None else expires_at
+    assert expires is not None
+    lifetime = expires - issued
+    if lifetime <= 0:
+        raise SigningError("the lifetime must be positive (the link would be born expired)")
+    if lifetime > max_lifetime:
+        raise SigningError(
+            f"the lifetime {lifetime}s exceeds the maximum {max_lifetime}s; "
+            "raise max_lifetime deliberately if you mean it"
+        )
+    return issued, expires
 
 
 def sign_target(raw_path: str, app_query: str, claims: Claims, key: Key) -> str:
@@ -147,9 +174,12 @@ def sign_target(raw_path: str, app_query: str, claims: Claims, key: Key) -> str:
 def content_disposition(filename: str, *, inline: bool = False) -> str:
     """A Content-Disposition value naming `filename` (RFC 6266), for any Unicode name.
 
-    Gives an ASCII fallback in `filename` and the exact name in `filename*` (RFC 8187).
+    The algorithm of docs/token-format.md §10, so that every language writes the same bytes:
+    an ASCII fallback in `filename` (each code point outside printable ASCII, and `"` and `%`,
+    replaced by `_`) and, unless that is the name itself, the exact name in `filename*`
+    (RFC 8187: UTF-8, every byte but attr-char escaped with upper-case hex).
     """
-    if not filename or _CONTROL_OR_SLASH.search(filename):
+    if not filename or _SLASHES.search(filename) or has_control(filename):
         raise SigningError("the file name must be non-empty, without '/', '\\' or controls")
     kind = "inline" if inline else "attachment"
     fallback = "".join(c if " " <= c <= "~" and c not in '"%' else "_" for c in filename)
@@ -157,40 +187,6 @@ def content_disposition(filename: str, *, inline: bool = False) -> str:
     if fallback == filename:
         return f'{kind}; filename="{filename}"'
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
-
-
-def _expiry(issued: int, expires_in: int | None, expires_at: int | None, limit: int) -> int:
-    if (expires_in is None) == (expires_at is None):
-        raise SigningError("give exactly one of expires_in and expires_at")
-    expires = issued + expires_in if expires_in is not None else expires_at
-    assert expires is not None
-    lifetime = expires - issued
-    if lifetime <= 0:
-        raise SigningError("the lifetime must be positive (the link would be born expired)")
-    if lifetime > limit:
-        raise SigningError(
-            f"the lifetime {lifetime}s exceeds the maximum {limit}s; "
-            "raise max_lifetime deliberately if you mean it"
-        )
-    return expires
-
-
-def _ip_binding(ip: str) -> IPNetwork:
-    """The binding for an address or network in any spelling `ipaddress` reads.
-
-    An IPv4-mapped one (`::ffff:127.0.0.1`, `::ffff:0:0/104`), which is how a backend on a
-    dual-stack socket sees IPv4 clients, is written in its IPv4 form: verifiers compare mapped
-    client addresses as IPv4 and refuse mapped bindings, so the IPv6 form could never be used.
-    """
-    try:
-        network = ipaddress.ip_network(ip, strict=True)
-    except ValueError as exc:
-        raise SigningError(f"ip {ip!r}: {exc}") from None
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None
-        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
 
 
 def _decoded(raw: str, what: str) -> str:

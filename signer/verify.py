@@ -55,8 +55,13 @@ def verify(
     client_ip: IPAddress | None,
     now: float | None = None,
     skew: float = DEFAULT_SKEW,
+    max_lifetime: float | None = None,
 ) -> Verified:
-    """Accept the link or raise `Rejected` with its reason."""
+    """Accept the link or raise `Rejected` with its reason.
+
+    `max_lifetime` bounds `Expires - Issued` (step 10a, `lifetime_exceeded`); None leaves that
+    step to the caller (the gateway applies its own `max_link_lifetime`).
+    """
     link = parse_link(raw_path, raw_query)
     claims = link.claims
     check = keyring.verifier_for(claims.key_id)
@@ -69,7 +74,15 @@ def verify(
         raise Rejected(Reason.MALFORMED, f"Signature is not {key.alg.signature_length} bytes")
     if not check(link.signature, link.signed):
         raise Rejected(Reason.BAD_SIGNATURE)
-    judge(claims, link.path, method=method, client_ip=client_ip, now=now, skew=skew)
+    judge(
+        claims,
+        link.path,
+        method=method,
+        client_ip=client_ip,
+        now=now,
+        skew=skew,
+        max_lifetime=max_lifetime,
+    )
     return Verified(path=link.path, claims=claims, token_id=token_id(link.signature))
 
 
@@ -81,6 +94,7 @@ def judge(
     client_ip: IPAddress | None,
     now: float | None = None,
     skew: float = DEFAULT_SKEW,
+    max_lifetime: float | None = None,
 ) -> None:
     """The checks on an authentic token's claims, shared by every form a token travels in."""
     current = time.time() if now is None else now
@@ -101,6 +115,13 @@ def judge(
         address = None if client_ip is None else unmapped(client_ip)
         if address is None or not within(address, claims.ip):
             raise Rejected(Reason.IP_MISMATCH, f"client {address} is outside {claims.ip}", claims)
+    if max_lifetime is not None and claims.expires - claims.issued > max_lifetime:
+        # Revocations are kept for max_lifetime: a longer-lived link would outlive them.
+        raise Rejected(
+            Reason.LIFETIME_EXCEEDED,
+            f"lifetime {claims.expires - claims.issued}s exceeds {max_lifetime:g}s",
+            claims,
+        )
 
 
 def verify_url(
@@ -111,6 +132,7 @@ def verify_url(
     client_ip: IPAddress | None = None,
     now: float | None = None,
     skew: float = DEFAULT_SKEW,
+    max_lifetime: float | None = None,
 ) -> Verified:
     """`verify` for a whole URL (scheme and host are not signed, so they are ignored)."""
     parts = urlsplit(url)
@@ -122,4 +144,5 @@ def verify_url(
         client_ip=client_ip,
         now=now,
         skew=skew,
+        max_lifetime=max_lifetime,
     )

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import unicodedata
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from signer import Reason, Rejected, is_token_id, token_id
+from signer import Reason, Rejected, SigningError, SignOptions, is_token_id, token_id
 from signer.format import (
+    MAX_TIME,
+    PARAM_ORDER,
     Claims,
+    IPNetwork,
     b64decode,
     b64encode,
     canonical,
+    canonical_ip,
     check_app_query,
     decode,
     decode_payload,
     encode_claims,
     encode_payload,
+    format_ip,
     has_token,
     is_path_form,
     parse_link,
     path_form,
+    resembles_token_parameter,
     strip_path_token,
     unverified_prefix_covers,
+    valid_sub,
 )
-from signer.sign import content_disposition
+from signer.params import PARAMS, ip_binding
+from signer.sign import TIMING_OPTIONS, content_disposition
 
 BLOCK = "Expires=2000000000&KeyID=k1&Issued=1900000000"
 SIG = "&Signature=" + b64encode(bytes(32))
@@ -400,3 +412,231 @@ def test_an_unverified_prefix_is_read_only_from_a_well_formed_token(
     path: str, query: str, covers: bool
 ) -> None:
     assert unverified_prefix_covers(path, query) is covers
+
+
+# --- the parameter table --------------------------------------------------------------------
+
+
+def test_claims_has_one_field_per_row_of_the_table_in_its_order() -> None:
+    assert [f.name for f in dataclasses.fields(Claims)] == [p.field for p in PARAMS]
+
+
+def test_the_signing_options_are_the_tables_keywords_and_the_timing_options() -> None:
+    keywords = {p.keyword for p in PARAMS if p.keyword is not None}
+    assert set(SignOptions.__annotations__) == keywords | TIMING_OPTIONS
+
+
+def test_the_parameter_order_is_the_tables_then_signature() -> None:
+    assert (*(p.name for p in PARAMS), "Signature") == PARAM_ORDER
+
+
+READING = st.sampled_from([None, "GET", "HEAD"])
+subs = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=40)
+networks = (
+    st.ip_addresses()
+    .map(ipaddress.ip_network)
+    .filter(lambda n: not (n.version == 6 and n.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96"))))
+)
+
+
+@st.composite
+def any_claims(draw: st.DrawFn) -> Claims:
+    """Valid claims of every shape the table allows: reading or uploading, any binding."""
+    expires = draw(st.integers(1, MAX_TIME))
+    values: dict[str, object] = {
+        "expires": expires,
+        "key_id": draw(st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)),
+        "issued": draw(st.integers(0, expires - 1)),
+        "starts": draw(st.none() | st.integers(0, expires - 1)),
+        "ip": draw(st.none() | networks),
+        "prefix": draw(st.sampled_from([None, "/", "/a b/", "/ü/€/"])),
+        "sub": draw(st.none() | subs),
+    }
+    if draw(st.booleans()):
+        low = draw(st.none() | st.integers(0, 2**63 - 1))
+        values |= {
+            "method": "PUT",
+            "content_type": draw(st.sampled_from([None, "image/", "application/vnd.api+json"])),
+            "min_bytes": low,
+            "max_bytes": draw(st.none() | st.integers(low or 0, 2**63 - 1)),
+            "no_overwrite": draw(st.booleans()),
+            "one_time": draw(st.booleans()),
+        }
+    else:
+        values |= {
+            "method": draw(READING),
+            "response_content_type": draw(st.sampled_from([None, "text/plain; charset=utf-8"])),
+            "response_content_disposition": draw(
+                st.none()
+                | subs.filter(lambda n: "/" not in n and "\\" not in n).map(content_disposition)
+            ),
+        }
+    return Claims(**values)  # type: ignore[arg-type]
+
+
+@given(any_claims())
+def test_every_valid_claim_set_round_trips_through_the_wire(claims: Claims) -> None:
+    raw_path = "/a" if claims.prefix is None else canonical(claims.prefix + "a")
+    assert parse_link(raw_path, encode_claims(claims) + SIG).claims == claims
+
+
+# --- 1.2: step order, names resembling token parameters, application parameters --------------
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [("/videos//a.mp4", ""), ("/a%ZZ", "w=%"), ("/a/../b", "x=<&&y"), ("/a b", "#")],
+)
+def test_without_any_token_the_reason_is_missing_whatever_else_is_wrong(
+    path: str, query: str
+) -> None:
+    assert reason_of(path, query) is Reason.MISSING
+
+
+@pytest.mark.parametrize(
+    ("part", "resembles"),
+    [
+        ("ISSUED=1", True),
+        ("%49ssued=1", True),
+        ("%4beyID=1", True),
+        ("Sub", True),
+        ("signature=x", True),
+        ("I%C3%9Fued=1", False),  # sharp s: Unicode case folding would say Issued
+        ("%C5%BFub=1", False),  # long s
+        ("%E2%84%AAeyID=1", False),  # Kelvin sign
+        ("Pre%EF%AC%81x=1", False),  # fi ligature
+        ("Subs=1", False),
+        ("x=Expires", False),
+        ("%%45xpires=1", False),
+    ],
+)
+def test_a_name_resembles_a_token_parameter_under_ascii_folding_only(
+    part: str, resembles: bool
+) -> None:
+    assert resembles_token_parameter(part) is resembles
+
+
+@given(st.sampled_from(PARAM_ORDER), st.data())
+def test_every_ascii_case_and_escape_spelling_of_a_token_name_resembles_it(
+    name: str, data: st.DataObject
+) -> None:
+    spelled = "".join(
+        data.draw(st.sampled_from([c.lower(), c.upper(), f"%{ord(c):02X}", f"%{ord(c):02x}"]))
+        for c in name
+    )
+    assert resembles_token_parameter(f"{spelled}=1")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["a=#", "a=<", 'a="', "a={", "a=}", "a=|", "a=\\", "a=^", "a=`", "a=[", "a=]", "a=%", "a=%G1"],
+)
+def test_application_parameters_outside_rfc_3986_are_refused(query: str) -> None:
+    with pytest.raises(Rejected):
+        check_app_query(query)
+
+
+@pytest.mark.parametrize("query", ["a=!$'()*+,;:@/?", "b=%7e%7E", "c", "I%C3%9Fued=1"])
+def test_application_parameters_of_rfc_3986_query_characters_are_allowed(query: str) -> None:
+    check_app_query(query)
+
+
+# --- 1.2: values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 3, 31, 33, 63, 65])
+def test_a_signature_of_neither_32_nor_64_bytes_is_malformed_before_any_key(length: int) -> None:
+    query = f"Expires=2000000000&KeyID=nope&Issued=1900000000&Signature={b64encode(bytes(length))}"
+    assert reason_of("/a", query) is Reason.MALFORMED
+
+
+@given(st.text(min_size=1, max_size=256))
+def test_sub_refuses_exactly_the_unicode_control_characters(sub: str) -> None:
+    """Category Cc (C0, DEL, C1): what a verifier in any language finds in Unicode's data."""
+    assert valid_sub(sub) is not any(unicodedata.category(c) == "Cc" for c in sub)
+
+
+@pytest.mark.parametrize(
+    ("sub", "valid"),
+    [("\U0001d11e" * 256, True), ("\U0001d11e" * 257, False), ("a\x85b", False), ("", False)],
+)
+def test_sub_length_counts_code_points(sub: str, valid: bool) -> None:
+    assert valid_sub(sub) is valid
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical_text"),
+    [
+        ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),  # the first of two equal runs
+        ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),  # one zero field stays
+        ("2001:0DB8::0001", "2001:db8::1"),
+        ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),  # the longest run
+        ("0:0:0:0:0:0:0:0", "::"),
+        ("1:0:0:0:0:0:0:0", "1::"),
+        ("2001:db8::/32", "2001:db8::/32"),
+        ("203.0.113.0/24", "203.0.113.0/24"),
+        ("203.0.113.7/32", "203.0.113.7"),
+    ],
+)
+def test_ip_bindings_are_written_as_rfc_5952_says(written: str, canonical_text: str) -> None:
+    assert format_ip(ip_binding(written)) == canonical_text
+
+
+@given(networks)
+def test_every_written_ip_binding_is_read_back_as_itself(network: IPNetwork) -> None:
+    assert canonical_ip(format_ip(network)) == network
+
+
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%25eth0", "FE80::1", "10.0.0.01"])
+def test_an_ip_binding_with_a_zone_id_or_another_spelling_is_malformed(value: str) -> None:
+    with pytest.raises(Rejected):
+        canonical_ip(value)
+
+
+def test_the_signer_refuses_to_bind_a_zone_id() -> None:
+    with pytest.raises(SigningError, match="zone id"):
+        ip_binding("fe80::1%eth0")
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("image/", True),
+        ("application/vnd.api+json", True),
+        ("image/" + "a" * 127, True),
+        ("image/" + "a" * 128, False),
+        ("image/png; q=1", False),
+        ("Image/png", False),
+        ("image/p*ng", False),
+        ("image/.png", False),
+        ("image", False),
+    ],
+)
+def test_an_upload_content_type_is_a_pair_of_rfc_6838_restricted_names(
+    value: str, valid: bool
+) -> None:
+    claims = Claims(expires=2, key_id="k", issued=1, method="PUT", content_type=value)
+    if valid:
+        claims.validate()
+    else:
+        with pytest.raises(Rejected):
+            claims.validate()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("response_content_type", "text/plain\t; charset=utf-8"),
+        ("response_content_type", "text/plain;\tcharset=utf-8"),
+        ("response_content_disposition", "attachment;\tfilename=a.pdf"),
+    ],
+)
+def test_a_tab_in_a_response_override_is_malformed(field: str, value: str) -> None:
+    with pytest.raises(Rejected):
+        Claims(expires=2, key_id="k", issued=1, **{field: value}).validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("filename", ["a\x85b.pdf", "a\x9fb.pdf"])
+def test_content_disposition_refuses_c1_controls_like_every_control(filename: str) -> None:
+    with pytest.raises(SigningError):
+        content_disposition(filename)

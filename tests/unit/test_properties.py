@@ -302,3 +302,68 @@ def test_a_misspelt_signing_option_is_an_error_not_a_link_without_it(
 ) -> None:
     with pytest.raises(TypeError, match="unknown signing option"):
         sign("/a", KEYRINGS[Algorithm.HMAC_SHA256], expires_in=60, sub_id="user-42")
+
+
+@given(
+    alg=algorithms,
+    window=st.integers(1, 3600),
+    start=st.integers(0, 10**6),
+    lifetime=st.integers(1, 86400),
+    data=st.data(),
+)
+def test_within_one_window_every_signing_gives_the_same_url(
+    alg: Algorithm, window: int, start: int, lifetime: int, data: st.DataObject
+) -> None:
+    """The same user, object and bindings: one URL per window, which a cache can keep."""
+    begin = (NOW // window + start) * window
+    first, second = (
+        data.draw(st.integers(0, window - 1)) + data.draw(st.sampled_from([0, 0.25, 0.5]))
+        for _ in range(2)
+    )
+
+    def signed_at(moment: float) -> str:
+        return sign_path(
+            "/a", KEYRINGS[alg], expires_in=lifetime, sub="u-1", window=window, now=moment
+        )
+
+    assert signed_at(begin + first) == signed_at(begin + second)
+    assert signed_at(begin + window) != signed_at(begin)
+
+
+@given(window=st.integers(1, 3600), now=st.floats(NOW, NOW + 10**6), lifetime=st.integers(1, 86400))
+def test_a_windowed_link_lives_at_least_as_asked_and_at_most_one_window_longer(
+    window: int, now: float, lifetime: int
+) -> None:
+    keyring = KEYRINGS[Algorithm.HMAC_SHA256]
+    target = sign_path("/a", keyring, expires_in=lifetime, window=window, now=now)
+    assert check(keyring, target, now=now) == "/a"
+    assert check(keyring, target, now=now + lifetime - 1) == "/a"
+    assert rejection(keyring, target, now=now + lifetime + window) is Reason.EXPIRED
+
+
+@given(alg=algorithms, lifetime=st.integers(1, 30 * 86400), bound=st.integers(1, 30 * 86400))
+def test_a_lifetime_over_the_verifiers_bound_says_lifetime_exceeded(
+    alg: Algorithm, lifetime: int, bound: int
+) -> None:
+    keyring = KEYRINGS[alg]
+    target = sign_path("/a", keyring, expires_in=lifetime, now=NOW, max_lifetime=30 * 86400)
+    path, _, query = target.partition("?")
+
+    def verified() -> str:
+        return verify(
+            keyring,
+            method="GET",
+            raw_path=path,
+            raw_query=query,
+            client_ip=CLIENT,
+            now=NOW,
+            skew=0,
+            max_lifetime=bound,
+        ).path
+
+    if lifetime <= bound:
+        assert verified() == "/a"
+    else:
+        with pytest.raises(Rejected) as caught:
+            verified()
+        assert caught.value.reason is Reason.LIFETIME_EXCEEDED

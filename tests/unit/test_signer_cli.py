@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import stat
@@ -13,6 +14,7 @@ import pytest
 
 from signer import Keyring
 from signer.cli import main
+from signer.params import PARAMS
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -302,3 +304,74 @@ def test_sign_a_download_name_shows_in_verify(
     code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys))
     assert code == 0
     assert "filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf" in out
+
+
+def _sign_flags() -> set[str]:
+    from signer.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {flag for action in commands.choices["sign"]._actions for flag in action.option_strings}
+
+
+def test_every_binding_of_the_parameter_table_is_a_sign_flag() -> None:
+    keywords = {p.keyword for p in PARAMS if p.keyword is not None}
+    assert {f"--{k.replace('_', '-')}" for k in keywords} <= _sign_flags()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [(1_790_000_100.0, 1_790_000_399.9, True), (1_790_000_399.9, 1_790_000_400.0, False)],
+)
+def test_a_window_gives_one_url_for_the_whole_window(
+    keys: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    first: float,
+    second: float,
+    same: bool,
+) -> None:
+    urls = []
+    for moment in (first, second):
+        monkeypatch.setattr("signer.cli.time.time", lambda moment=moment: moment)
+        urls.append(run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in",
+                        "600", "--window", "300")[1])  # fmt: skip
+    assert (urls[0] == urls[1]) is same
+
+
+def test_verify_applies_a_lifetime_bound(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, url, _ = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "600")
+    code, out, _ = run(
+        capsys, "verify", url.strip(), "--keyring", str(keys), "--max-lifetime", "60"
+    )
+    assert (code, out.split(":")[0:2]) == (1, ["rejected", " lifetime_exceeded"])
+
+
+def test_a_download_name_and_an_explicit_disposition_are_one_too_many(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "sign", "/v/a.pdf", "--keyring", str(keys), "--expires-in",
+                         "60", "--download-as", "a.pdf", "--response-content-disposition",
+                         "inline")  # fmt: skip
+    assert (code, out) == (2, "")
+    assert "not both" in err
+
+
+def test_verify_shows_every_binding_the_link_carries(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url, _ = run(capsys, "sign", "/hls/1/a.ts", "--keyring", str(keys), "--expires-in", "600",
+                    "--starts-at", "1000000000", "--prefix", "/hls/1/", "--ip", "10.0.0.0/8",
+                    "--sub", "u-1", "--response-content-type", "video/mp2t")  # fmt: skip
+    code, out, _ = run(
+        capsys, "verify", url.strip(), "--keyring", str(keys), "--client-ip", "10.1.1.1"
+    )
+    assert code == 0
+    for line in (
+        "starts       2001-09-09T01:46:40Z",
+        "prefix       /hls/1/",
+        "ip           10.0.0.0/8",
+        "sub          u-1",
+        "response content type video/mp2t",
+    ):
+        assert f"  {line}" in out
