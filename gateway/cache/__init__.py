@@ -149,14 +149,17 @@ class Cache:
         return self.tiers.get(key)
 
     def remember(self, key: str, meta: ObjectMeta, now: float) -> Cached | None:
-        """An entry for this version, or None when it must not be cached (`no-store`, or
-        larger than the disk tier)."""
+        """An entry for this version, or None (and no entry) when it must not be cached:
+        `no-store`, or neither tier can hold it (larger than the disk tier, or the disk tier is
+        off and it is too large for memory), so that it streams through as a bypass."""
         fresh_for = lifetime(meta, self.limits.ttl, now)
-        if fresh_for is None or meta.size > self.limits.disk_bytes:
+        limits = self.limits
+        small = meta.size <= min(limits.memory_object_bytes, limits.slice_bytes)  # memory tier
+        on_disk = meta.size <= limits.disk_bytes and self.tiers.disk_usable
+        if fresh_for is None or not (small or on_disk):
             self.tiers.drop(key)
             return None
-        cached = self.tiers.remember(key, meta, now, fresh_for)
-        return cached if self.tiers.fits_memory(cached) or self.tiers.disk_usable else None
+        return self.tiers.remember(key, meta, now, fresh_for)
 
     def fresh(self, cached: Cached, now: float) -> bool:
         return now < cached.fresh_until
