@@ -75,7 +75,7 @@ class Fill:
         self.chunks: list[bytes] = []
         self.done = False
         self.error: BaseException | None = None
-        self.readers = 0
+        self.readers = 0  # responses that streamed from it (more than one: collapsed)
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -138,7 +138,7 @@ class Cache:
         self.limits = limits
         self.fills: dict[tuple[str, int], Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.collapsed = 0  # requests that joined a fill already under way
+        self.collapsed = 0  # slice reads served by a fill another response started
         self.bypassed = 0  # slices not stored because the disk could not take them
         self.cache_bytes = 0  # body bytes sent from the cache
         self.storage_bytes = 0  # body bytes fetched from storage into the cache
@@ -210,7 +210,6 @@ class Cache:
         version the caller expects (None: whatever storage has)."""
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
-            self.collapsed += 1
             return running
         fill = Fill()
         self.fills[(key, index)] = fill
@@ -403,6 +402,11 @@ class CachedBody:
             if meta.etag != self.meta.etag or meta.size != self.meta.size:
                 cache.tiers.drop(cached.key)
                 raise VersionChanged("the object changed while it was being sent")
+            # Counted here, not when a fill is looked up: a response looks up its own first
+            # slice twice and its read-ahead once more, which joins nobody.
+            fill.readers += 1
+            if fill.readers > 1:
+                cache.collapsed += 1
             async for chunk in fill.read(lo, hi - lo):
                 yield chunk
 

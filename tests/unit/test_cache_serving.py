@@ -8,6 +8,7 @@ everything else is real. The SeaweedFS suites (tests/integration/) cover real S3
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from tests.integration.harness import (
     make_keys,
     running_gateway,
 )
+from tests.polling import eventually
 
 SLICE = 64 * 1024
 SMALL = b"a small hot object\n" * 20  # memory tier
@@ -398,3 +400,47 @@ async def test_with_an_unusable_cache_directory_large_objects_bypass_and_small_o
 
     assert [body for _, _, body in answers] == [FILM, FILM, SMALL, SMALL]
     assert e.states() == ["bypass", "bypass", "miss", "hit"]
+
+
+def gate_bodies(e: Edge, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Storage answers at once but sends no body byte until the event is set."""
+    store, opened = e.gw.services.store, asyncio.Event()
+    real_get = store.get
+
+    async def get(key: str, spec: RangeSpec | None) -> ObjectBody:
+        body = await real_get(key, spec)  # the spy's: still recorded in e.calls
+        real_chunks = body.chunks
+
+        async def chunks() -> AsyncIterator[bytes]:
+            await opened.wait()
+            async for chunk in real_chunks():
+                yield chunk
+
+        monkeypatch.setattr(body, "chunks", chunks)
+        return body
+
+    monkeypatch.setattr(store, "get", get)
+    return opened
+
+
+@pytest.mark.parametrize("clients", [1, 10])
+async def test_concurrent_cold_requests_share_one_storage_fetch_per_slice_and_are_counted(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch, clients: int
+) -> None:
+    e = await edge()
+    opened = gate_bodies(e, monkeypatch)
+    requests = [asyncio.create_task(e.get("/film.bin")) for _ in range(clients)]
+
+    def all_waiting_on_the_first_slice() -> bool:
+        fill = e.cache.fills.get(("film.bin", 0))
+        return fill is not None and fill.readers == clients
+
+    await eventually(all_waiting_on_the_first_slice)
+    opened.set()
+
+    answers = await asyncio.gather(*requests)
+
+    assert [(status, body) for status, _, body in answers] == [(200, FILM)] * clients
+    assert e.calls == ["get"] * 4  # each slice once
+    assert e.gw.metric("gateway_cache_collapsed_total") >= clients - 1
+    assert e.gw.metric("gateway_cache_collapsed_total") <= (clients - 1) * 4
