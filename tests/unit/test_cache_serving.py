@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from gateway.cache import Cache, Limits
+from gateway.cache import Cache, Fill, Limits
 from gateway.cache.tiers import Tiers
 from gateway.http.ranges import RangeSpec
 from gateway.revocation import Kind, Revocation
@@ -154,6 +156,13 @@ def spy_on(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+def replace(path: Path, data: bytes) -> None:
+    """A new version of an object, as stores do: never the old file rewritten in place."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
 def counted(edge: Edge, state: str) -> float:
     return edge.gw.metric("gateway_cache_requests_total", state=state)
 
@@ -228,7 +237,7 @@ async def test_a_stale_entry_is_revalidated_and_storage_vouching_for_it_moves_no
 async def test_a_stale_entry_of_an_object_that_changed_is_fetched_again(edge: EdgeFactory) -> None:
     e = await edge(ttl="0")
     await e.get("/small.txt")
-    (e.root / "small.txt").write_bytes(b"the new version, longer than before\n" * 3)
+    replace(e.root / "small.txt", b"the new version, longer than before\n" * 3)
 
     status, _, body = await e.get("/small.txt")
 
@@ -444,3 +453,95 @@ async def test_concurrent_cold_requests_share_one_storage_fetch_per_slice_and_ar
     assert e.calls == ["get"] * 4  # each slice once
     assert e.gw.metric("gateway_cache_collapsed_total") >= clients - 1
     assert e.gw.metric("gateway_cache_collapsed_total") <= (clients - 1) * 4
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "slices"),
+    [
+        pytest.param(2 * SLICE + 10, 2 * SLICE + 19, 1, id="within one slice"),
+        pytest.param(SLICE - 5, SLICE + 4, 2, id="across two slices"),
+        pytest.param(3 * SLICE, None, 1, id="from the last slice to the end"),
+    ],
+)
+async def test_a_range_of_a_cold_object_fetches_only_the_slices_it_touches(
+    edge: EdgeFactory, first: int, last: int | None, slices: int
+) -> None:
+    e = await edge()
+    spec = f"bytes={first}-{'' if last is None else last}"
+
+    status, _, body = await e.get("/film.bin", {"Range": spec})
+
+    assert (status, body) == (206, FILM[first : None if last is None else last + 1])
+    assert e.calls == ["get"] * slices
+
+
+async def test_a_new_version_found_mid_response_aborts_it_and_the_next_request_gets_the_new_one(
+    edge: EdgeFactory,
+) -> None:
+    """A response is never stitched from two versions: slice 0 is held (old version), slice 1
+    comes from storage with another ETag once the head is sent, so the connection is cut."""
+    e = await edge()
+    await e.get("/film.bin", {"Range": "bytes=0-9"})
+    cached = e.cache.entry("film.bin")
+    assert cached is not None
+    await eventually(lambda: 0 in cached.slices)  # the fill goes on after the 10 bytes
+    new = bytes(reversed(FILM))
+    replace(e.root / "film.bin", new)  # same size, another ETag (its mtime)
+
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await e.get("/film.bin")
+
+    assert (await e.get("/film.bin"))[::2] == (200, new)
+
+
+async def test_an_object_deleted_from_storage_is_404_at_revalidation_and_dropped(
+    edge: EdgeFactory,
+) -> None:
+    e = await edge(ttl="0")
+    await e.get("/small.txt")
+    (e.root / "small.txt").unlink()
+
+    assert (await e.get("/small.txt"))[0] == 404
+    assert e.cache.entry("small.txt") is None
+
+
+async def test_an_upload_through_the_gateway_drops_the_cached_object(edge: EdgeFactory) -> None:
+    e = await edge()
+    await e.get("/small.txt")
+    target = e.keys.sign("/small.txt", method="PUT")
+    async with e.gw.session.put(e.gw.url(target), data=b"uploaded\n") as response:
+        assert response.status == 201
+
+    assert (await e.get("/small.txt"))[::2] == (200, b"uploaded\n")
+    assert e.states() == ["miss", None, "miss"]
+
+
+async def test_a_full_disk_means_the_slices_are_not_stored_counted_and_the_answer_is_whole(
+    edge: EdgeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = await edge()
+    full = tmp_path / "full.part"
+    full.symlink_to("/dev/full")  # every write: ENOSPC; the cache deletes the link, not the device
+
+    def temporary() -> tuple[int, str]:
+        if not full.is_symlink():
+            full.symlink_to("/dev/full")
+        return os.open(full, os.O_WRONLY), str(full)
+
+    monkeypatch.setattr(e.cache.tiers, "temporary", temporary)
+
+    assert (await e.get("/film.bin"))[::2] == (200, FILM)
+    # each of the 4 slices at least once (one fetched ahead and not kept may be fetched again)
+    assert e.gw.metric("gateway_cache_bypasses_total") >= 4
+    assert e.cache.tiers.stats()["disk"] == (0, 0)
+
+
+async def test_a_slice_being_fetched_is_held_in_memory_for_readers_that_join_late() -> None:
+    fill = Fill()
+    fill.started(ObjectMeta(9, '"v1"', None, "text/plain"), None)
+    for chunk in (b"abc", b"def", b"ghi"):
+        fill.append(chunk)
+    fill.finish()
+
+    assert b"".join([chunk async for chunk in fill.read(0, 9)]) == b"abcdefghi"
+    assert b"".join([chunk async for chunk in fill.read(4, 3)]) == b"efg"
