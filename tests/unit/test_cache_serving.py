@@ -25,7 +25,7 @@ from gateway.cache import Cache, Fill, Limits
 from gateway.cache.tiers import Tiers
 from gateway.http.ranges import RangeSpec
 from gateway.revocation import Kind, Revocation
-from gateway.storage import ObjectBody, ObjectMeta, OriginError, OriginTimeout
+from gateway.storage import ObjectBody, ObjectMeta, OriginError, OriginTimeout, StorageError
 from tests.integration.harness import (
     Keys,
     RunningGateway,
@@ -268,23 +268,69 @@ async def test_with_stale_if_error_a_stale_copy_is_served_while_storage_fails(
 
 
 @pytest.mark.parametrize(
+    ("failure", "status"),
+    [(OriginError("storage is down"), 502), (OriginTimeout("storage is slow"), 504)],
+    ids=["origin_error", "origin_timeout"],
+)
+@pytest.mark.parametrize(
     ("stale_if_error", "stale_for"),
     [("0", 0.0), ("600", 601.0)],
     ids=["stale-if-error off", "stale for longer than allowed"],
 )
-async def test_otherwise_a_stale_entry_and_failing_storage_is_an_origin_error(
-    edge: EdgeFactory, stale_if_error: str, stale_for: float, monkeypatch: pytest.MonkeyPatch
+async def test_otherwise_a_stale_entry_and_failing_storage_is_answered_as_without_the_cache(
+    edge: EdgeFactory,
+    stale_if_error: str,
+    stale_for: float,
+    failure: StorageError,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     e = await edge(ttl="0", stale_if_error=stale_if_error)
     await e.get("/small.txt")
     cached = e.cache.entry("small.txt")
     assert cached is not None
     cached.fresh_until -= stale_for
+    fail_storage(e, monkeypatch, failure)
+
+    answer, _, body = await e.get("/small.txt")
+
+    assert (answer, json.loads(body)) == (status, {"error": failure.kind})
+
+
+async def test_a_stale_copy_serves_only_what_the_cache_holds(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = await edge(ttl="0", stale_if_error="600")
+    await e.get("/film.bin", {"Range": "bytes=0-9"})
+    cached = e.cache.entry("film.bin")
+    assert cached is not None
+    await eventually(lambda: 0 in cached.slices)  # slice 0 held, the others never fetched
     fail_storage(e, monkeypatch, OriginError("storage is down"))
 
-    status, _, body = await e.get("/small.txt")
+    held = await e.get("/film.bin", {"Range": "bytes=0-9"})
+    never_held = await e.get("/film.bin", {"Range": f"bytes={2 * SLICE}-{2 * SLICE + 9}"})
 
-    assert (status, json.loads(body)) == (502, {"error": "origin_error"})
+    assert held[::2] == (206, FILM[:10])
+    assert never_held[0] == 502
+
+
+async def test_a_new_version_found_before_the_head_is_sent_is_served_whole(
+    edge: EdgeFactory,
+) -> None:
+    """The entry (fresh) names the old version; the slice asked for is not held, and storage
+    answers it with another ETag: the request starts over on the new version."""
+    e = await edge()
+    await e.get("/film.bin", {"Range": "bytes=0-9"})
+    cached = e.cache.entry("film.bin")
+    assert cached is not None
+    await eventually(lambda: 0 in cached.slices)
+    new = bytes(reversed(FILM))
+    replace(e.root / "film.bin", new)
+
+    status, _, body = await e.get("/film.bin", {"Range": f"bytes={2 * SLICE}-{2 * SLICE + 9}"})
+
+    assert (status, body) == (206, new[2 * SLICE : 2 * SLICE + 10])
+    assert (await e.get("/film.bin", {"Range": "bytes=0-9"}))[::2] == (206, new[:10])
 
 
 def fail_storage(e: Edge, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
