@@ -591,3 +591,18 @@ async def test_a_slice_being_fetched_is_held_in_memory_for_readers_that_join_lat
 
     assert b"".join([chunk async for chunk in fill.read(0, 9)]) == b"abcdefghi"
     assert b"".join([chunk async for chunk in fill.read(4, 3)]) == b"efg"
+
+
+async def test_a_cold_stream_fetches_the_next_slice_while_it_sends_one_and_no_further(
+    edge: EdgeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So a cold stream holds at most two slices in memory: the one it sends, the next."""
+    e = await edge()
+    opened = gate_bodies(e, monkeypatch)
+    request = asyncio.create_task(e.get("/film.bin"))
+
+    await eventually(lambda: len(e.calls) == 2)
+    assert set(e.cache.fills) == {("film.bin", 0), ("film.bin", 1)}
+    opened.set()
+
+    assert (await request)[::2] == (200, FILM)
