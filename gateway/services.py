@@ -428,7 +428,8 @@ def _publish_cache(cache: Cache, metrics: Metrics) -> None:
             lambda: float(sum(cache.tiers.evictions.values())),
         ),
         "gateway_cache_collapsed": (
-            "Requests that joined a storage fetch already under way instead of making one.",
+            "Slices streamed from a storage fetch that another request started, instead of "
+            "fetching them again.",
             lambda: float(cache.collapsed),
         ),
         "gateway_cache_bypasses": (

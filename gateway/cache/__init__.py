@@ -75,7 +75,7 @@ class Fill:
         self.chunks: list[bytes] = []
         self.done = False
         self.error: BaseException | None = None
-        self.readers = 0
+        self.readers = 0  # responses that streamed from it (more than one: collapsed)
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -169,7 +169,7 @@ class Cache:
         self.limits = limits
         self.fills: dict[tuple[str, int], Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.collapsed = 0  # requests that joined a fill already under way
+        self.collapsed = 0  # slice reads served by a fill another response started
         self.bypassed = 0  # slices not stored because the disk could not take them
         self.cache_bytes = 0  # body bytes sent from the cache
         self.storage_bytes = 0  # body bytes fetched from storage into the cache
@@ -180,14 +180,17 @@ class Cache:
         return self.tiers.get(key)
 
     def remember(self, key: str, meta: ObjectMeta, now: float) -> Cached | None:
-        """An entry for this version, or None when it must not be cached (`no-store`, or
-        larger than the disk tier)."""
+        """An entry for this version, or None (and no entry) when it must not be cached:
+        `no-store`, or neither tier can hold it (larger than the disk tier, or the disk tier is
+        off and it is too large for memory), so that it streams through as a bypass."""
         fresh_for = lifetime(meta, self.limits.ttl, now)
-        if fresh_for is None or meta.size > self.limits.disk_bytes:
+        limits = self.limits
+        small = meta.size <= min(limits.memory_object_bytes, limits.slice_bytes)  # memory tier
+        on_disk = meta.size <= limits.disk_bytes and self.tiers.disk_usable
+        if fresh_for is None or not (small or on_disk):
             self.tiers.drop(key)
             return None
-        cached = self.tiers.remember(key, meta, now, fresh_for)
-        return cached if self.tiers.fits_memory(cached) or self.tiers.disk_usable else None
+        return self.tiers.remember(key, meta, now, fresh_for)
 
     def fresh(self, cached: Cached, now: float) -> bool:
         return now < cached.fresh_until
@@ -238,7 +241,6 @@ class Cache:
         version the caller expects (None: whatever storage has)."""
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
-            self.collapsed += 1
             return running
         fill = Fill()
         self.fills[(key, index)] = fill
@@ -438,6 +440,11 @@ class CachedBody:
             if meta.etag != self.meta.etag or meta.size != self.meta.size:
                 cache.tiers.drop(cached.key)
                 raise VersionChanged("the object changed while it was being sent")
+            # Counted here, not when a fill is looked up: a response looks up its own first
+            # slice twice and its read-ahead once more, which joins nobody.
+            fill.readers += 1
+            if fill.readers > 1:
+                cache.collapsed += 1
             async for chunk in fill.read(lo, hi - lo):
                 yield chunk
 

@@ -57,9 +57,9 @@ class S3Fifo(Generic[K]):
     def admit(self, key: K, size: int) -> list[K]:
         """Hold a new unit of `size` bytes; returns the units to delete to make room (maybe the
         new one itself, when it is larger than the whole capacity)."""
+        self.remove(key)  # a unit held under this key before is replaced, even by a refusal
         if size > self.capacity:
             return [key]
-        self.remove(key)
         if key in self.ghost:
             del self.ghost[key]
             self.main[key] = _Unit(size)
@@ -123,9 +123,9 @@ class Lru(Generic[K]):
             self.units.move_to_end(key)
 
     def admit(self, key: K, size: int) -> list[K]:
+        self.remove(key)
         if size > self.capacity:
             return [key]
-        self.remove(key)
         self.units[key] = size
         self.used += size
         evicted = []

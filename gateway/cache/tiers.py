@@ -298,15 +298,18 @@ class Tiers:
                 for _, _, slice_path, _ in found.pop(name, []):
                     _unlink(slice_path)
                 continue
+            # Indexed first, so that slices of this object evicted to fit a smaller bound are
+            # deleted like any other (and the object with its last one).
+            self.objects[cached.key] = cached
             for index, crc, slice_path, size in sorted(found.pop(name, [])):
                 _, length = cached.slice_range(index)
-                if length == 0 or size != length:  # truncated, or not of this object
+                # truncated, not of this object, or the object was evicted whole meanwhile
+                if length == 0 or size != length or self.objects.get(cached.key) is not cached:
                     _unlink(slice_path)
                     continue
                 cached.slices[index] = Slice(slice_path, length, crc)
                 for evicted_key, evicted_index in self.disk.admit((cached.key, index), length):
                     self._forget_slice(evicted_key, evicted_index)
-            self.objects[cached.key] = cached
         for leftovers in found.values():  # slices whose metadata is gone
             for _, _, slice_path, _ in leftovers:
                 _unlink(slice_path)

@@ -72,3 +72,23 @@ def rule_queries() -> list[Query]:
 
 def recorded_names() -> set[str]:
     return {rule["record"] for rule in rules() if "record" in rule}
+
+
+def read_through_rules(names: set[str]) -> set[str]:
+    """`names` with every recording rule among them replaced by the series its expression
+    reads, down to exported metrics."""
+    recorded = {
+        rule["record"]: frozenset(names_in(rule["expr"])) for rule in rules() if "record" in rule
+    }
+    metrics: set[str] = set()
+    seen: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen.add(name)
+            if name in recorded:
+                pending.extend(recorded[name])
+            else:
+                metrics.add(name)
+    return metrics

@@ -1,8 +1,9 @@
 """The dashboard and the alerts ask only for metrics a real gateway exports, and get data.
 
-A gateway in front of a real S3 server (SeaweedFS) serves valid, rejected and missing-object
-requests; its /metrics is scraped from the admin listener, once directly and once by a real
-Prometheus (Debian's `prometheus`) that then answers every panel's query.
+A gateway in front of a real S3 server (SeaweedFS), with the edge cache on, serves valid,
+rejected and missing-object requests; its /metrics is scraped from the admin listener, once
+directly and once by a real Prometheus (Debian's `prometheus`) that then answers every panel's
+query.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ import pytest
 
 from tests.deploy.conftest import tool
 from tests.deploy.promql import is_recording_rule, metric_family
-from tests.deploy.sources import ALERTS, Query, dashboard_queries, rule_queries
+from tests.deploy.sources import (
+    ALERTS,
+    Query,
+    dashboard_queries,
+    read_through_rules,
+    rule_queries,
+)
 from tests.integration.harness import (
     Keys,
     RunningGateway,
@@ -33,6 +40,16 @@ from tests.servers import S3Server, free_port, seaweedfs
 
 pytestmark = pytest.mark.integration
 
+CACHE_METRICS = {
+    "gateway_cache_requests_total",
+    "gateway_cache_units",
+    "gateway_cache_bytes",
+    "gateway_cache_evictions_total",
+    "gateway_cache_collapsed_total",
+    "gateway_cache_bypasses_total",
+    "gateway_cache_served_bytes_total",
+    "gateway_cache_fetched_bytes_total",
+}
 BUCKET = "private"
 OBJECT = b"hello from the deploy checks\n"
 JOB = "edge-gateway"
@@ -54,9 +71,16 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 @pytest.fixture
 async def gw(
-    s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch
+    s3: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> AsyncIterator[RunningGateway]:
-    settings = s3_gateway_settings(monkeypatch, s3, f"s3://{BUCKET}/media", keys.gateway_file)
+    settings = s3_gateway_settings(
+        monkeypatch,
+        s3,
+        f"s3://{BUCKET}/media",
+        keys.gateway_file,
+        cache="true",
+        cache_dir=str(tmp_path / "cache"),
+    )
     async with running_gateway(settings) as running:
         yield running
 
@@ -115,6 +139,20 @@ async def test_every_metric_the_dashboard_and_alerts_use_is_exported(
         if metric_family(name, histograms) not in names and name not in names
     }
     assert not missing, missing
+
+
+async def test_every_cache_metric_the_gateway_exports_is_on_the_dashboard(
+    gw: RunningGateway, keys: Keys
+) -> None:
+    """A panel reads it directly or through the recording rules it uses."""
+    await drive(gw, keys)
+    names, _ = exported(await scrape(gw))
+    cache_metrics = {n for n in names if n.startswith("gateway_cache_") and "_created" not in n}
+    assert cache_metrics >= CACHE_METRICS  # the gateway under test runs with the cache on
+    on_dashboard = read_through_rules(
+        {name for query in dashboard_queries() for name in query.names}
+    )
+    assert cache_metrics - on_dashboard == set()
 
 
 def panel_queries() -> list[Query]:
