@@ -62,15 +62,21 @@ async def status(gateway: RunningGateway, target: str) -> int:
 
 @contextlib.asynccontextmanager
 async def fleet(
-    count: int, objects: Path, keys: Keys, redis_url: str, **extra: str
+    count: int, objects: Path, keys: Keys, redis_url: str, *, synced: bool = True, **extra: str
 ) -> AsyncIterator[list[RunningGateway]]:
+    """`count` gateways on one Redis; with `synced`, each once its view of the list is loaded
+    (it fails closed until then, and on a busy machine the first sync may outlast the start)."""
     async with contextlib.AsyncExitStack() as stack:
         gateways = []
         for _ in range(count):
             settings = gateway_settings(
                 f"file://{objects}", keys.gateway_file, redis_url=redis_url, **extra
             )
-            gateways.append(await stack.enter_async_context(running_gateway(settings)))
+            gateway = await stack.enter_async_context(running_gateway(settings))
+            if synced:
+                view = gateway.services.revocations
+                await eventually(lambda view=view: view.loaded, within=30)  # type: ignore[misc]
+            gateways.append(gateway)
         yield gateways
 
 
@@ -368,7 +374,9 @@ async def test_a_gateway_started_while_redis_is_down_is_not_ready_until_it_syncs
     await writer.add(Revocation(Kind.TOKEN, token_of(link), 2_000_000_000.0))
     await writer.close()
     relay = Relay(redis.port)  # not started: Redis is unreachable through it
-    async with fleet(1, objects, keys, relay.url, revocation_max_staleness="1") as [gateway]:
+    async with fleet(1, objects, keys, relay.url, synced=False, revocation_max_staleness="1") as [
+        gateway
+    ]:
         assert (await gateway.admin_get("/readyz"))[0] == 503
 
         await relay.start()
