@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -153,7 +154,20 @@ def _worker_main(settings: Settings, index: int, admin_socket: Path, supervisor:
     _stop_with(supervisor)
     configure(settings.log.access, settings.log.level)
     logging.getLogger("gateway").info("worker %d starting", index)
-    uvloop.run(run(settings, admin_socket=admin_socket))
+    uvloop.run(run(worker_settings(settings, index), admin_socket=admin_socket))
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """A worker's own settings: its share of the cache's disk in its own subdirectory, since a
+    disk tier's index lives in the one process that loaded it."""
+    if settings.workers == 1:
+        return settings
+    cache = dataclasses.replace(
+        settings.cache,
+        directory=settings.cache.directory / f"worker-{index}",
+        disk_bytes=settings.cache.disk_bytes // settings.workers,
+    )
+    return dataclasses.replace(settings, cache=cache)
 
 
 PR_SET_PDEATHSIG = 1

@@ -7,6 +7,7 @@ arranged is the failure itself: no AWS credentials, an unreadable keyring, a por
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 from collections.abc import Iterator
@@ -215,3 +216,29 @@ async def test_run_releases_everything_when_a_port_is_in_use(
     assert db_descriptors(db) == 0
     assert descriptors() == before  # listening sockets included
     assert other_tasks() == set()
+
+
+def test_each_worker_keeps_its_share_of_the_disk_cache_in_its_own_directory(
+    tmp_path: Path,
+) -> None:
+    from gateway.server import worker_settings
+    from tests.integration.harness import gateway_settings, make_keys
+
+    keys = make_keys(tmp_path)
+    settings = gateway_settings(
+        f"file://{tmp_path}",
+        keys.gateway_file,
+        workers="3",
+        cache="true",
+        cache_dir=str(tmp_path / "cache"),
+        cache_disk_bytes="3000",
+    )
+
+    shares = [worker_settings(settings, index).cache for index in range(3)]
+
+    assert [share.directory for share in shares] == [
+        tmp_path / "cache" / f"worker-{index}" for index in range(3)
+    ]
+    assert {share.disk_bytes for share in shares} == {1000}
+    single = dataclasses.replace(settings, workers=1)
+    assert worker_settings(single, 0) == single  # one process: the directory as configured
