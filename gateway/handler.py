@@ -148,14 +148,14 @@ class Pipeline:
         self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
     ) -> web.StreamResponse:
         method, headers, store = request.method, request.headers, self.store
-        if method == "HEAD" or is_conditional(headers):
+        spec = parse_range(headers.get("Range"))
+        beyond = spec is not None and spec.beyond_any_object
+        if method == "HEAD" or beyond or is_conditional(headers):
             meta = await store.head(key)
             planned = plan(method, headers, meta)
             if method == "HEAD" or planned.status not in _STREAMED:
                 return self._without_body(meta, planned, record, granted)
             spec = storage_range(planned)
-        else:
-            spec = parse_range(headers.get("Range"))
         for _ in range(_READ_ATTEMPTS):
             body: ObjectBody = await store.get(key, spec)
             try:

@@ -221,8 +221,8 @@ class Cache:
         """The slice a GET with this range starts in, if it can be told without the size."""
         if spec is None:
             return 0
-        if spec.first is None:
-            return None  # a suffix: only the size says where
+        if spec.first is None or spec.beyond_any_object:
+            return None  # a suffix, or past any end: only the size says where
         return spec.first // self.limits.slice_bytes
 
     def purge(self, key: str) -> bool:

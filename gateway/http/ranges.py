@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 __all__ = ["ByteRange", "RangeSpec", "parse_range", "unsatisfiable_content_range"]
 
-# 19 digits always fit a signed 64-bit integer's magnitude order and keep arithmetic cheap;
-# longer numbers are treated as invalid syntax, not as "very large".
-_INT = r"[0-9]{1,19}"
+# Any number is a position (RFC 9110 §14.1.1): one past the end makes a range unsatisfiable
+# (416), one past the end of any object an open end. Storage parses positions as signed 64-bit
+# integers, so larger ones are never sent to it (`RangeSpec.header`, `beyond_any_object`).
+# Past 40 digits a number is taken as malformed (ignored), to keep parsing cheap.
+_INT = r"[0-9]{1,40}"
+MAX_POSITION = 2**63 - 1  # no object is larger: S3's objects end at 5 TiB
 _SPEC = re.compile(rf"(?:(?P<first>{_INT})-(?P<last>{_INT})?|-(?P<suffix>{_INT}))")
 _OWS = " \t"
 
@@ -67,11 +70,19 @@ class RangeSpec:
             raise ValueError(f"invalid range spec {self.first!r}-{self.last!r}/-{self.suffix!r}")
 
     def header(self) -> str:
-        """Canonical form, so the origin sees exactly the range that was validated here."""
+        """Canonical form, so the origin sees exactly the range that was validated here, with
+        positions past any object written as what they mean (an open end, the whole object).
+        A first position past any object cannot be sent: see `beyond_any_object`."""
         if self.suffix is not None:
-            return f"bytes=-{self.suffix}"
-        last = "" if self.last is None else str(self.last)
+            return "bytes=0-" if self.suffix > MAX_POSITION else f"bytes=-{self.suffix}"
+        last = "" if self.last is None or self.last > MAX_POSITION else str(self.last)
         return f"bytes={self.first}-{last}"
+
+    @property
+    def beyond_any_object(self) -> bool:
+        """Starts past the end of any object: unsatisfiable, but only the size says how (416
+        carries it), so the object's metadata must be read first."""
+        return self.first is not None and self.first > MAX_POSITION
 
     def resolve(self, size: int) -> ByteRange | None:
         """The bytes to send for an object of `size`, or None when unsatisfiable (416)."""
