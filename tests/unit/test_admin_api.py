@@ -370,6 +370,11 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole(
 
 INVALID_BODIES: dict[str, tuple[bytes, str]] = {
     "not json": (b"{", "JSON"),
+    "nested deeper than the parser goes": (b"[" * 30_000 + b"]" * 30_000, "JSON"),
+    "objects nested deeper than the parser goes": (
+        b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+        "JSON",
+    ),
     "not utf-8": (b'{"sub": "\xff"}', "JSON"),
     "empty body": (b"", "JSON object"),
     "json null": (b"null", "JSON object"),
