@@ -130,7 +130,7 @@ class Pipeline:
         if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
             raise Rejected(Reason.REVOKED)
         if method == "PUT":
-            return await self.uploads.receive(request, verified, key, record)
+            return await self.uploads.put(request, verified, key, record)
         granted = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
         return await self._read(request, key, record, granted)
 

@@ -59,7 +59,7 @@ class Uploads:
         self.lease = services.settings.uploads.lease
         self.in_flight = services.in_flight
 
-    async def receive(
+    async def put(
         self, request: web.Request, verified: Verified, key: str, record: AccessRecord
     ) -> web.StreamResponse:
         claims = verified.claims
@@ -86,7 +86,7 @@ class Uploads:
                         raise Refused(Refusal.OBJECT_EXISTS)
                 if claims.one_time:
                     await leases.claim(token, Refusal.TOKEN_IN_USE)
-                stored = await self._receive(
+                stored = await self._accepted_body(
                     request, key, body_plan, claims.no_overwrite, leases, record
                 )
             if self.cache is not None:
@@ -98,7 +98,7 @@ class Uploads:
             await asyncio.shield(leases.release())
         return _created(record, verified.path, stored)
 
-    async def _receive(
+    async def _accepted_body(
         self,
         request: web.Request,
         key: str,
@@ -107,10 +107,11 @@ class Uploads:
         leases: Leases,
         record: AccessRecord,
     ) -> StoredObject:
-        """The body into storage: the stored object, or a refusal saying why not."""
+        """Receive the accepted body into storage, recording how the upload ended: the stored
+        object, or a refusal saying why not."""
         self.metrics.uploads.inc()
         try:
-            return await self._store(request, key, body_plan, no_overwrite, leases, record)
+            return await self._into_storage(request, key, body_plan, no_overwrite, leases, record)
         except StorageError as exc:
             log.warning("upload failed in storage: %s", exc)
             raise
@@ -134,7 +135,7 @@ class Uploads:
             self.metrics.uploads.dec()
             self.metrics.received_bytes.inc(record.received)
 
-    async def _store(
+    async def _into_storage(
         self,
         request: web.Request,
         key: str,
@@ -143,6 +144,8 @@ class Uploads:
         leases: Leases,
         record: AccessRecord,
     ) -> StoredObject:
+        """Send `100 Continue` if asked, then stream the body into an upload that is aborted
+        (nothing left behind) unless it completes."""
         if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == (
             "100-continue"
         ):
@@ -155,7 +158,7 @@ class Uploads:
             registry=leases,
         )
         try:
-            async for chunk in self._body(request, body_plan, record):
+            async for chunk in self._counted_chunks(request, body_plan, record):
                 await sink.write(chunk)
             return await sink.complete()
         except BaseException:
@@ -163,7 +166,7 @@ class Uploads:
             await asyncio.shield(sink.abort())
             raise
 
-    async def _body(
+    async def _counted_chunks(
         self, request: web.Request, body_plan: BodyPlan, record: AccessRecord
     ) -> AsyncIterator[bytes]:
         content = request.content
