@@ -29,12 +29,20 @@ import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from gateway.cache.freshness import lifetime
 from gateway.cache.tiers import Cached, Tiers
 from gateway.http.ranges import ByteRange, RangeSpec
-from gateway.storage import ObjectMeta, ObjectStore, OriginError, SocketBody, StorageError
+from gateway.storage import (
+    NotFound,
+    ObjectMeta,
+    ObjectStore,
+    OriginError,
+    RangeNotSatisfiable,
+    SocketBody,
+    StorageError,
+)
 
 log = logging.getLogger("gateway.cache")
 
@@ -70,6 +78,7 @@ class Fill:
     stream its bytes as they arrive, not after the slice is stored."""
 
     def __init__(self) -> None:
+        self.starter = asyncio.current_task()  # the request that made it (not "collapsed")
         self.meta: ObjectMeta | None = None
         self.range: ByteRange | None = None
         self.chunks: list[bytes] = []
@@ -156,10 +165,27 @@ class Cache:
             self.tiers.drop(key)
             return None
         cached = self.tiers.remember(key, meta, now, fresh_for)
-        return cached if self.tiers.fits_memory(cached) or self.tiers.disk_usable else None
+        if self.tiers.fits_memory(cached) or self.tiers.disk_usable:
+            return cached
+        # The disk tier is off (its directory was unusable at start-up): an entry without a
+        # place for its bytes would pass for a hit while every byte came from storage.
+        self.tiers.drop(key)
+        self.bypassed += 1
+        return None
 
     def fresh(self, cached: Cached, now: float) -> bool:
         return now < cached.fresh_until
+
+    def holds(self, cached: Cached, byte_range: ByteRange | None) -> bool:
+        """Whether every slice `byte_range` needs (None: the whole object) is held, so that a
+        response is a hit rather than fetched from storage."""
+        if cached.body is not None or not cached.meta.size:
+            return True
+        start, end = (
+            (0, cached.meta.size - 1) if byte_range is None else (byte_range.start, byte_range.end)
+        )
+        size = cached.slice_bytes
+        return all(index in cached.slices for index in range(start // size, end // size + 1))
 
     async def revalidate(
         self, store: ObjectStore, cached: Cached, now: float
@@ -207,7 +233,8 @@ class Cache:
         version the caller expects (None: whatever storage has)."""
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
-            self.collapsed += 1
+            if running.starter is not asyncio.current_task():  # not its own read-ahead
+                self.collapsed += 1
             return running
         fill = Fill()
         self.fills[(key, index)] = fill
@@ -225,6 +252,12 @@ class Cache:
         try:
             body = await store.get(key, spec)
         except BaseException as exc:
+            if etag is not None and isinstance(exc, NotFound | RangeNotSatisfiable):
+                # The slice of the version expected is gone (deleted, or replaced by a shorter
+                # one): like another ETag, the old slices must go, or every later request would
+                # be served the old ones and broken at this slice until the entry expired.
+                self.tiers.drop(key)
+                exc = VersionChanged(f"storage no longer holds this version: {exc}")
             fill.fail(exc)
             self._forget(key, index, fill)
             if not isinstance(exc, Exception):
@@ -339,6 +372,10 @@ class Cache:
         return body
 
 
+#: Where a slice's bytes come from: the memory tier (None), its slice file, or a fill.
+Source = BinaryIO | Fill | None
+
+
 class CachedBody:
     """What a cached response streams: slice by slice, from memory, disk or a fill."""
 
@@ -355,24 +392,30 @@ class CachedBody:
         self.meta = cached.meta
         self.range = byte_range
         self.start, self.end = start, end  # inclusive
-        self._first: Fill | None = None
+        self._first: Source = None
+        self._checked = False  # `_first` holds the first slice's source
 
-    def _source(self, index: int) -> Fill | None:
-        """None when the slice is held (memory or disk), else its fill."""
-        cached = self.cached
-        if cached.body is not None or self.cache.tiers.check(cached, index) is not None:
-            self.cache.tiers.hit(cached, index)
+    def _source(self, index: int) -> Source:
+        """Where slice `index` comes from: None for the memory tier, its slice file (open, and
+        found intact) for the disk tier, else the fill that fetches it."""
+        cached, tiers = self.cached, self.cache.tiers
+        if cached.body is not None:
+            tiers.hit(cached)
             return None
+        handle = tiers.open_slice(cached, index)
+        if handle is not None:
+            tiers.hit(cached, index)
+            return handle
         return self.cache.fill(self.store, cached.key, index, cached.meta.etag)
 
     async def check_first(self) -> None:
-        fill = self._source(self.start // self.cached.slice_bytes)
-        if fill is not None:
-            meta = await fill.head()
+        source = self._source(self.start // self.cached.slice_bytes)
+        self._first, self._checked = source, True
+        if isinstance(source, Fill):
+            meta = await source.head()
             if meta.etag != self.meta.etag or meta.size != self.meta.size:
                 self.cache.tiers.drop(self.cached.key)
                 raise VersionChanged("storage holds another version of the object")
-            self._first = fill
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         cached, cache = self.cached, self.cache
@@ -382,47 +425,49 @@ class CachedBody:
             base, length = cached.slice_range(index)
             lo = max(self.start, base) - base
             hi = min(self.end + 1, base + length) - base
-            if index == first and self._first is not None:
-                fill: Fill | None = self._first
+            if index == first and self._checked:
+                source, self._first, self._checked = self._first, None, False
             else:
-                fill = self._source(index)
+                source = self._source(index)
             if index < last and cached.body is None:
                 # Read ahead: the next slice is on its way while this one is sent.
                 ahead = index + 1
                 if cache.tiers.get(cached.key) is cached and ahead not in cached.slices:
                     cache.fill(self.store, cached.key, ahead, cached.meta.etag)
-            if fill is None:
-                async for chunk in self._held(index, lo, hi):
-                    cache.cache_bytes += len(chunk)
+            if source is None:
+                assert cached.body is not None
+                cache.cache_bytes += hi - lo
+                yield cached.body[lo:hi]
+            elif isinstance(source, Fill):
+                meta = await source.head()
+                if meta.etag != self.meta.etag or meta.size != self.meta.size:
+                    cache.tiers.drop(cached.key)
+                    raise VersionChanged("the object changed while it was being sent")
+                async for chunk in source.read(lo, hi - lo):
                     yield chunk
-                continue
-            meta = await fill.head()
-            if meta.etag != self.meta.etag or meta.size != self.meta.size:
-                cache.tiers.drop(cached.key)
-                raise VersionChanged("the object changed while it was being sent")
-            async for chunk in fill.read(lo, hi - lo):
-                yield chunk
+            else:
+                with source:
+                    async for chunk in self._held(source, lo, hi):
+                        cache.cache_bytes += len(chunk)
+                        yield chunk
 
-    async def _held(self, index: int, lo: int, hi: int) -> AsyncIterator[bytes]:
-        cached = self.cached
-        if cached.body is not None:
-            yield cached.body[lo:hi]
-            return
-        piece = cached.slices.get(index)
-        if piece is None:
-            raise OriginError("a cached slice went away while it was being sent")
-        with open(piece.path, "rb") as handle:  # noqa: ASYNC230 (page cache: microseconds)
-            handle.seek(lo)
-            remaining = hi - lo
-            while remaining:
-                data = handle.read(min(READ_BYTES, remaining))
-                if not data:
-                    raise OriginError("a cached slice is shorter than recorded")
-                remaining -= len(data)
-                yield data
+    async def _held(self, handle: BinaryIO, lo: int, hi: int) -> AsyncIterator[bytes]:
+        """Bytes `lo` to `hi` of a slice file, opened (and checked) before anything was sent:
+        deleted meanwhile (evicted, purged), it is still the file that was checked."""
+        handle.seek(lo)
+        remaining = hi - lo
+        while remaining:
+            data = handle.read(min(READ_BYTES, remaining))  # page cache: microseconds
+            if not data:
+                raise OriginError("a cached slice is shorter than recorded")
+            remaining -= len(data)
+            yield data
 
     def socket_body(self) -> SocketBody | None:
         return None
 
     async def release(self) -> None:
-        return None
+        """Close what `check_first` opened, when the body was never streamed."""
+        if self._checked and self._first is not None and not isinstance(self._first, Fill):
+            self._first.close()
+        self._first, self._checked = None, False
