@@ -203,6 +203,9 @@ class Pipeline:
                 body = await cache.open(store, cached, planned.range)
             except VersionChanged:
                 continue  # nothing sent yet: judge the new version
+            except StorageError:
+                self._count_cache(record, state)  # a miss storage failed to fill
+                raise
             self._count_cache(record, state)
             try:
                 return await self._stream(request, body, planned, record, granted)

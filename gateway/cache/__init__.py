@@ -77,8 +77,8 @@ class Fill:
     """One slice being fetched from storage, shared by every request that needs it: readers
     stream its bytes as they arrive, not after the slice is stored."""
 
-    def __init__(self) -> None:
-        self.starter = asyncio.current_task()  # the request that made it (not "collapsed")
+    def __init__(self, starter: asyncio.Task[object] | None = None) -> None:
+        self.starter = starter  # the request that made it: its own joins are not "collapsed"
         self.meta: ObjectMeta | None = None
         self.range: ByteRange | None = None
         self.chunks: list[bytes] = []
@@ -236,7 +236,7 @@ class Cache:
             if running.starter is not asyncio.current_task():  # not its own read-ahead
                 self.collapsed += 1
             return running
-        fill = Fill()
+        fill = Fill(asyncio.current_task())
         self.fills[(key, index)] = fill
         task = asyncio.create_task(self._fetch(fill, store, key, index, etag), name="cache-fill")
         self._tasks.add(task)
