@@ -14,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from typing import Final
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDictProxy
 
 from gateway import relay
 from gateway.cache import Cache, CachedBody, FilePart, VersionChanged
 from gateway.cache import State as CacheState
+from gateway.cache.tiers import Cached
 from gateway.client_address import client_address
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
@@ -184,40 +185,63 @@ class Pipeline:
         method, headers, store = request.method, request.headers, self.store
         for _ in range(_READ_ATTEMPTS):
             now = time.time()
-            cached, state = cache.entry(key), CacheState.HIT
-            if cached is not None and not cache.fresh(cached, now):
-                cached, state = await cache.revalidate(store, cached, now)
-            if cached is None:
-                state = CacheState.MISS
-                index = (
-                    None
-                    if method == "HEAD" or is_conditional(headers)
-                    else (cache.first_slice(parse_range(headers.get("Range"))))
-                )
-                if index is None:
-                    cache.remember(key, await store.head(key), now)
-                else:
-                    try:
-                        await cache.fill(store, key, index, None).head()
-                    except RangeNotSatisfiable:  # past the end: the size says what to answer
-                        cache.remember(key, await store.head(key), now)
-                cached = cache.entry(key)
-                if cached is None:  # not to be cached (no-store, too large): straight through
-                    record.cache = CacheState.BYPASS
-                    self.metrics.cache_counter(CacheState.BYPASS).inc()
-                    return await self._read_uncached(request, key, record, granted)
-            record.cache = state
-            self.metrics.cache_counter(state).inc()
+            try:
+                cached, state = await self._cached_entry(cache, key, method, headers, now)
+            except VersionChanged:
+                continue  # a fill joined for the old version found the new one: judge it
+            if cached is None:  # not to be cached (no-store, too large): straight through
+                record.cache = CacheState.BYPASS
+                self.metrics.cache_counter(CacheState.BYPASS).inc()
+                return await self._read_uncached(request, key, record, granted)
             granted = {**granted, "Age": str(max(0, int(now - cached.validated)))}
             planned = plan(method, headers, cached.meta)
-            if method == "HEAD" or planned.status not in _STREAMED:
+            streamed = method != "HEAD" and planned.status in _STREAMED
+            if state is CacheState.HIT and streamed and not cache.holds(cached, planned.range):
+                state = CacheState.MISS  # fresh metadata, but bytes to fetch: not a hit
+            if not streamed:
+                self._count_cache(record, state)
                 return self._without_body(cached.meta, planned, record, granted)
             try:
                 body = await cache.open(store, cached, planned.range)
             except VersionChanged:
                 continue  # nothing sent yet: judge the new version
-            return await self._stream(request, body, planned, record, granted)
+            except StorageError:
+                self._count_cache(record, state)  # a miss storage failed to fill
+                raise
+            self._count_cache(record, state)
+            try:
+                return await self._stream(request, body, planned, record, granted)
+            finally:
+                await body.release()
         raise OriginError("the object changed on every read of this request")
+
+    async def _cached_entry(
+        self, cache: Cache, key: str, method: str, headers: CIMultiDictProxy[str], now: float
+    ) -> tuple[Cached | None, CacheState]:
+        """The entry to answer from (fresh, revalidated or stale), fetched on a miss; None when
+        the object is not to be cached."""
+        cached, state = cache.entry(key), CacheState.HIT
+        if cached is not None and not cache.fresh(cached, now):
+            cached, state = await cache.revalidate(self.store, cached, now)
+        if cached is not None:
+            return cached, state
+        index = (
+            None
+            if method == "HEAD" or is_conditional(headers)
+            else cache.first_slice(parse_range(headers.get("Range")))
+        )
+        if index is None:
+            cache.remember(key, await self.store.head(key), now)
+        else:
+            try:
+                await cache.fill(self.store, key, index, None).head()
+            except RangeNotSatisfiable:  # past the end: the size says what to answer
+                cache.remember(key, await self.store.head(key), now)
+        return cache.entry(key), CacheState.MISS
+
+    def _count_cache(self, record: AccessRecord, state: CacheState) -> None:
+        record.cache = state
+        self.metrics.cache_counter(state).inc()
 
     def _without_body(
         self, meta: ObjectMeta, planned: Plan, record: AccessRecord, granted: dict[str, str]
@@ -263,11 +287,8 @@ class Pipeline:
             async with contextlib.aclosing(body.parts()) as parts:
                 async for part in parts:
                     if isinstance(part, FilePart):
-                        fd = part.open()
-                        try:
-                            await sender.sendfile(fd, part.offset, part.count)
-                        finally:
-                            os.close(fd)
+                        with part.handle:
+                            await sender.sendfile(part.handle.fileno(), part.offset, part.count)
                     else:
                         await sender.write(part)
         except BaseException:

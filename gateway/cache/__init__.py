@@ -29,12 +29,20 @@ import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from gateway.cache.freshness import lifetime
 from gateway.cache.tiers import Cached, Tiers
 from gateway.http.ranges import ByteRange, RangeSpec
-from gateway.storage import ObjectMeta, ObjectStore, OriginError, SocketBody, StorageError
+from gateway.storage import (
+    NotFound,
+    ObjectMeta,
+    ObjectStore,
+    OriginError,
+    RangeNotSatisfiable,
+    SocketBody,
+    StorageError,
+)
 
 log = logging.getLogger("gateway.cache")
 
@@ -69,13 +77,14 @@ class Fill:
     """One slice being fetched from storage, shared by every request that needs it: readers
     stream its bytes as they arrive, not after the slice is stored."""
 
-    def __init__(self) -> None:
+    def __init__(self, starter: asyncio.Task[object] | None = None) -> None:
+        self.starter = starter  # the request that made it: its own joins are not "collapsed"
         self.meta: ObjectMeta | None = None
         self.range: ByteRange | None = None
         self.chunks: list[bytes] = []
         self.done = False
         self.error: BaseException | None = None
-        self.readers = 0  # responses that streamed from it (more than one: collapsed)
+        self.readers = 0  # responses that read it (more than one: their fetches collapsed)
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -132,44 +141,13 @@ class Fill:
                 waiter.set_result(None)
 
 
-@dataclass(frozen=True, slots=True)
-class FilePart:
-    """`count` bytes of a slice file from `offset`."""
-
-    path: str
-    offset: int
-    count: int
-
-    def open(self) -> int:
-        """A descriptor of the file, positioned nowhere (callers use offsets). Called before any
-        await, so an eviction cannot unlink the file in between; an open file survives one."""
-        try:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise OriginError(f"a cached slice cannot be read: {exc.strerror}") from None
-
-    async def read(self) -> AsyncIterator[bytes]:
-        fd = self.open()
-        try:
-            offset, remaining = self.offset, self.count
-            while remaining:
-                data = os.pread(fd, min(READ_BYTES, remaining), offset)
-                if not data:
-                    raise OriginError("a cached slice is shorter than recorded")
-                offset += len(data)
-                remaining -= len(data)
-                yield data
-        finally:
-            os.close(fd)
-
-
 class Cache:
     def __init__(self, tiers: Tiers, limits: Limits) -> None:
         self.tiers = tiers
         self.limits = limits
         self.fills: dict[tuple[str, int], Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.collapsed = 0  # slice reads served by a fill another response started
+        self.collapsed = 0  # requests that joined a fill already under way
         self.bypassed = 0  # slices not stored because the disk could not take them
         self.cache_bytes = 0  # body bytes sent from the cache
         self.storage_bytes = 0  # body bytes fetched from storage into the cache
@@ -183,17 +161,32 @@ class Cache:
         """An entry for this version, or None (and no entry) when it must not be cached:
         `no-store`, or neither tier can hold it (larger than the disk tier, or the disk tier is
         off and it is too large for memory), so that it streams through as a bypass."""
-        fresh_for = lifetime(meta, self.limits.ttl, now)
         limits = self.limits
+        fresh_for = lifetime(meta, limits.ttl, now)
         small = meta.size <= min(limits.memory_object_bytes, limits.slice_bytes)  # memory tier
         on_disk = meta.size <= limits.disk_bytes and self.tiers.disk_usable
         if fresh_for is None or not (small or on_disk):
             self.tiers.drop(key)
+            if fresh_for is not None and not self.tiers.disk_usable:
+                # An entry without a place for its bytes would pass for a hit while every byte
+                # came from storage: the disk tier is off (unusable at start-up).
+                self.bypassed += 1
             return None
         return self.tiers.remember(key, meta, now, fresh_for)
 
     def fresh(self, cached: Cached, now: float) -> bool:
         return now < cached.fresh_until
+
+    def holds(self, cached: Cached, byte_range: ByteRange | None) -> bool:
+        """Whether every slice `byte_range` needs (None: the whole object) is held, so that a
+        response is a hit rather than fetched from storage."""
+        if cached.body is not None or not cached.meta.size:
+            return True
+        start, end = (
+            (0, cached.meta.size - 1) if byte_range is None else (byte_range.start, byte_range.end)
+        )
+        size = cached.slice_bytes
+        return all(index in cached.slices for index in range(start // size, end // size + 1))
 
     async def revalidate(
         self, store: ObjectStore, cached: Cached, now: float
@@ -236,13 +229,18 @@ class Cache:
 
     # -- fills -------------------------------------------------------------------------------
 
-    def fill(self, store: ObjectStore, key: str, index: int, etag: str | None) -> Fill:
+    def fill(
+        self, store: ObjectStore, key: str, index: int, etag: str | None, *, ahead: bool = False
+    ) -> Fill:
         """The fill of slice `index` of `key`: the one under way, or a new one. `etag` is the
-        version the caller expects (None: whatever storage has)."""
+        version the caller expects (None: whatever storage has). A read-ahead (`ahead`) that
+        finds one under way joins nobody yet: only a read of it counts as collapsed."""
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
+            if not ahead and running.starter is not asyncio.current_task():
+                self.collapsed += 1  # not its own read-ahead: another response's fetch
             return running
-        fill = Fill()
+        fill = Fill(asyncio.current_task())
         self.fills[(key, index)] = fill
         task = asyncio.create_task(self._fetch(fill, store, key, index, etag), name="cache-fill")
         self._tasks.add(task)
@@ -258,6 +256,12 @@ class Cache:
         try:
             body = await store.get(key, spec)
         except BaseException as exc:
+            if etag is not None and isinstance(exc, NotFound | RangeNotSatisfiable):
+                # The slice of the version expected is gone (deleted, or replaced by a shorter
+                # one): like another ETag, the old slices must go, or every later request would
+                # be served the old ones and broken at this slice until the entry expired.
+                self.tiers.drop(key)
+                exc = VersionChanged(f"storage no longer holds this version: {exc}")
             fill.fail(exc)
             self._forget(key, index, fill)
             if not isinstance(exc, Exception):
@@ -372,6 +376,30 @@ class Cache:
         return body
 
 
+#: Where a slice's bytes come from: the memory tier (None), its slice file, or a fill.
+Source = BinaryIO | Fill | None
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """`count` bytes from `offset` of a slice file, opened (and checked) before anything was
+    sent: deleted meanwhile (evicted, purged), it is still the file that was checked."""
+
+    handle: BinaryIO
+    offset: int
+    count: int
+
+    async def read(self) -> AsyncIterator[bytes]:
+        self.handle.seek(self.offset)
+        remaining = self.count
+        while remaining:
+            data = self.handle.read(min(READ_BYTES, remaining))  # page cache: microseconds
+            if not data:
+                raise OriginError("a cached slice is shorter than recorded")
+            remaining -= len(data)
+            yield data
+
+
 class CachedBody:
     """What a cached response streams: slice by slice, from memory, disk or a fill."""
 
@@ -388,28 +416,37 @@ class CachedBody:
         self.meta = cached.meta
         self.range = byte_range
         self.start, self.end = start, end  # inclusive
-        self._first: Fill | None = None
+        self._first: Source = None
+        self._checked = False  # `_first` holds the first slice's source
 
-    def _source(self, index: int) -> Fill | None:
-        """None when the slice is held (memory or disk), else its fill."""
-        cached = self.cached
-        if cached.body is not None or self.cache.tiers.check(cached, index) is not None:
-            self.cache.tiers.hit(cached, index)
+    def _source(self, index: int) -> Source:
+        """Where slice `index` comes from: None for the memory tier, its slice file (open, and
+        found intact) for the disk tier, else the fill that fetches it."""
+        cached, tiers = self.cached, self.cache.tiers
+        if cached.body is not None:
+            tiers.hit(cached)
             return None
-        return self.cache.fill(self.store, cached.key, index, cached.meta.etag)
+        handle = tiers.open_slice(cached, index)
+        if handle is not None:
+            tiers.hit(cached, index)
+            return handle
+        fill = self.cache.fill(self.store, cached.key, index, cached.meta.etag)
+        fill.readers += 1
+        return fill
 
     async def check_first(self) -> None:
-        fill = self._source(self.start // self.cached.slice_bytes)
-        if fill is not None:
-            meta = await fill.head()
+        source = self._source(self.start // self.cached.slice_bytes)
+        self._first, self._checked = source, True
+        if isinstance(source, Fill):
+            meta = await source.head()
             if meta.etag != self.meta.etag or meta.size != self.meta.size:
                 self.cache.tiers.drop(self.cached.key)
                 raise VersionChanged("storage holds another version of the object")
-            self._first = fill
 
     async def parts(self) -> AsyncGenerator[bytes | FilePart, None]:
-        """The body in order: bytes (memory, fills) and ranges of slice files (disk hits),
-        which a plain socket can take with sendfile(2)."""
+        """The body in order: bytes (memory, fills) and ranges of open, checked slice files
+        (disk hits), which a plain socket takes with sendfile(2). A FilePart's file is the
+        receiver's to close."""
         cached, cache = self.cached, self.cache
         size = cached.slice_bytes
         first, last = self.start // size, self.end // size
@@ -417,43 +454,37 @@ class CachedBody:
             base, length = cached.slice_range(index)
             lo = max(self.start, base) - base
             hi = min(self.end + 1, base + length) - base
-            if index == first and self._first is not None:
-                fill: Fill | None = self._first
+            if index == first and self._checked:
+                source, self._first, self._checked = self._first, None, False
             else:
-                fill = self._source(index)
+                source = self._source(index)
             if index < last and cached.body is None:
                 # Read ahead: the next slice is on its way while this one is sent.
                 ahead = index + 1
                 if cache.tiers.get(cached.key) is cached and ahead not in cached.slices:
-                    cache.fill(self.store, cached.key, ahead, cached.meta.etag)
-            if fill is None:
+                    cache.fill(self.store, cached.key, ahead, cached.meta.etag, ahead=True)
+            if source is None:
+                assert cached.body is not None
                 cache.cache_bytes += hi - lo
-                if cached.body is not None:
-                    yield cached.body[lo:hi]
-                    continue
-                piece = cached.slices.get(index)
-                if piece is None:
-                    raise OriginError("a cached slice went away while it was being sent")
-                yield FilePart(piece.path, lo, hi - lo)
-                continue
-            meta = await fill.head()
-            if meta.etag != self.meta.etag or meta.size != self.meta.size:
-                cache.tiers.drop(cached.key)
-                raise VersionChanged("the object changed while it was being sent")
-            # Counted here, not when a fill is looked up: a response looks up its own first
-            # slice twice and its read-ahead once more, which joins nobody.
-            fill.readers += 1
-            if fill.readers > 1:
-                cache.collapsed += 1
-            async for chunk in fill.read(lo, hi - lo):
-                yield chunk
+                yield cached.body[lo:hi]
+            elif isinstance(source, Fill):
+                meta = await source.head()
+                if meta.etag != self.meta.etag or meta.size != self.meta.size:
+                    cache.tiers.drop(cached.key)
+                    raise VersionChanged("the object changed while it was being sent")
+                async for chunk in source.read(lo, hi - lo):
+                    yield chunk
+            else:
+                cache.cache_bytes += hi - lo
+                yield FilePart(source, lo, hi - lo)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         async with contextlib.aclosing(self.parts()) as parts:
             async for part in parts:
                 if isinstance(part, FilePart):
-                    async for data in part.read():
-                        yield data
+                    with part.handle:
+                        async for data in part.read():
+                            yield data
                 else:
                     yield part
 
@@ -461,4 +492,7 @@ class CachedBody:
         return None
 
     async def release(self) -> None:
-        return None
+        """Close what `check_first` opened, when the body was never streamed."""
+        if self._checked and self._first is not None and not isinstance(self._first, Fill):
+            self._first.close()
+        self._first, self._checked = None, False

@@ -15,9 +15,9 @@ Disk layout, under `cache_dir`:
 
 A file only gets its final name once complete (written elsewhere, then renamed), so a crash
 leaves no partial slice under a slice name; a slice whose size is not the one its object's
-metadata implies, or whose CRC-32 does not match when first read by this process, is treated
-as a miss and deleted. Writes go straight to the page cache (no fsync: a cache may lose what
-the kernel had not written, and detects it).
+metadata implies (checked at start-up and at every use), or whose CRC-32 does not match when
+first read by this process, is treated as a miss and deleted. Writes go straight to the page
+cache (no fsync: a cache may lose what the kernel had not written, and detects it).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from gateway.cache.policy import S3Fifo
 from gateway.storage import ObjectMeta
@@ -208,7 +208,10 @@ class Tiers:
         return True
 
     def bad_slice(self, cached: Cached, index: int) -> None:
-        """A slice file turned out truncated or corrupted: forget it (a miss next time)."""
+        """A slice file turned out truncated, corrupted or gone: forget it (a miss next time).
+        An entry already replaced or dropped is left alone: its key may name a newer version."""
+        if self.objects.get(cached.key) is not cached:
+            return
         log.warning("cache: slice %d of a cached object is damaged; dropped", index)
         self._forget_slice(cached.key, index)
 
@@ -298,17 +301,17 @@ class Tiers:
                 for _, _, slice_path, _ in found.pop(name, []):
                     _unlink(slice_path)
                 continue
-            # Indexed first, so that slices of this object evicted to fit a smaller bound are
-            # deleted like any other (and the object with its last one).
+            # Indexed first, so that an eviction while its slices are admitted (a disk tier
+            # made smaller since) can find and delete them too.
             self.objects[cached.key] = cached
             for index, crc, slice_path, size in sorted(found.pop(name, [])):
                 _, length = cached.slice_range(index)
-                # truncated, not of this object, or the object was evicted whole meanwhile
-                if length == 0 or size != length or self.objects.get(cached.key) is not cached:
+                if length == 0 or size != length:  # truncated, or not of this object
                     _unlink(slice_path)
                     continue
                 cached.slices[index] = Slice(slice_path, length, crc)
                 for evicted_key, evicted_index in self.disk.admit((cached.key, index), length):
+                    self.evictions["disk"] += 1
                     self._forget_slice(evicted_key, evicted_index)
         for leftovers in found.values():  # slices whose metadata is gone
             for _, _, slice_path, _ in leftovers:
@@ -318,22 +321,38 @@ class Tiers:
     # -- reading a slice back ------------------------------------------------------------
 
     def check(self, cached: Cached, index: int) -> Slice | None:
-        """The slice, verified once per process (size, then CRC-32), or None if damaged."""
+        """The slice if it is intact (see `open_slice`), or None (damaged ones are dropped)."""
+        handle = self.open_slice(cached, index)
+        if handle is None:
+            return None
+        handle.close()
+        return cached.slices.get(index)
+
+    def open_slice(self, cached: Cached, index: int) -> BinaryIO | None:
+        """The slice's file, open at its start, if it is intact: its size is checked at every
+        use (a file truncated under a running gateway is a miss, not a short response), its
+        CRC-32 once per process (so that hits need not read the bytes twice). Damaged, or
+        gone (deleted from outside), it is dropped: None, a miss."""
         piece = cached.slices.get(index)
         if piece is None:
             return None
-        if piece.verified:
-            return piece
         try:
-            with open(piece.path, "rb") as handle:
-                data = handle.read(piece.length + 1)
+            handle = open(piece.path, "rb")  # noqa: SIM115 (returned open)
         except OSError:
-            data = b""
-        if len(data) != piece.length or zlib.crc32(data) != piece.crc:
             self.bad_slice(cached, index)
             return None
-        piece.verified = True
-        return piece
+        try:
+            intact = os.fstat(handle.fileno()).st_size == piece.length and (
+                piece.verified or _verify(handle, piece)
+            )
+            handle.seek(0)
+        except OSError:
+            intact = False
+        if not intact:
+            handle.close()
+            self.bad_slice(cached, index)
+            return None
+        return handle
 
     def stats(self) -> dict[str, tuple[int, int]]:
         """(units, bytes) per tier."""
@@ -341,6 +360,12 @@ class Tiers:
             "memory": (len(self.memory), self.memory.used),
             "disk": (len(self.disk), self.disk.used),
         }
+
+
+def _verify(handle: BinaryIO, piece: Slice) -> bool:
+    data = handle.read(piece.length + 1)
+    piece.verified = len(data) == piece.length and zlib.crc32(data) == piece.crc
+    return piece.verified
 
 
 def _subdirectories(directory: Path) -> Iterator[str]:

@@ -62,22 +62,48 @@ def aws_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     use_credentials(monkeypatch, s3_server)
 
 
+#: Cache settings for the modes `gw` runs in: 1 MiB slices make MEDIUM four slices on disk
+#: (the last one 17 bytes), while SMALL lives in the memory tier.
+CACHE_MODES: dict[str, dict[str, str]] = {
+    "cache_off": {},
+    "cache_cold": {"cache": "true", "cache_slice_bytes": str(1024 * 1024)},
+    "cache_warm": {"cache": "true", "cache_slice_bytes": str(1024 * 1024)},
+}
+#: Run a test against the gateway with the cache off, on and empty, and on and holding every
+#: object: HTTP semantics must not depend on it.
+in_every_cache_mode = pytest.mark.parametrize("gw", list(CACHE_MODES), indirect=True)
+
+
 @pytest.fixture
 async def gw(
-    s3_server: S3Server, keys: Keys, stored: dict[str, Any], aws_env: None
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    keys: Keys,
+    stored: dict[str, Any],
+    aws_env: None,
+    tmp_path: Path,
 ) -> AsyncIterator[RunningGateway]:
+    mode = getattr(request, "param", "cache_off")
+    cache = {"cache_dir": str(tmp_path / "cache"), **CACHE_MODES[mode]} if CACHE_MODES[mode] else {}
     settings = gateway_settings(
         "s3://private/media",
         keys.gateway_file,
         s3_endpoint_url=s3_server.endpoint_url,
+        **cache,
     )
     async with running_gateway(settings) as running:
+        if mode == "cache_warm":
+            for path in ("/docs/hello.txt", "/video/clip.bin", "/Über uns/file name+1.txt"):
+                response, _ = await running.request("GET", keys.sign(path))
+                assert response.status == 200
+            assert running.metric("gateway_cache_requests_total", state="miss") == 3
         yield running
 
 
 # --- the happy path -------------------------------------------------------------------------
 
 
+@in_every_cache_mode
 async def test_get_streams_the_object_with_its_headers(
     gw: RunningGateway, keys: Keys, stored: dict[str, Any]
 ) -> None:
@@ -102,11 +128,13 @@ async def test_no_storage_headers_leak(gw: RunningGateway, keys: Keys) -> None:
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+@in_every_cache_mode
 async def test_unicode_keys_map_exactly(gw: RunningGateway, keys: Keys) -> None:
     response, body = await gw.request("GET", keys.sign("/Über uns/file name+1.txt"))
     assert (response.status, body) == (200, b"unicode key\n")
 
 
+@in_every_cache_mode
 async def test_head_sends_headers_without_a_body(gw: RunningGateway, keys: Keys) -> None:
     response, body = await gw.request("HEAD", keys.sign("/docs/hello.txt"))
     assert response.status == 200
@@ -118,6 +146,7 @@ async def test_head_sends_headers_without_a_body(gw: RunningGateway, keys: Keys)
 # --- ranges ----------------------------------------------------------------------------------
 
 
+@in_every_cache_mode
 @pytest.mark.parametrize(
     ("header", "status", "start", "end"),
     [
@@ -144,6 +173,7 @@ async def test_single_ranges_get_206_and_others_the_whole_object(
         assert "Content-Range" not in response.headers
 
 
+@in_every_cache_mode
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("header", [f"bytes={len(MEDIUM)}-", "bytes=-0"])
 async def test_unsatisfiable_ranges_get_416_with_the_size(
@@ -154,6 +184,7 @@ async def test_unsatisfiable_ranges_get_416_with_the_size(
     assert response.headers["Content-Range"] == f"bytes */{len(MEDIUM)}"
 
 
+@in_every_cache_mode
 async def test_head_with_a_range_describes_the_partial_response(
     gw: RunningGateway, keys: Keys
 ) -> None:
@@ -171,6 +202,7 @@ def _validators(stored: dict[str, Any]) -> tuple[str, datetime]:
     return head["ETag"], head["LastModified"]
 
 
+@in_every_cache_mode
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize(
     ("case", "status"),
@@ -210,6 +242,7 @@ async def test_conditional_requests(
         assert response.headers["ETag"] == etag
 
 
+@in_every_cache_mode
 @pytest.mark.parametrize(("matches", "status"), [(True, 206), (False, 200)])
 async def test_if_range_honours_the_range_only_for_the_same_object(
     gw: RunningGateway, keys: Keys, stored: dict[str, Any], matches: bool, status: int
