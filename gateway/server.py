@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway import workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app
+from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
@@ -190,6 +191,16 @@ class Supervisor:
             self._signal_all(signal.SIGHUP)
             return 202, f"reload signalled to {len(self.workers)} workers"
 
+        # With Redis the supervisor publishes a purge and every worker applies it from the
+        # stream; without, it hands the purge to each worker itself.
+        redis_url = self.settings.revocation.redis_url
+        purges = Purges(None, "", FleetPurges(redis_url) if redis_url else None)
+
+        async def purge(wanted: Purge) -> PurgeResult:
+            if purges.fleet is not None:
+                return await purges.purge(wanted)
+            return await fleet.purge(wanted, self.settings.admin_token or "")
+
         add_admin_api(
             admin,
             self.settings.admin_token,
@@ -198,6 +209,7 @@ class Supervisor:
                 max_lifetime=self.settings.links.max_lifetime,
                 skew=self.settings.links.clock_skew,
                 reload_keyring=reload_keyring,
+                purge=purge,
             ),
         )
         runner = web.AppRunner(admin, access_log=None, handle_signals=False)
@@ -220,6 +232,7 @@ class Supervisor:
             await fleet.close()
             await runner.cleanup()
             await revocations.close()
+            await purges.close()
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         restarts: dict[int, float] = {}

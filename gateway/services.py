@@ -1,7 +1,7 @@
 """What a request needs, built once at start-up, each resource with its own cleanup context.
 
     metrics -> keyring (+ watcher) -> revocation store -> revocation view (+ follower, sweeper)
-        -> object store -> Services
+        -> object store -> cache -> purges (+ the fleet's purge stream) -> Services
 
 Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
 that resource needs, and closes it on the way out. If a step fails at start-up (no AWS
@@ -22,6 +22,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.cache import Cache, Limits
+from gateway.cache.purges import Purges, open_purges
 from gateway.cache.tiers import Tiers
 from gateway.client_address import TrustedProxies
 from gateway.http.cors import CorsPolicy
@@ -73,6 +74,7 @@ class Services:
     proxies: TrustedProxies
     cors: CorsPolicy
     cache: Cache | None  # None: the cache is off
+    purges: Purges
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -84,6 +86,7 @@ _REVOCATIONS: Final = web.AppKey("revocations", RevocationView)
 _STORE: Final = web.AppKey("store", ObjectStore)
 _READINESS: Final = web.AppKey("readiness", Readiness)
 _CACHE: Final = web.AppKey("cache", Cache)
+_PURGES: Final = web.AppKey("purges", Purges)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -97,6 +100,7 @@ def contexts() -> list[Context]:
         _revocation_view,
         _object_store,
         _cache,
+        _purges,
         _assemble,
     ]
 
@@ -201,6 +205,15 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         await cache.close()
 
 
+async def _purges(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_purges(
+        app.get(_CACHE), settings.origin.prefix, settings.revocation.redis_url, app[_METRICS]
+    ) as purges:
+        app[_PURGES] = purges
+        yield
+
+
 async def _assemble(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[SERVICES] = Services(
@@ -214,6 +227,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         proxies=TrustedProxies(settings.proxies.networks, settings.proxies.header),
         cors=CorsPolicy(settings.cors.origins, settings.cors.credentials, settings.cors.max_age),
         cache=app.get(_CACHE),
+        purges=app[_PURGES],
     )
     yield
 

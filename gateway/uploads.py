@@ -19,6 +19,7 @@ everywhere with 403 `revoked`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.cache.purges import Purge, PurgeFailed, Target
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import BodyPlan, upload_plan
 from gateway.observability.access_log import AccessRecord
@@ -45,6 +47,7 @@ class Uploads:
     def __init__(self, services: Services) -> None:
         self.store = services.store
         self.cache = services.cache
+        self.purges = services.purges
         self.claims = services.revocation_store
         self.revocations = services.revocations
         self.metrics = services.metrics
@@ -87,8 +90,9 @@ class Uploads:
             for name in held:
                 if name == lock or stored is None:
                     await asyncio.shield(self._release(name))
-        if self.cache is not None:
-            self.cache.purge(key)  # the next read sees the new object
+        if self.cache is not None:  # the next read, here and across the fleet, sees the new object
+            with contextlib.suppress(PurgeFailed):  # dropped here; logged; others revalidate
+                await self.purges.purge(Purge(Target.KEY, verified.path))
         if claims.one_time:
             await self._revoke(Revocation(Kind.TOKEN, token, until))
         return _created(record, verified.path, stored)
