@@ -4,7 +4,8 @@ Signals: SIGTERM/SIGINT stop accepting, let in-flight streams finish for up to
 `shutdown_grace` seconds, then exit; SIGHUP reloads the keyring. With several workers the
 supervisor forwards signals, restarts a worker that dies, and serves the admin listener: each
 worker serves its own admin app on a Unix socket only the supervisor uses, so `/readyz` applies
-every worker's own checks and `/metrics` merges every worker's metrics (`gateway.workers`).
+every worker's own checks, `/metrics` merges every worker's metrics (`gateway.workers`), and a
+cache purge reaches every worker (handed over, or through the fleet's stream with Redis).
 """
 
 from __future__ import annotations
