@@ -4,6 +4,8 @@
                                  | {"key_id": ...} | {"prefix": ..., "before": unix seconds}
     GET  /admin/revocations      the live entries
     POST /admin/keyring/reload   reload the keyring now
+    POST /admin/purge            {"key": "/videos/a.mp4"} | {"prefix": "/videos/ep1/"}: drop
+                                 cached copies (request paths; `gateway.cache.purges`)
 
 Every call needs `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`, compared in constant time.
 Without a configured token the routes do not exist (404): disabled, never open.
@@ -21,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.cache.purges import Purge, PurgeError, PurgeFailed, PurgeResult, from_body
 from gateway.errors import Refusal, Refused, answer
 from gateway.revocation import Revocation, RevocationError, RevocationStore, from_request
 from gateway.revocation.entries import REQUEST_KINDS
@@ -38,6 +41,7 @@ class AdminActions:
     skew: float
     reload_keyring: Callable[[], Awaitable[tuple[int, str]]]  # -> (HTTP status, message)
     on_revoked: Callable[[Revocation], None] = lambda entry: None
+    purge: Callable[[Purge], Awaitable[PurgeResult]] | None = None  # None: no purge route
 
 
 def add_admin_api(app: web.Application, token: str | None, actions: AdminActions) -> None:
@@ -99,10 +103,38 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
         status, message = await actions.reload_keyring()
         return _json(status, {"keyring": message})
 
+    async def purge(request: web.Request) -> web.Response:
+        assert actions.purge is not None
+        try:
+            wanted = from_body(await _json_body(request))
+        except PurgeError as exc:
+            raise Refused(Refusal.INVALID_REQUEST, detail=str(exc)) from None
+        try:
+            result = await actions.purge(wanted)
+        except PurgeFailed as exc:
+            raise Refused(Refusal.STORE_UNAVAILABLE, detail=str(exc)) from None
+        log.info(
+            "admin API: purged %s %s (%s dropped here%s)",
+            wanted.target.value,
+            wanted.path,
+            "none" if result.dropped is None else result.dropped,
+            ", published to the fleet" if result.published else "",
+        )
+        return _json(
+            200,
+            {
+                "purged": wanted.describe(),
+                "dropped": result.dropped,
+                "published": result.published,
+            },
+        )
+
     app.middlewares.append(authenticate)
     app.router.add_post("/admin/revocations", revoke)
     app.router.add_get("/admin/revocations", list_entries)
     app.router.add_post("/admin/keyring/reload", reload)
+    if actions.purge is not None:
+        app.router.add_post("/admin/purge", purge)
 
 
 async def _json_body(request: web.Request) -> object:

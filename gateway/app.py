@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import connections
 from gateway.admin_api import AdminActions, add_admin_api
+from gateway.cache.purges import Purge, PurgeResult
 from gateway.handler import Pipeline
 from gateway.revocation import Revocation
 from gateway.services import SERVICES, SETTINGS, contexts
@@ -135,10 +136,14 @@ def _admin_actions(public: web.Application, settings: Settings) -> AdminActions:
         services.revocations.apply(entry)  # enforced here at once, before the next sync
         services.metrics.revocations_added.inc()
 
+    async def purge(wanted: Purge) -> PurgeResult:
+        return await public[SERVICES].purges.purge(wanted)
+
     return AdminActions(
         store=lambda: public[SERVICES].revocation_store,
         max_lifetime=settings.links.max_lifetime,
         skew=settings.links.clock_skew,
         reload_keyring=reload_keyring,
         on_revoked=on_revoked,
+        purge=purge,
     )

@@ -20,12 +20,15 @@ examples:
   gateway revoke --sub user-42                  # every link of a subject issued until now
   gateway revoke --url 'https://media.example.com/v.mp4?Expires=...'   # one link
   gateway revocations list
+  gateway purge /videos/a.mp4                   # drop cached copies of one object
+  gateway purge --prefix /videos/ep1/           # ... of everything under a path prefix
 
 Settings come from the TOML file, then GATEWAY_* environment variables, then flags.
 AWS credentials and region come from the usual AWS_* variables, profiles or instance roles.
 Signals: SIGTERM drains and exits, SIGHUP reloads the keyring. Exit status 2: bad settings.
 The revocation commands use the store the gateways use: GATEWAY_REDIS_URL if set, else the
-SQLite file GATEWAY_REVOCATION_DB.
+SQLite file GATEWAY_REVOCATION_DB. `gateway purge` calls the local gateway's admin API
+(GATEWAY_ADMIN_LISTEN, GATEWAY_ADMIN_TOKEN), which with Redis publishes it to the fleet.
 """
 
 
@@ -36,6 +39,13 @@ examples:
   gateway revoke --sub user-42
   gateway revoke --key-id k2026-10
   gateway revoke --prefix /videos/ep1/ --before 2026-11-23T12:00:00Z
+"""
+
+PURGE_EPILOG = """\
+examples:
+  gateway purge /videos/a.mp4
+  gateway purge --prefix /videos/ep1/           # ep1 and everything under it, not ep10
+  GATEWAY_ADMIN_LISTEN=10.0.0.5:9090 gateway purge /doc.txt   # another gateway's admin API
 """
 
 
@@ -94,6 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="create the embedded store's file if it does not exist yet (a new installation)",
     )
+    purge = commands.add_parser(
+        "purge",
+        help="drop cached copies of an object, or of everything under a path prefix",
+        description="Drop cached copies from the edge cache: on the local gateway (all its "
+        "workers) through its admin API and, with GATEWAY_REDIS_URL, on every gateway of the "
+        "fleet. Paths are request paths, decoded, as links sign them.",
+        epilog=PURGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    purged = purge.add_mutually_exclusive_group(required=True)
+    purged.add_argument("key", nargs="?", metavar="PATH", help="one object, by its request path")
+    purged.add_argument("--prefix", help="everything at or under this path prefix ('/': all)")
+    purge.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     revocations = commands.add_parser("revocations", help="list or prune the revocation list")
     revocations.add_argument("action", choices=("list", "prune"))
     revocations.add_argument("--json", action="store_true", help="list as JSON")
@@ -107,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _operate(args)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "purge":
+        return _purge(args)
     overrides = {
         name: value
         for name in ("workers", "listen", "admin_listen", "origin", "keyring")
@@ -169,6 +194,24 @@ def _operate(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:  # the store is unreachable or refused: say so, no traceback
         print(f"gateway: error: revocation store: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from gateway.cache import purge_command
+    from gateway.cache.purges import PurgeError, Target, checked
+
+    try:
+        target = Target.KEY if args.key is not None else Target.PREFIX
+        wanted = checked(target, args.key if args.key is not None else args.prefix)
+        message = purge_command.purge(args.config, wanted)
+    except (SettingsError, PurgeError) as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    except purge_command.PurgeCommandError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
         return 1
     print(message)
     return 0

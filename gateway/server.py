@@ -5,7 +5,8 @@ to `shutdown_grace` seconds, cut what still runs, and exit within EXIT_MARGIN se
 (`drain`); SIGHUP reloads the keyring. With several workers the supervisor forwards signals,
 restarts a worker that dies, and serves the admin listener: each worker serves its own admin
 app on a Unix socket only the supervisor uses, so `/readyz` applies every worker's own checks
-and `/metrics` merges every worker's metrics (`gateway.workers`).
+and `/metrics` merges every worker's metrics (`gateway.workers`), and a
+cache purge reaches every worker (handed over, or through the fleet's stream with Redis).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from aiohttp import web
 from gateway import connections, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app, runner_options
+from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
 from gateway.drain import InFlight
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
@@ -245,6 +247,16 @@ class Supervisor:
             self._signal_all(signal.SIGHUP)
             return 202, f"reload signalled to {len(self.workers)} workers"
 
+        # With Redis the supervisor publishes a purge and every worker applies it from the
+        # stream; without, it hands the purge to each worker itself.
+        redis_url = self.settings.revocation.redis_url
+        purges = Purges(None, "", FleetPurges(redis_url) if redis_url else None)
+
+        async def purge(wanted: Purge) -> PurgeResult:
+            if purges.fleet is not None:
+                return await purges.purge(wanted)
+            return await fleet.purge(wanted, self.settings.admin_token or "")
+
         add_admin_api(
             admin,
             self.settings.admin_token,
@@ -253,6 +265,7 @@ class Supervisor:
                 max_lifetime=self.settings.links.max_lifetime,
                 skew=self.settings.links.clock_skew,
                 reload_keyring=reload_keyring,
+                purge=purge,
             ),
         )
         runner = web.AppRunner(
@@ -278,6 +291,7 @@ class Supervisor:
             await fleet.close()
             await runner.cleanup()
             await revocations.close()
+            await purges.close()
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         restarts: dict[int, float] = {}

@@ -2,7 +2,8 @@
 
     metrics -> keyring (+ watcher) -> revocation store
         -> revocation view (snapshot loaded, + follower, sweeper, snapshot writer)
-        -> object store -> sweeper of abandoned uploads -> cache -> TLS -> Services
+        -> object store -> sweeper of abandoned uploads -> cache
+        -> purges (+ the fleet's purge stream) -> TLS -> Services
 
 Each step is an aiohttp cleanup context: it opens one resource, registers the readiness check
 that resource needs, and closes it on the way out. If a step fails at start-up (no AWS
@@ -25,6 +26,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.cache import Cache, Limits
+from gateway.cache.purges import Purges, open_purges
 from gateway.cache.tiers import Tiers
 from gateway.client_address import TrustedProxies
 from gateway.connections import CLOSE_REASONS, CONNECTIONS, Guard
@@ -85,6 +87,7 @@ class Services:
     cache: Cache | None  # None: the cache is off
     tls: CertificateHolder | None  # None: plain HTTP
     in_flight: InFlight
+    purges: Purges
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -97,6 +100,7 @@ _STORE: Final = web.AppKey("store", ObjectStore)
 _READINESS: Final = web.AppKey("readiness", Readiness)
 _CACHE: Final = web.AppKey("cache", Cache)
 _TLS: Final = web.AppKey("tls", CertificateHolder)
+_PURGES: Final = web.AppKey("purges", Purges)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -111,6 +115,7 @@ def contexts() -> list[Context]:
         _object_store,
         _upload_sweeper,
         _cache,
+        _purges,
         _tls,
         _assemble,
     ]
@@ -243,6 +248,15 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         await cache.close()
 
 
+async def _purges(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_purges(
+        app.get(_CACHE), settings.origin.prefix, settings.revocation.redis_url, app[_METRICS]
+    ) as purges:
+        app[_PURGES] = purges
+        yield
+
+
 async def _tls(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     certificate, key = settings.tls.certificate, settings.tls.key
@@ -279,6 +293,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         cache=app.get(_CACHE),
         tls=app.get(_TLS),
         in_flight=InFlight(),
+        purges=app[_PURGES],
     )
     yield
 

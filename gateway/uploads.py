@@ -23,6 +23,7 @@ gateway's sweep then aborts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.cache.purges import Purge, PurgeFailed, Target
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import BodyPlan, upload_plan
 from gateway.leases import Leases
@@ -50,6 +52,7 @@ class Uploads:
     def __init__(self, services: Services) -> None:
         self.store = services.store
         self.cache = services.cache
+        self.purges = services.purges
         self.claims = services.revocation_store
         self.revocations = services.revocations
         self.metrics = services.metrics
@@ -89,8 +92,9 @@ class Uploads:
                 stored = await self._accepted_body(
                     request, key, body_plan, claims.no_overwrite, leases, record
                 )
-            if self.cache is not None:
-                self.cache.purge(key)  # the next read sees the new object
+            if self.cache is not None:  # the next read, here and across the fleet, sees it
+                with contextlib.suppress(PurgeFailed):  # dropped here; logged; others revalidate
+                    await self.purges.purge(Purge(Target.KEY, verified.path))
             if claims.one_time:  # used: claimed until it expires, then revoked
                 await leases.hold(token, until)
                 await self._revoke(Revocation(Kind.TOKEN, token, until))

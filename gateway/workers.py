@@ -3,20 +3,24 @@
 `/readyz` is ready only when every worker is, by the worker's own checks (storage, revocation
 staleness, draining), exactly as a single process judges itself. `/metrics` is every worker's
 exposition merged into one, each sample labelled `worker="N"`: Prometheus sums them
-(`sum without (worker) (...)`), so counters from all workers add up.
+(`sum without (worker) (...)`), so counters from all workers add up. A cache purge (without
+Redis) is forwarded to every worker, each dropping from its own cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from gateway.cache.purges import Purge, PurgeFailed, PurgeResult
 
 TIMEOUT: Final = aiohttp.ClientTimeout(total=5)
 
@@ -40,6 +44,32 @@ class Workers:
                 return response.status, (await response.text()).strip()
         except (aiohttp.ClientError, OSError, TimeoutError):
             return 503, "not answering yet"
+
+    async def _post(self, index: int, path: str, body: Any, token: str) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        url = f"http://worker{path}"
+        try:
+            async with self._session(index).post(url, json=body, headers=headers) as response:
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            return 503, None
+
+    async def purge(self, purge: Purge, token: str) -> PurgeResult:
+        """Every worker drops what `purge` names; the objects dropped, summed."""
+        indexes = sorted(self.sockets)
+        answers = await asyncio.gather(
+            *(self._post(i, "/admin/purge", purge.describe(), token) for i in indexes)
+        )
+        dropped: int | None = None
+        failed = []
+        for index, (status, body) in zip(indexes, answers, strict=True):
+            if status != 200 or not isinstance(body, dict):
+                failed.append(str(index))
+            elif isinstance(body.get("dropped"), int):
+                dropped = (dropped or 0) + body["dropped"]
+        if failed:
+            raise PurgeFailed(f"worker {', '.join(failed)} did not take it (the others did); retry")
+        return PurgeResult(dropped, published=False)
 
     async def readiness(self) -> tuple[int, str]:
         """200 when every worker is ready; else the first worker's reason."""

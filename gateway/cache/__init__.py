@@ -27,7 +27,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -85,6 +85,7 @@ class Fill:
         self.done = False
         self.error: BaseException | None = None
         self.readers = 0  # responses that read it (more than one: their fetches collapsed)
+        self.purged = False  # purged while under way: its readers get the bytes, the cache not
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -219,13 +220,21 @@ class Cache:
         return spec.first // self.limits.slice_bytes
 
     def purge(self, key: str) -> bool:
+        self._detach_fills(lambda fill_key: fill_key == key)
         return self.tiers.drop(key)
 
     def purge_prefix(self, prefix: str) -> int:
+        self._detach_fills(lambda fill_key: fill_key.startswith(prefix))
         keys = self.tiers.keys_under(prefix)
         for key in keys:
             self.tiers.drop(key)
         return len(keys)
+
+    def _detach_fills(self, purged: Callable[[str], bool]) -> None:
+        """Fills under way for purged keys may carry the version just purged: their readers
+        get their bytes, but the cache keeps none of them, and new requests start afresh."""
+        for fill_key, index in [name for name in self.fills if purged(name[0])]:
+            self.fills.pop((fill_key, index)).purged = True
 
     # -- fills -------------------------------------------------------------------------------
 
@@ -272,7 +281,9 @@ class Cache:
             if etag is not None and meta.etag != etag:
                 raise VersionChanged("storage holds another version of the object")
             cached = self.tiers.get(key)
-            if cached is None or cached.meta.etag != meta.etag or cached.meta.size != meta.size:
+            if fill.purged:
+                cached = None
+            elif cached is None or cached.meta.etag != meta.etag or cached.meta.size != meta.size:
                 cached = self.remember(key, meta, time.time())  # None: not to be cached
             fill.started(meta, body.range)
             in_memory = cached is not None and self.tiers.fits_memory(cached)
@@ -330,7 +341,12 @@ class Cache:
         crc: int,
     ) -> None:
         cached = self.tiers.get(key)
-        if cached is None or cached.meta.etag != meta.etag or cached.meta.size != meta.size:
+        if (
+            fill.purged
+            or cached is None
+            or cached.meta.etag != meta.etag
+            or cached.meta.size != meta.size
+        ):
             if temporary is not None:
                 os.close(temporary[0])
                 with contextlib.suppress(OSError):

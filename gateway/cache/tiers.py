@@ -138,6 +138,7 @@ class Tiers:
         for index, piece in cached.slices.items():
             self.disk.remove((key, index))
             _unlink(piece.path)
+        cached.slices.clear()  # a response still streaming it fetches the rest from storage
         if self.directory is not None:
             _unlink(self._meta_path(cached))
         return True
