@@ -137,6 +137,8 @@ class Keyring:
         for key in keys:
             if key.id in self._keys:
                 raise KeyringError(f"key id {key.id!r} appears twice")
+            if key.scheme is not None and key.status is Status.ACTIVE:
+                raise KeyringError(f"key {key.id!r}: a {key.scheme} key is never 'active'")
             self._keys[key.id] = key
         active = [key.id for key in self._keys.values() if key.status is Status.ACTIVE]
         if len(active) > 1:

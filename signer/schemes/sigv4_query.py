@@ -223,22 +223,23 @@ def signature(signing: bytes, link: Presigned, method: str, headers: dict[str, s
     return hmac.digest(signing, text.encode("utf-8"), hashlib.sha256).hex()
 
 
-def header_values(link: Presigned, request: LinkRequest) -> dict[str, str]:
+def header_values(link: Presigned, request: LinkRequest, *, strict: bool = True) -> dict[str, str]:
     """The signed headers' values as the canonical request takes them (SigV4's trimall);
-    `host` is the host the client asked for, lower-cased as the SDKs sign it."""
+    `host` is the host the client asked for, lower-cased as the SDKs sign it. Not `strict`
+    (explaining, not verifying): a header not sent is empty, one sent twice is joined."""
     values = {}
     for name in link.signed_headers:
         if name == "host":
-            if not request.host:
-                raise _malformed("the request has no Host, which the link signs")
-            sent: list[str] = [request.host.lower()]
+            sent: list[str] = [request.host.lower()] if request.host else []
         else:
             sent = list(request.header(name))
-        if not sent:
+        if strict and not sent:
+            if name == "host":
+                raise _malformed("the request has no Host, which the link signs")
             raise Rejected(Reason.BAD_SIGNATURE, f"the link signs {name}, which was not sent")
-        if len(sent) > 1:
+        if strict and len(sent) > 1:
             raise _malformed(f"the request sends {name}, which the link signs, more than once")
-        values[name] = " ".join(sent[0].split())
+        values[name] = ",".join(" ".join(value.split()) for value in sent)
     return values
 
 
@@ -278,7 +279,7 @@ def verify(
 def explain(request: LinkRequest) -> list[str]:
     """The canonical request and string to sign, as S3's SignatureDoesNotMatch shows them."""
     link = parse(request.raw_path, request.raw_query)
-    headers = header_values(link, request)
+    headers = header_values(link, request, strict=False)
     canonical = canonical_request(link, request.method, headers)
     return [
         "the canonical request was (between the lines):",
