@@ -332,13 +332,21 @@ def _decode(raw: str, what: str, plain: re.Pattern[str], safe: str) -> str:
     """Decode once, insisting on the SDKs' encoding: `quote(text, safe)` must give `raw` back."""
     if plain.fullmatch(raw):
         return raw
+    text = _decoded(raw, safe)
+    if text is None:
+        raise _malformed(f"{what} is not UTF-8 in S3's canonical percent-encoding")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(raw: str, safe: str) -> str | None:
+    """`raw` decoded if it is the canonical encoding of UTF-8 text, else None. Cached: the
+    credential, the signed headers and the overrides repeat from link to link."""
     try:
         text = unquote(raw, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise _malformed(f"{what} is not valid UTF-8 after percent-decoding") from None
-    if quote(text, safe=safe) != raw:
-        raise _malformed(f"{what} is not in S3's canonical percent-encoding")
-    return text
+        return None
+    return text if quote(text, safe=safe) == raw else None
 
 
 def _split_path(path: str) -> tuple[str, str]:
