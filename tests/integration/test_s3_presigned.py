@@ -22,7 +22,7 @@ import pytest
 from botocore.config import Config
 
 from gateway.observability.access_log import configure
-from signer import Algorithm, Key, Keyring, Status, new_key, sign_path
+from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, token_id
 from signer.format import b64encode
 from signer.keys import LinkScheme
 from signer.schemes.sigv4_query import WORDS
@@ -462,6 +462,23 @@ async def test_a_link_for_another_bucket_is_refused(gw: RunningGateway) -> None:
     await refused(gw, "GET", presign(gw, Bucket="other-bucket"), "wrong_bucket")
 
 
+async def test_a_missing_object_is_not_found_in_s3s_words(gw: RunningGateway) -> None:
+    response, body = await gw.request("GET", presign(gw, key="docs/missing.txt"))
+    assert (response.status, json.loads(body)) == (
+        404,
+        {"error": "not_found", "detail": "NoSuchKey: The specified key does not exist."},
+    )
+
+
+async def test_x_amz_expires_is_the_lifetime_max_link_lifetime_bounds(
+    make_gateway: Callable[..., Any],
+) -> None:
+    async with make_gateway(max_link_lifetime="600") as gw:
+        response, _ = await gw.request("GET", presign(gw, ExpiresIn=600))
+        assert response.status == 200
+        await refused(gw, "GET", presign(gw, ExpiresIn=601), "lifetime_exceeded")
+
+
 async def test_a_target_with_two_schemes_links_is_ambiguous(gw: RunningGateway) -> None:
     ours = sign_path("/docs/hello.txt", Keyring([EDGE]), expires_in=600).partition("?")[2]
     response, body = await gw.request("GET", f"{presign(gw)}&{ours}")
@@ -493,6 +510,11 @@ async def test_without_a_sigv4_key_the_scheme_is_off(make_gateway: Callable[...,
 # --- revocation: the same list as our tokens -------------------------------------------------
 
 
+def digest(link: str) -> str:
+    """The link's token id, as the access log shows it: from the signature's bytes."""
+    return token_id(bytes.fromhex(link.rpartition("X-Amz-Signature=")[2]))
+
+
 async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
     async with gw.session.post(
         f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
@@ -506,10 +528,11 @@ async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
     ("revocation", "untouched"),
     [
         (lambda link: {"url": f"http://127.0.0.1{link}"}, "docs/hello.txt"),
+        (lambda link: {"digest": digest(link)}, "docs/hello.txt"),
         (lambda link: {"key_id": LINK_ID}, None),
         (lambda link: {"prefix": "/docs/"}, "public/open.txt"),
     ],
-    ids=["by-link", "by-key", "by-prefix"],
+    ids=["by-link", "by-digest", "by-key", "by-prefix"],
 )
 async def test_a_revoked_presigned_link_is_refused(
     gw: RunningGateway, revocation: Callable[[str], dict[str, str]], untouched: str | None
@@ -544,7 +567,7 @@ async def test_the_access_log_names_the_scheme_and_never_the_signature(
         ("sigv4", "ok"),
         ("sigv4", "bad_signature"),
     ]
-    assert lines[0]["key_id"] == LINK_ID
+    assert (lines[0]["key_id"], lines[0]["token_id"]) == (LINK_ID, digest(links[0]))
     assert lines[0]["path"] == "/private/docs/hello.txt"
     for link in links:
         assert link.rpartition("X-Amz-Signature=")[2] not in logged

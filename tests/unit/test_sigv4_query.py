@@ -243,6 +243,19 @@ def test_a_signed_content_type_must_be_sent_as_signed(
         assert rejection(url, "PUT", headers).reason is reason
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"ResponseContentType": "text/html\r\nSet-Cookie: a=b"},
+        {"ResponseContentDisposition": "attachment; filename=a\x7f.txt"},
+        {"ResponseContentType": "x" * 600 + "/y"},
+    ],
+    ids=["header-splitting", "control-character", "too-long"],
+)
+def test_an_override_our_tokens_could_not_carry_is_malformed(params: dict[str, str]) -> None:
+    assert rejection(presigned(**params)).reason is Reason.MALFORMED
+
+
 def test_a_signed_header_sent_twice_is_malformed() -> None:
     url = presigned("put_object", ContentType="image/jpeg")
     parts = urlsplit(url)
