@@ -31,7 +31,7 @@ from signer.errors import Reason, Rejected
 from signer.format import METHODS, Claims, b64encode, check_path
 from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status
 from signer.schemes.base import LinkRequest, SchemeLink
-from signer.verify import Verified, judge, token_id
+from signer.verify import DEFAULT_SKEW, Verified, judge, token_id
 
 NAME: Final = "sigv4"
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
@@ -125,7 +125,7 @@ class Presigned:
             expires=self.expires,
             key_id=self.key_id,
             issued=self.issued,
-            starts=self.issued,  # S3 refuses a link dated in the future: "not valid yet"
+            starts=self.issued,  # a link dated in the future is "not valid yet"
             method=method,
             response_content_type=self.response_content_type,
             response_content_disposition=self.response_content_disposition,
@@ -244,7 +244,7 @@ def header_values(link: Presigned, request: LinkRequest, *, strict: bool = True)
 
 
 def verify(
-    keyring: Keyring, request: LinkRequest, *, now: float | None = None, skew: float = 30
+    keyring: Keyring, request: LinkRequest, *, now: float | None = None, skew: float = DEFAULT_SKEW
 ) -> SchemeLink:
     """Accept the presigned URL or raise `Rejected` with its reason: the format first, then
     the key and its scope, then the signature, and only then the time."""
