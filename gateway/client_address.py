@@ -16,7 +16,7 @@ import enum
 import functools
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from signer.addresses import IPAddress, IPNetwork, unmapped, within
@@ -94,6 +94,32 @@ def client_address(
             return hop
         current = hop
     return current
+
+
+def forwarded_host(
+    peer: str | None,
+    host: str | None,
+    header: Callable[[str], Sequence[str]],
+    proxies: TrustedProxies,
+) -> str | None:
+    """The host the client asked for, which a SigV4 link signs: the `Host` header, or from a
+    trusted peer the host the nearest proxy forwarded, when it sent one (`X-Forwarded-Host`
+    with `x-forwarded-for`, the `host=` of `Forwarded`'s last element with `forwarded`).
+
+    `header` gives every value of a request header by name. The last value is taken, the one
+    the proxy that handed us the request wrote: a proxy that appends rather than sets passes on
+    whatever the client sent first. An unreadable value gives None (no host), never a guess.
+    """
+    address = _parse_ip(peer) if peer is not None else None
+    if address is None or not proxies.trusts(address):
+        return host
+    if proxies.header is ForwardedHeader.FORWARDED:
+        elements = [e for v in header("Forwarded") for e in _split_unquoted(v, ",")[0]]
+        last = next((e for e in reversed(elements) if e.strip()), None)
+        return host if last is None else _forwarded_param(last, "host", host)
+    items = [item.strip() for v in header("X-Forwarded-Host") for item in v.split(",")]
+    forwarded = next((item for item in reversed(items) if item), None)
+    return host if forwarded is None else forwarded
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -218,6 +244,18 @@ def _forwarded_element(element: str) -> IPAddress | None:
     if node is None:
         return None
     return _parse_node(node, obfuscated_port=True)
+
+
+def _forwarded_param(element: str, wanted: str, default: str | None) -> str | None:
+    """One parameter of a Forwarded element; `default` when absent, None when unreadable."""
+    pairs, closed = _split_unquoted(element, ";")
+    if not closed:
+        return None
+    for pair in pairs:
+        name, equals, raw = pair.strip().partition("=")
+        if equals and name.strip().lower() == wanted:
+            return _unquote(raw.strip())
+    return default
 
 
 def _forwarded_hops(value: str) -> list[IPAddress | None]:

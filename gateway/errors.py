@@ -47,7 +47,9 @@ class Refusal(enum.Enum):
     EXPECTATION_FAILED = (417, "expectation_failed")
     CORS_REFUSED = (403, "cors_refused")  # a preflight the CORS policy does not allow
     INVALID_PATH = (400, "invalid_path")  # no valid object key
+    AMBIGUOUS_LINK = (403, "ambiguous_link")  # links of two schemes at once (signer.schemes)
     # an authentic link the gateway still refuses
+    WRONG_BUCKET = (403, "wrong_bucket")  # a path-style link for a bucket other than the origin's
     REVOCATION_STORE_UNAVAILABLE = (503, "revocation_store_unavailable")
     # the revocation list is not loaded yet (Redis down at start, no snapshot): fail closed
     REVOCATIONS_UNAVAILABLE = (503, "revocations_unavailable")
@@ -123,18 +125,20 @@ def refusal_for(exc: Refused | Rejected | StorageError) -> tuple[int, str]:
     return refusal.status, refusal.code
 
 
-def answer(exc: Refused | Rejected | StorageError) -> web.Response:
-    """The response for a refusal: the one place a status and an error code are chosen."""
+def answer(exc: Refused | Rejected | StorageError, detail: str | None = None) -> web.Response:
+    """The response for a refusal: the one place a status and an error code are chosen.
+    `detail` (a link scheme's own words for the refusal, `signer.schemes`) goes in the body
+    unless the refusal has one of its own."""
     if isinstance(exc, Refused):
         headers = {**exc.refusal.headers, **(exc.headers or {})}
-        return error_response(exc.refusal.status, exc.refusal.code, headers, exc.detail)
+        return error_response(exc.refusal.status, exc.refusal.code, headers, exc.detail or detail)
     if isinstance(exc, Rejected):
-        return error_response(403, exc.reason.value)
+        return error_response(403, exc.reason.value, detail=detail)
     refusal = _storage_refusal(exc)
     headers = {}
     if isinstance(exc, RangeNotSatisfiable):
         headers["Content-Range"] = unsatisfiable_content_range(exc.size)
-    return error_response(refusal.status, refusal.code, headers)
+    return error_response(refusal.status, refusal.code, headers, detail)
 
 
 def error_response(

@@ -4,9 +4,11 @@
         -> (PUT: gateway/uploads.py) -> plan from metadata -> storage -> stream
 
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
-one `verify` call below. Nothing touches storage before the token is verified and checked
-against revocations. Refusals are raised (`gateway.errors`) and answered in `__call__`; every
-exit goes through `_finish`, which records the outcome once for metrics and the access log.
+one `verify` call below. A link of another scheme (an S3 presigned URL, `signer.schemes`) is
+verified by its scheme into the same claims, and from there on is treated alike. Nothing
+touches storage before the token is verified and checked against revocations. Refusals are
+raised (`gateway.errors`) and answered in `__call__`; every exit goes through `_finish`, which
+records the outcome once for metrics and the access log.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gateway import relay
 from gateway.cache import Cache, CachedBody, FilePart, VersionChanged
 from gateway.cache import State as CacheState
 from gateway.cache.tiers import Cached
-from gateway.client_address import client_address
+from gateway.client_address import client_address, forwarded_host
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.http.cors import is_preflight
@@ -37,11 +39,13 @@ from gateway.observability.metrics import Metrics
 from gateway.services import Services
 from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
 from gateway.storage.keys import InvalidKey, object_key
-from gateway.token_source import candidates, first_verified
+from gateway.token_source import Presented, candidates, first_verified, verify_scheme
 from gateway.uploads import Uploads, expectation_failed
 from signer import Reason, Rejected, verify
 from signer.addresses import IPAddress
 from signer.format import METHODS, Claims, strip_path_token
+from signer.schemes import EDGE, LinkRequest, scheme_words
+from signer.verify import Verified
 
 log = logging.getLogger("gateway.handler")
 
@@ -70,6 +74,10 @@ class Pipeline:
         self.uploads = Uploads(services)
         self.zero_copy = services.settings.zero_copy and relay.AVAILABLE
         self.cache = services.cache
+        origin = services.settings.origin
+        # The bucket path-style links name (S3 presigned URLs): the origin's, or for a file://
+        # origin the directory's name.
+        self.bucket = origin.bucket or (origin.path.name if origin.path is not None else "")
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -89,7 +97,7 @@ class Pipeline:
             elif isinstance(exc, Rejected) and exc.claims is not None:
                 record.key_id, record.sub = exc.claims.key_id, exc.claims.sub
             record.status, record.reason = refusal_for(exc)
-            return answer(exc)
+            return answer(exc, scheme_words(record.scheme, record.reason))
         finally:
             self._finish(record)
 
@@ -108,9 +116,16 @@ class Pipeline:
             raise Refused(Refusal.EXPECTATION_FAILED)
         raw_path, _, raw_query = request.raw_path.partition("?")
         keyring, skew, lifetime = self.services.keyring.current, self.skew, self.max_lifetime
-        presented, verified = first_verified(
-            candidates(raw_path, raw_query, request.headers.getall("Cookie", ())),
-            lambda p: verify(
+
+        def check(p: Presented) -> Verified:
+            if p.scheme != EDGE:
+                link = self._link_request(request, p, client)
+                found = verify_scheme(p, keyring, link, bucket=self.bucket, skew=skew)
+                claims = found.claims
+                if claims.expires - claims.issued > lifetime:  # as verify's step 10a
+                    raise Rejected(Reason.LIFETIME_EXCEEDED, claims=claims)
+                return found
+            return verify(
                 keyring,
                 method=method,
                 raw_path=p.raw_path,
@@ -118,8 +133,11 @@ class Pipeline:
                 client_ip=client,
                 skew=skew,
                 max_lifetime=lifetime,  # outlives what revocations are kept for: refused
-            ),
-        )
+            )
+
+        found = candidates(raw_path, raw_query, request.headers.getall("Cookie", ()))
+        record.scheme = found[0].scheme
+        presented, verified = first_verified(found, check)
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
         try:
@@ -134,6 +152,27 @@ class Pipeline:
             return await self.uploads.put(request, verified, key, record)
         granted = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
         return await self._read(request, key, record, granted)
+
+    def _link_request(
+        self, request: web.Request, presented: Presented, client: IPAddress | None
+    ) -> LinkRequest:
+        """What another scheme's verifier sees: the target, and the headers it may sign (the
+        host the client asked for, as a trusted proxy forwarded it)."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        headers = request.headers
+
+        def header(name: str) -> list[str]:
+            return headers.getall(name, [])
+
+        host = forwarded_host(peer[0] if peer else None, headers.get("Host"), header, self.proxies)
+        return LinkRequest(
+            request.method,
+            presented.raw_path,
+            presented.raw_query,
+            host=host,
+            header=header,
+            client_ip=client,
+        )
 
     async def _read(
         self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
@@ -411,6 +450,8 @@ class Pipeline:
         record.duration = time.perf_counter() - record.started
         method = Metrics.method_label(record.method)
         self.metrics.request_counter(method, record.status, record.reason).inc()
+        if record.scheme is not None:
+            self.metrics.link_counter(record.scheme, record.reason).inc()
         self.metrics.duration_histogram(method).observe(record.duration)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(record.line())

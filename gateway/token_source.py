@@ -11,6 +11,11 @@ a cookie would have passed. A browser may send several `EdgeToken` cookies (one 
 they claim: `candidates` lists what to try, `first_verified` tries it. Every form ends in the
 same `verify` call, so expiry, IP, prefix and revocation checks are the same whichever way the
 token came.
+
+A link of another scheme (`signer.schemes`: an S3 presigned URL) travels in the query only and
+is its own single candidate; a target that carries two schemes' links is refused whole
+(`ambiguous_link`). `verify_scheme` verifies it into the same `Verified`, so the pipeline goes on
+exactly as for our token.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gateway.errors import Refusal, Refused
 from signer.errors import Reason, Rejected
 from signer.format import decode_payload, has_token, is_path_form, unverified_prefix_covers
+from signer.keys import Keyring
+from signer.schemes import EDGE, SCHEMES, Ambiguous, LinkRequest, detect
+from signer.verify import Verified
 
 COOKIE_NAME = "EdgeToken"
 #: Token cookies verified per request at most (a browser sends one per matching Path). Values
@@ -43,6 +52,7 @@ class Presented:
     form: Form
     raw_path: str
     raw_query: str
+    scheme: str = EDGE  # whose link: our token, or a name in `signer.schemes.SCHEMES`
 
 
 def candidates(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> list[Presented]:
@@ -50,8 +60,15 @@ def candidates(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> 
     (those whose unverified Prefix covers the path first, then as sent).
 
     Without any token the query form alone is returned, and verification says `missing_token`.
-    Raises `Rejected(MALFORMED)` when cookies of the name came but none is a token payload.
+    Raises `Rejected(MALFORMED)` when cookies of the name came but none is a token payload, and
+    `Refused(AMBIGUOUS_LINK)` when the URL carries the links of two schemes.
     """
+    try:
+        scheme = detect(raw_path, raw_query)
+    except Ambiguous:
+        raise Refused(Refusal.AMBIGUOUS_LINK) from None
+    if scheme is not None:
+        return [Presented(Form.QUERY, raw_path, raw_query, scheme.name)]
     if is_path_form(raw_path):
         return [Presented(Form.PATH, raw_path, raw_query)]
     if has_token(raw_query):
@@ -94,6 +111,17 @@ def first_verified(
     if refused is None:
         raise ValueError("nothing was presented")
     raise refused
+
+
+def verify_scheme(
+    presented: Presented, keyring: Keyring, request: LinkRequest, *, bucket: str, skew: float
+) -> Verified:
+    """Verify a link of another scheme. A path-style link names a bucket, which must be the
+    origin's (`bucket`): its object path is then mapped like our token's."""
+    link = SCHEMES[presented.scheme].verify(keyring, request, now=None, skew=skew)
+    if link.bucket is not None and link.bucket != bucket:
+        raise Refused(Refusal.WRONG_BUCKET)
+    return link.verified
 
 
 def locate(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> Presented:

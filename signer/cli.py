@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
 from signer.format import FORMAT_VERSION, METHODS, parse_link, path_form
-from signer.keys import Keyring, Status, new_key
+from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key
 from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
@@ -35,6 +36,9 @@ examples:
   signer sign https://media.example.com/img/cat.jpg --keyring keys.json --expires-in 3600 \\
       --window 300                             # the same URL for five minutes: cacheable
   signer verify 'https://media.example.com/videos/intro.mp4?Expires=...' --keyring public.json
+  signer keygen --keyring gateway-keyring.json --key-id GWLINKS01 --scheme sigv4   # S3 presign
+  signer verify 'https://media.example.com/media/a.jpg?X-Amz-Algorithm=...' --keyring \
+      gateway-keyring.json --method PUT --header 'Content-Type: image/jpeg'
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
   signer retire --keyring keys.json k1
@@ -110,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: active in an empty keyring, otherwise verify (stage the "
         "key on gateways first, then `signer activate`)",
     )
+    keygen.add_argument(
+        "--scheme",
+        type=LinkScheme,
+        choices=list(LinkScheme),
+        help="a key for another system's links: sigv4 = S3 presigned URLs (the key id is the "
+        "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md)",
+    )
+    keygen.add_argument("--region", help=f"sigv4: the credential scope region ({DEFAULT_REGION})")
 
     activate = command(
         "activate",
@@ -202,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--client-ip", type=ipaddress.ip_address, help="address of the client")
     check.add_argument("--at", type=parse_time, metavar="TIME", help="judge at this time")
     check.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header the request sends (S3 presigned URLs sign some, e.g. Content-Type)",
+    )
+    check.add_argument(
         "--skew",
         type=int,
         default=DEFAULT_SKEW,
@@ -248,6 +267,8 @@ def _load(path: Path, *, create: bool = False) -> Keyring:
 
 def _keygen(args: argparse.Namespace) -> int:
     keyring = _load(args.keyring, create=True)
+    if args.scheme is not None:
+        return _keygen_scheme(args, keyring)
     status = args.status or (Status.VERIFY if keyring.active else Status.ACTIVE)
     key = new_key(args.key_id, args.alg, status)
     keyring.with_key(key).save(args.keyring)
@@ -257,6 +278,22 @@ def _keygen(args: argparse.Namespace) -> int:
             f"next: deploy `signer export-public` to the gateways, then "
             f"`signer activate --keyring {args.keyring} {key.id}`"
         )
+    return EXIT_OK
+
+
+def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
+    """A link-signing key for another system's links: the backends sign, the gateways verify."""
+    if args.status is Status.ACTIVE:
+        raise SignerError(f"a {args.scheme} key is never active: backends sign with it")
+    key = new_key(
+        args.key_id, Algorithm.HMAC_SHA256, Status.VERIFY, scheme=args.scheme, region=args.region
+    )
+    keyring.with_key(key).save(args.keyring)
+    print(f"added {key.scheme} key {key.id!r} to {args.keyring}")
+    print(
+        f"backends sign with aws_access_key_id={key.id!r} and, as aws_secret_access_key, the "
+        f"key's 'secret' text in {args.keyring} (docs/s3-presigned.md)"
+    )
     return EXIT_OK
 
 
@@ -338,6 +375,14 @@ def _sign(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     keyring = _load(args.keyring)
     now = time.time() if args.at is None else float(args.at)
+    parts = urlsplit(args.url)
+    try:
+        scheme = schemes.detect(parts.path or "/", parts.query)
+    except schemes.Ambiguous as exc:
+        print(f"rejected: ambiguous_link: {exc}")
+        return EXIT_REJECTED
+    if scheme is not None:
+        return _verify_scheme(scheme, args, keyring, now)
     try:
         verified = verify_url(
             args.url,
@@ -368,6 +413,62 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"  {param.field.replace('_', ' '):12} {value}")
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
+
+
+def _verify_scheme(
+    scheme: schemes.Scheme, args: argparse.Namespace, keyring: Keyring, now: float
+) -> int:
+    """Another scheme's link: its verdict, and on a bad signature what was signed."""
+    headers: dict[str, list[str]] = {}
+    for line in args.header:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise SignerError(f"--header {line!r}: give it as 'Name: value'")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    parts = urlsplit(args.url)
+    request = schemes.LinkRequest(
+        args.method.upper(),
+        parts.path or "/",
+        parts.query,
+        host=_host(parts),
+        header=lambda name: headers.get(name.lower(), []),
+        client_ip=args.client_ip,
+    )
+    try:
+        link = scheme.verify(keyring, request, now=now, skew=args.skew)
+    except Rejected as exc:
+        print(f"rejected ({scheme.name}): {exc.reason.value}: {exc.detail}")
+        if exc.reason in (Reason.BAD_SIGNATURE, Reason.WRONG_METHOD):
+            for line in scheme.explain(request):
+                print(f"  {line}")
+            print("  check that the backend signed for this host, method and headers, with the")
+            print("  same key; the signature covers the string to sign, whose last line is the")
+            print("  SHA-256 of the canonical request")
+        return EXIT_REJECTED
+    claims, verified = link.verified.claims, link.verified
+    where = f"bucket {link.bucket!r}, path {verified.path!r}"
+    print(f"valid ({scheme.name}): key {claims.key_id!r}, {where}")
+    print(f"  issued  {describe(claims.issued, now)}")
+    print(f"  expires {describe(claims.expires, now)}")
+    for label, value in (
+        ("method", claims.method),
+        ("type", claims.response_content_type),
+        ("disposition", claims.response_content_disposition),
+    ):
+        if value is not None:
+            print(f"  {label:12} {value}")
+    print(f"  token id {verified.token_id} (identifies this link for revocation)")
+    print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
+    return EXIT_OK
+
+
+def _host(parts: SplitResult) -> str | None:
+    """The Host a client sends for this URL: lower case, without the scheme's default port."""
+    if parts.hostname is None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
 
 
 def _explain_signature(url: str) -> None:

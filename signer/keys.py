@@ -11,6 +11,13 @@ File format (JSON, `"format": "edge-keyring/1"`), documented in docs/keyring.md:
 Statuses: `active` signs new links (at most one; signing needs one), `verify` is still accepted
 (the overlap during rotation), `retired` is refused. A keyring is immutable; every change returns
 a new one, so the gateway can swap a reloaded keyring in whole.
+
+A key with a `scheme` verifies another system's links instead of our tokens (`signer.schemes`):
+
+    {"id": "GWLINKS01", "alg": "hmac-sha256", "scheme": "sigv4", "region": "us-east-1",
+     "status": "verify", "created": 1767139200, "secret": "<base64url>"}
+
+It never signs or verifies our tokens (so it is never `active`): the backends sign with it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import enum
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -47,6 +55,17 @@ class Status(enum.StrEnum):
     RETIRED = "retired"
 
 
+class LinkScheme(enum.StrEnum):
+    """Another system's signed links a key verifies (`signer.schemes`); None: our tokens."""
+
+    SIGV4 = "sigv4"  # S3 presigned URLs: the key id is the access key id (docs/s3-presigned.md)
+
+
+#: The credential scope region of a `sigv4` key without one: botocore's default.
+DEFAULT_REGION = "us-east-1"
+_REGION = re.compile(r"[a-z0-9-]{1,32}")
+
+
 @dataclass(frozen=True)
 class Key:
     """One key. `secret` is the HMAC secret or the Ed25519 seed; it never appears in a repr."""
@@ -57,6 +76,8 @@ class Key:
     created: int
     secret: bytes | None = field(default=None, repr=False)
     public: bytes | None = None
+    scheme: LinkScheme | None = None
+    region: str | None = None  # `sigv4` only
 
     @property
     def can_sign(self) -> bool:
@@ -76,6 +97,10 @@ class Key:
             "status": self.status.value,
             "created": self.created,
         }
+        if self.scheme is not None:
+            entry["scheme"] = self.scheme.value
+        if self.region is not None:
+            entry["region"] = self.region
         if self.status is Status.RETIRED and public_only:
             return entry
         if self.alg is Algorithm.HMAC_SHA256:
@@ -89,10 +114,19 @@ class Key:
         return entry
 
 
-def new_key(key_id: str, alg: Algorithm, status: Status, *, now: float | None = None) -> Key:
+def new_key(
+    key_id: str,
+    alg: Algorithm,
+    status: Status,
+    *,
+    now: float | None = None,
+    scheme: LinkScheme | None = None,
+    region: str | None = None,
+) -> Key:
     secret, public = generate(alg)
     created = int(time.time() if now is None else now)
-    return _checked(Key(key_id, alg, status, created, secret, public), f"key {key_id!r}")
+    key = Key(key_id, alg, status, created, secret, public, scheme, region)
+    return _checked(key, f"key {key_id!r}")
 
 
 class Keyring:
@@ -103,6 +137,8 @@ class Keyring:
         for key in keys:
             if key.id in self._keys:
                 raise KeyringError(f"key id {key.id!r} appears twice")
+            if key.scheme is not None and key.status is Status.ACTIVE:
+                raise KeyringError(f"key {key.id!r}: a {key.scheme} key is never 'active'")
             self._keys[key.id] = key
         active = [key.id for key in self._keys.values() if key.status is Status.ACTIVE]
         if len(active) > 1:
@@ -110,7 +146,7 @@ class Keyring:
         self._verifiers: dict[str, Verifier] = {
             key.id: key.verifier()
             for key in self._keys.values()
-            if key.status is not Status.RETIRED and key.can_verify
+            if key.status is not Status.RETIRED and key.can_verify and key.scheme is None
         }
 
     def __iter__(self) -> Iterator[Key]:
@@ -126,7 +162,8 @@ class Keyring:
         return self._keys.get(key_id)
 
     def verifier_for(self, key_id: str) -> Verifier | None:
-        """The prepared verifier of a usable key; None when unknown, retired or public-less."""
+        """The prepared verifier of a usable token key; None when unknown, retired, public-less
+        or a key of another scheme."""
         return self._verifiers.get(key_id)
 
     @property
@@ -282,15 +319,28 @@ def _parse_entry(entry: object, where: str) -> Key:
     comment = entry.get("comment")
     if comment is not None and not isinstance(comment, str):
         raise KeyringError(f"{where}: 'comment' must be a string")
+    scheme = None
+    if "scheme" in entry:
+        try:
+            scheme = LinkScheme(str(entry["scheme"]))
+        except ValueError:
+            raise KeyringError(
+                f"{where}: 'scheme' must be one of {', '.join(LinkScheme)}"
+            ) from None
+    region = entry.get("region")
+    if region is not None and not isinstance(region, str):
+        raise KeyringError(f"{where}: 'region' must be a string")
     allowed = {"id", "alg", "status", "created", "comment"}
     allowed |= {"secret"} if alg is Algorithm.HMAC_SHA256 else {"private", "public"}
+    allowed |= {"scheme", "region"} if scheme is LinkScheme.SIGV4 else set()
     unknown = set(entry) - allowed
     if unknown:
-        raise KeyringError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for {alg}")
+        kind = f"{alg} {scheme}" if scheme is not None else alg
+        raise KeyringError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for {kind}")
     secret_field = "secret" if alg is Algorithm.HMAC_SHA256 else "private"
     secret = _material(entry, secret_field, where)
     public = _material(entry, "public", where)
-    return _checked(Key(key_id, alg, status, created, secret, public), where)
+    return _checked(Key(key_id, alg, status, created, secret, public, scheme, region), where)
 
 
 def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
@@ -307,6 +357,18 @@ def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
 
 def _checked(key: Key, where: str) -> Key:
     """Material lengths and consistency; messages name the field, never its value."""
+    if key.scheme is not None:
+        if key.alg is not Algorithm.HMAC_SHA256:
+            raise KeyringError(f"{where}: a {key.scheme} key is 'alg' {Algorithm.HMAC_SHA256}")
+        if key.status is Status.ACTIVE:
+            raise KeyringError(
+                f"{where}: a {key.scheme} key is 'verify' or 'retired', never 'active' "
+                "(backends sign with it, not this keyring)"
+            )
+        if key.region is not None and not _REGION.fullmatch(key.region):
+            raise KeyringError(f"{where}: 'region' must be 1-32 of a-z 0-9 -")
+    elif key.region is not None:
+        raise KeyringError(f"{where}: 'region' belongs to a sigv4 key only")
     if key.alg is Algorithm.HMAC_SHA256:
         if key.secret is not None and len(key.secret) < HMAC_SECRET_BYTES:
             raise KeyringError(f"{where}: 'secret' must be at least {HMAC_SECRET_BYTES} bytes")

@@ -51,6 +51,7 @@ class AccessRecord:
     sub: str | None = None
     token_id: str | None = None
     cache: str | None = None  # hit, miss, revalidated, stale, bypass (with the cache on)
+    scheme: str | None = None  # whose link: edge (our token) or a `signer.schemes` name
 
     def line(self) -> str:
         record = {
@@ -72,6 +73,8 @@ class AccessRecord:
             record["sub"] = self.sub
         if self.cache is not None:
             record["cache"] = self.cache
+        if self.scheme is not None:
+            record["scheme"] = self.scheme
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 

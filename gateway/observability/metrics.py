@@ -46,6 +46,13 @@ class Metrics:
             ["method", "status", "reason"],
             registry=r,
         )
+        self.links = Counter(
+            "gateway_links_total",
+            "Requests that reached link verification, by link scheme (edge: our token) and "
+            "outcome reason.",
+            ["scheme", "reason"],
+            registry=r,
+        )
         self.duration = Histogram(
             "gateway_request_duration_seconds",
             "Time from request to the last byte sent.",
@@ -163,6 +170,9 @@ class Metrics:
 
     def request_counter(self, method: str, status: int, reason: str) -> Any:
         return self._child(self.requests, method, str(status), reason)
+
+    def link_counter(self, scheme: str, reason: str) -> Any:
+        return self._child(self.links, scheme, reason)
 
     def duration_histogram(self, method: str) -> Any:
         return self._child(self.duration, method)

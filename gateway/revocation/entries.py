@@ -3,7 +3,7 @@
 Four kinds, each matching links on one field:
 
 * `token`  - one link, by its token id (`signer.token_id`: a digest of its signature,
-  `signer.is_token_id` its shape);
+  `signer.is_token_id` its shape; an S3 presigned URL's too);
 * `sub`    - every link of a subject issued at or before `before`;
 * `key_id` - every link signed with a key, issued at or before `before`;
 * `prefix` - every link for a path at or under a path prefix (segment boundary), issued at or
@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from signer.errors import Rejected
 from signer.format import KEY_ID, check_path, parse_link, valid_sub
+from signer.schemes import Ambiguous, detect
 from signer.verify import is_token_id, token_id
 
 _SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
@@ -133,10 +134,18 @@ def path_segments(path: str) -> Iterator[str]:
 
 
 def for_url(url: str, *, skew: float) -> Revocation:
-    """Revoke the one link `url` (absolute or path + query); kept until it expires."""
+    """Revoke the one link `url` (absolute or path + query, our token or another scheme's
+    link, `signer.schemes`); kept until it expires."""
     parts = urlsplit(url)
+    raw_path = parts.path or "/"
     try:
-        link = parse_link(parts.path or "/", parts.query)
+        scheme = detect(raw_path, parts.query)
+        if scheme is not None:
+            digest, expires = scheme.revocation(raw_path, parts.query)
+            return Revocation(Kind.TOKEN, digest, expires + skew)
+        link = parse_link(raw_path, parts.query)
+    except Ambiguous:
+        raise RevocationError("url: carries the links of more than one scheme") from None
     except Rejected as exc:
         raise RevocationError(f"url: not a signed link ({exc.reason.value})") from None
     return Revocation(Kind.TOKEN, token_id(link.signature), link.claims.expires + skew)

@@ -16,6 +16,7 @@ from gateway.client_address import (
     ForwardedHeader,
     TrustedProxies,
     client_address,
+    forwarded_host,
     parse_networks,
 )
 from signer.addresses import IPAddress
@@ -455,3 +456,80 @@ def test_forwarded_appended_to_the_clients_own_line_is_the_client_or_unknown(
     appended = data.draw(rendered(client, ForwardedHeader.FORWARDED))
     result = client_address("10.0.0.1", [f"{claim}, {appended}"], FORWARDED)
     assert result in {normal(client), None}
+
+
+# --- the host a SigV4 link signs ---------------------------------------------------------------
+
+HOST = "gw.internal:8080"
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "proxies", "expected"),
+    [
+        pytest.param(
+            "203.0.113.9", {"X-Forwarded-Host": ["evil.example"]}, XFF, HOST, id="untrusted"
+        ),
+        pytest.param(None, {"X-Forwarded-Host": ["evil.example"]}, XFF, HOST, id="unix-socket"),
+        pytest.param("10.0.0.1", {}, XFF, HOST, id="trusted-without-forwarded-host"),
+        pytest.param(
+            "10.0.0.1",
+            {"X-Forwarded-Host": ["media.example.com"]},
+            XFF,
+            "media.example.com",
+            id="trusted",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"X-Forwarded-Host": ["client.example, media.example.com"]},
+            XFF,
+            "media.example.com",
+            id="the-nearest-proxys-value",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"X-Forwarded-Host": ["client.example", "media.example.com"]},
+            XFF,
+            "media.example.com",
+            id="the-last-line",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"Forwarded": ["for=198.51.100.7;host=media.example.com;proto=https"]},
+            FORWARDED,
+            "media.example.com",
+            id="forwarded",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"Forwarded": ['host=client.example, for=192.0.2.1;host="m.example:8443"']},
+            FORWARDED,
+            "m.example:8443",
+            id="forwarded-last-element-quoted",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"Forwarded": ["for=198.51.100.7"]},
+            FORWARDED,
+            HOST,
+            id="forwarded-without-host",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"Forwarded": ['for=198.51.100.7;host="unclosed']},
+            FORWARDED,
+            None,
+            id="forwarded-unreadable",
+        ),
+        pytest.param(
+            "10.0.0.1",
+            {"X-Forwarded-Host": ["media.example.com"]},
+            FORWARDED,
+            HOST,
+            id="the-header-not-configured-is-not-read",
+        ),
+    ],
+)
+def test_the_signed_host_is_the_host_header_or_what_a_trusted_proxy_forwarded(
+    peer: str | None, headers: dict[str, list[str]], proxies: TrustedProxies, expected: str | None
+) -> None:
+    assert forwarded_host(peer, HOST, lambda name: headers.get(name, []), proxies) == expected

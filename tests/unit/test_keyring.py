@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from signer import Algorithm, Keyring, KeyringError, Status, new_key
+from signer.keys import LinkScheme
 from tests.conftest import NOW
 
 
@@ -150,3 +151,59 @@ def test_invalid_files_name_the_key_and_field(text: str, message: str) -> None:
 def test_an_unreadable_file_is_a_keyring_error(tmp_path: Path) -> None:
     with pytest.raises(KeyringError, match="cannot read"):
         Keyring.load(tmp_path / "missing.json")
+
+
+# --- keys of another scheme: S3 presigned URLs ------------------------------------------------
+
+
+def test_a_sigv4_key_survives_export_and_reload_with_its_scheme_and_region(tmp_path: Path) -> None:
+    link = new_key(
+        "GWLINKS01",
+        Algorithm.HMAC_SHA256,
+        Status.VERIFY,
+        scheme=LinkScheme.SIGV4,
+        region="eu-west-1",
+    )
+    path = tmp_path / "gateway.json"
+    Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE), link]).public_export().save(
+        path, public_only=True
+    )
+    entry = json.loads(path.read_text())["keys"][1]
+    assert {k: entry[k] for k in ("id", "scheme", "region", "status")} == {
+        "id": "GWLINKS01",
+        "scheme": "sigv4",
+        "region": "eu-west-1",
+        "status": "verify",
+    }
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the backends' shared secret
+    assert Keyring.load(path).get("GWLINKS01") == link
+
+
+def test_a_sigv4_key_never_signs_or_verifies_our_tokens() -> None:
+    link = new_key("GWLINKS01", Algorithm.HMAC_SHA256, Status.VERIFY, scheme=LinkScheme.SIGV4)
+    keyring = Keyring([link])
+    assert keyring.verifier_for("GWLINKS01") is None
+    with pytest.raises(KeyringError, match="no active key"):
+        keyring.signing_key()
+    with pytest.raises(KeyringError, match="never 'active'"):
+        keyring.activated("GWLINKS01")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"scheme": "cloudfront"}, "'scheme' must be one of sigv4"),
+        ({"status": "active"}, "never 'active'"),
+        ({"alg": "ed25519", "secret": None, "public": "A" * 43}, "is 'alg' hmac-sha256"),
+        ({"region": "EU West"}, "'region' must be 1-32 of"),
+        ({"region": 5}, "'region' must be a string"),
+        ({"scheme": None, "region": "us-east-1"}, "unknown field"),
+    ],
+    ids=["unknown-scheme", "active", "ed25519", "region-spelling", "region-type", "region-alone"],
+)
+def test_invalid_sigv4_entries_name_the_key_and_field(
+    overrides: dict[str, object], message: str
+) -> None:
+    text = _entry(**{"scheme": "sigv4", "status": "verify", **overrides})
+    with pytest.raises(KeyringError, match=message):
+        Keyring.loads(text, "keyring test.json")

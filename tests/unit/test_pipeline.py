@@ -937,6 +937,7 @@ async def test_every_reason_recorded_in_this_module_is_in_the_catalogue(site: Si
 def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
     """Adding a reason (a new label value for dashboards and alerts) must be deliberate."""
     assert sorted(REASONS) == [
+        "ambiguous_link",
         "bad_signature",
         "body_timeout",
         "body_too_large",
@@ -981,5 +982,6 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "unsupported_content_encoding",
         "unsupported_media_type",
         "upload_in_progress",
+        "wrong_bucket",
         "wrong_method",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import assume, given
@@ -23,6 +24,7 @@ from gateway.revocation.entries import (
 from gateway.revocation.view import RevocationView
 from signer import Algorithm, Keyring, Status, new_key, sign_path, token_id, verify
 from signer.format import Claims, parse_link
+from signer.schemes import sigv4_query
 from tests.conftest import NOW
 
 KEYRING = Keyring([new_key("k1", Algorithm.ED25519, Status.ACTIVE, now=NOW)])
@@ -318,6 +320,40 @@ def test_a_signed_url_is_revoked_by_its_token_id_until_it_expires(origin: str) -
     entry = for_url(origin + target, skew=SKEW)
     assert entry == Revocation(Kind.TOKEN, verified.token_id, NOW + 300 + SKEW)
     assert entry.value == token_id(parse_link(path, query).signature)
+
+
+def presigned_url() -> str:
+    """An S3 presigned URL, as botocore makes it for a backend."""
+    import botocore.session
+    from botocore.config import Config
+
+    client: Any = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="https://media.example.com",
+        aws_access_key_id="GWLINKS01",
+        aws_secret_access_key="a-link-secret-of-the-gateway-keyring",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    url: str = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "media", "Key": "videos/a.mp4"}, ExpiresIn=900
+    )
+    return url
+
+
+def test_an_s3_presigned_url_is_revoked_by_its_token_id_until_it_expires() -> None:
+    url = presigned_url()
+    parts = urlsplit(url)
+    link = sigv4_query.parse(parts.path, parts.query)
+    entry = for_url(url, skew=SKEW)
+    assert entry == Revocation(Kind.TOKEN, link.token_id, link.issued + 900 + SKEW)
+    assert entry.value == token_id(bytes.fromhex(url.rpartition("X-Amz-Signature=")[2]))
+
+
+def test_a_url_with_two_schemes_links_is_refused_as_url() -> None:
+    ours = signed().partition("?")[2]
+    with pytest.raises(RevocationError, match="more than one scheme"):
+        for_url(f"{presigned_url()}&{ours}", skew=SKEW)
 
 
 def test_a_url_with_application_parameters_is_revoked_by_its_token_id() -> None:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -375,3 +376,113 @@ def test_verify_shows_every_binding_the_link_carries(
         "response content type video/mp2t",
     ):
         assert f"  {line}" in out
+
+
+# --- S3 presigned URLs (scheme sigv4) -----------------------------------------------------------
+
+
+@pytest.fixture
+def link_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    path = tmp_path / "gateway-keyring.json"
+    code, out, _ = run(
+        capsys, "keygen", "--keyring", str(path), "--key-id", "GWLINKS01", "--scheme", "sigv4"
+    )
+    assert code == 0
+    assert "aws_access_key_id='GWLINKS01'" in out
+    assert all(secret not in out for secret in secrets_of(path))
+    assert json.loads(path.read_text())["keys"][0]["scheme"] == "sigv4"
+    return path
+
+
+def presign(keyring: Path, operation: str = "get_object", **params: str) -> str:
+    import botocore.session
+    from botocore.config import Config
+
+    client: Any = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url="https://media.example.com",
+        aws_access_key_id="GWLINKS01",
+        aws_secret_access_key=secrets_of(keyring)[0],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    url: str = client.generate_presigned_url(
+        operation, Params={"Bucket": "media", "Key": "docs/a b.pdf", **params}, ExpiresIn=600
+    )
+    return url
+
+
+def test_verify_accepts_a_presigned_url_and_names_its_bucket_and_path(
+    link_keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = presign(link_keys, ResponseContentDisposition="attachment")
+    code, out, _ = run(capsys, "verify", url, "--keyring", str(link_keys))
+    assert code == 0
+    assert "valid (sigv4): key 'GWLINKS01', bucket 'media', path '/docs/a b.pdf'" in out
+    assert "disposition  attachment" in out
+    assert "token id " in out
+
+
+def test_verify_explains_a_bad_signature_as_s3_does(
+    link_keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = presign(link_keys)
+    forged = url[:-1] + ("0" if url[-1] != "0" else "1")
+    code, out, _ = run(capsys, "verify", forged, "--keyring", str(link_keys))
+    assert code == 1
+    assert "rejected (sigv4): bad_signature" in out
+    lines = [line.strip() for line in out.splitlines()]
+    canonical = lines.index("the canonical request was (between the lines):")
+    assert lines[canonical + 2 : canonical + 4] == ["GET", "/media/docs/a%20b.pdf"]
+    assert "host:media.example.com" in lines
+    assert "UNSIGNED-PAYLOAD" in lines
+    assert "AWS4-HMAC-SHA256" in lines
+    assert forged.rpartition("=")[2] not in out  # never the signature
+    assert all(secret not in out for secret in secrets_of(link_keys))
+
+
+@pytest.mark.parametrize(
+    ("headers", "code", "said"),
+    [
+        (["--header", "Content-Type: image/jpeg"], 0, "valid (sigv4)"),
+        (["--header", "Content-Type: image/png"], 1, "bad_signature"),
+        ([], 1, "bad_signature: the link signs content-type, which was not sent"),
+        (
+            ["--method", "GET", "--header", "Content-Type: image/jpeg"],
+            1,
+            "wrong_method: the link is signed for PUT",
+        ),
+    ],
+    ids=["as-signed", "another-type", "none", "get"],
+)
+def test_verify_takes_the_headers_and_method_a_presigned_put_signs(
+    link_keys: Path,
+    capsys: pytest.CaptureFixture[str],
+    headers: list[str],
+    code: int,
+    said: str,
+) -> None:
+    url = presign(link_keys, "put_object", ContentType="image/jpeg")
+    method = [] if "--method" in headers else ["--method", "PUT"]
+    result, out, _ = run(capsys, "verify", url, "--keyring", str(link_keys), *method, *headers)
+    assert (result, said in out) == (code, True)
+
+
+def test_a_sigv4_key_is_never_generated_active(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "k.json"
+    argv = ["keygen", "--keyring", str(path), "--key-id", "L1", "--scheme", "sigv4"]
+    code, _, err = run(capsys, *argv, "--status", "active")
+    assert code == 2
+    assert "never active" in err
+    assert not path.exists()
+
+
+def test_verify_refuses_a_url_with_two_schemes_links(
+    link_keys: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = run(capsys, "sign", "/docs/a.pdf", "--keyring", str(keys), "--expires-in", "60")[1]
+    url = presign(link_keys) + "&" + ours.strip().partition("?")[2]
+    code, out, _ = run(capsys, "verify", url, "--keyring", str(link_keys))
+    assert (code, out.startswith("rejected: ambiguous_link")) == (1, True)

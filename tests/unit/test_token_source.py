@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.cookies import cookie_header
+from gateway.errors import Refusal, Refused
 from gateway.token_source import (
     COOKIE_NAME,
     MAX_COOKIES,
@@ -252,3 +253,28 @@ def test_the_cookie_is_scoped_to_the_prefix_and_lives_as_long_as_the_token() -> 
 def test_without_tls_the_cookie_is_not_marked_secure() -> None:
     header = cookie_header(PAYLOAD, CLAIMS, same_site="Strict", secure=False, now=2500)
     assert header.endswith("Max-Age=0; HttpOnly; SameSite=Strict")
+
+
+# --- links of other schemes (signer.schemes) --------------------------------------------------
+
+SIGV4_QUERY = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+
+
+def test_a_sigv4_link_is_its_own_single_candidate_whatever_the_cookies() -> None:
+    assert candidates("/media/a.txt", SIGV4_QUERY, cookie(PAYLOAD)) == [
+        Presented(Form.QUERY, "/media/a.txt", SIGV4_QUERY, "sigv4")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/media/a.txt", f"{SIGV4_QUERY}&{TOKEN}"),
+        (f"/token={PAYLOAD}/media/a.txt", SIGV4_QUERY),
+    ],
+    ids=["query-token", "path-token"],
+)
+def test_a_sigv4_link_with_our_token_is_refused_as_ambiguous(path: str, query: str) -> None:
+    with pytest.raises(Refused) as caught:
+        candidates(path, query, [])
+    assert caught.value.refusal is Refusal.AMBIGUOUS_LINK

@@ -1,0 +1,64 @@
+"""Other systems' signed links, verified into the same `Verified` as our own tokens.
+
+    scheme   detected by (in the query)                  verifier
+    edge     our token (`Expires=…&Signature=`, path form)  signer.verify
+    sigv4    X-Amz-Algorithm, X-Amz-Credential or          signer.schemes.sigv4_query
+             X-Amz-Signature (any case)
+
+A scheme's verifier checks the link as its own system would and yields the claims our tokens
+have (key id, expiry, issued time, path, method, overrides), so that everything after
+verification (revocation, key mapping, cache, storage, metrics, access log) is the same whoever
+signed the link; the scheme's name is only a label. A scheme is off unless the keyring holds a
+key of that scheme (`signer.keys.LinkScheme`): its verifier then refuses every link with
+`unknown_key`. A target that more than one scheme claims is `Ambiguous`: refused whole, never
+verified by one scheme and acted on by another. Standard library only, like all of `signer`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from signer.format import has_token, is_path_form
+from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
+from signer.schemes.sigv4_query import SIGV4
+
+#: Every scheme by name: detection -> verifier.
+SCHEMES: Final[dict[str, Scheme]] = {SIGV4.name: SIGV4}
+
+
+class Ambiguous(Exception):
+    """The target carries the links of more than one scheme; the message names them."""
+
+
+def detect(raw_path: str, raw_query: str) -> Scheme | None:
+    """The scheme whose link the target carries, or None for our own token (or no link).
+
+    Raises `Ambiguous` when it carries more than one kind of link.
+    """
+    found = [scheme for scheme in SCHEMES.values() if scheme.detects(raw_query)]
+    if not found:
+        return None
+    names = [scheme.name for scheme in found]
+    if is_path_form(raw_path) or has_token(raw_query):
+        names.insert(0, EDGE)
+    if len(names) > 1:
+        raise Ambiguous(f"the target carries links of more than one scheme: {', '.join(names)}")
+    return found[0]
+
+
+def scheme_words(scheme: str | None, reason: str) -> str | None:
+    """`Scheme.words` by scheme name; None for our own token and for no scheme."""
+    found = SCHEMES.get(scheme) if scheme is not None else None
+    return None if found is None else found.words(reason)
+
+
+__all__ = [
+    "EDGE",
+    "SCHEMES",
+    "Ambiguous",
+    "LinkRequest",
+    "Scheme",
+    "SchemeLink",
+    "detect",
+    "scheme_words",
+]
