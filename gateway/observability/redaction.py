@@ -28,6 +28,8 @@ _PATH: Final = re.compile(r"/[^\s'\"]*")
 #: "Got more than 8190 bytes when reading: b'...'", "Bad status line:\n ...".
 _REASON: Final = re.compile(r"[A-Z][A-Za-z0-9 ]{0,79}(?=:)")
 _FIRST_LINE_LIMIT: Final = 200
+#: Query parameters that carry a password: redis-py's, and a Sentinel URL's for the sentinels.
+PASSWORD_PARAMETERS: Final = frozenset({"password", "sentinel_password"})
 #: One `name=value` query parameter (redis-py splits its query on `&` only).
 _PARAMETER: Final = re.compile(r"([?&])([^&=]*)=([^&]*)")
 
@@ -70,8 +72,9 @@ class RedactRequestData(logging.Filter):
 
 
 def redact_url(url: str) -> str:
-    """`url` fit for a log line: the value of every `password` query parameter (in any case,
-    percent-encoded or not) and the userinfo (`user:password@`) become `***`.
+    """`url` fit for a log line: the value of every `password` or `sentinel_password` query
+    parameter (in any case, percent-encoded or not) and the userinfo (`user:password@`) become
+    `***`.
 
     Cut generously, since a password may hold a raw `/`, `?`, `#` or `@` that a URL parser
     would split on: parameters first, then everything up to the last `@` left is userinfo.
@@ -86,6 +89,6 @@ def redact_url(url: str) -> str:
 
 
 def _hide_password(match: re.Match[str]) -> str:
-    if unquote(match.group(2)).strip().lower() != "password":
+    if unquote(match.group(2)).strip().lower() not in PASSWORD_PARAMETERS:
         return match.group()
     return f"{match.group(1)}{match.group(2)}=***"

@@ -2,6 +2,7 @@
 
     sqlite:///var/lib/edge-gateway/revocations.sqlite3    the embedded store (one node)
     redis://host:6379/0, rediss://..., unix:///run/redis.sock    a fleet's shared store
+    redis+sentinel://h1:26379,h2:26379/mymaster/0    the same, its primary found by Sentinel
 
 The settings make the URL (`Revocations.store_url`: `redis_url` if set, else the SQLite file
 `revocation_db`). A new backend is one module with `from_url(url, *, create)` and one line here.
@@ -21,7 +22,18 @@ BACKENDS: Final = {
     "redis": _REDIS,
     "rediss": _REDIS,
     "unix": _REDIS,
+    "redis+sentinel": _REDIS,
 }
+#: How a settings error spells the Sentinel form (its scheme alone says too little).
+SENTINEL_FORM: Final = "redis+sentinel://host:26379,host:26379/service/db"
+
+
+def check_url(url: str) -> None:
+    """ValueError if the backend of `url` finds it malformed (before anything connects)."""
+    module = importlib.import_module(BACKENDS[url.partition("://")[0].lower()])
+    check = getattr(module, "check_url", None)
+    if check is not None:
+        check(url)
 
 
 def open_store(url: str, *, create: bool = True) -> RevocationStore:

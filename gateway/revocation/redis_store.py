@@ -15,6 +15,12 @@ process) renews the expiry while its upload runs (a script that checks the holde
 process's claim lapses on Redis's own clock. The multipart uploads a gateway starts are listed
 in the hash `<ns>:uploads` (upload id -> location), each with such a lease
 (`<ns>:claim:upload:<upload id>`); one whose lease key is gone was abandoned.
+
+With Sentinel (`redis+sentinel://host:26379,host2:26379/service/db`) the client asks the
+sentinels for the primary on every (re)connect, so a failover is a reconnect and a resync like
+any other. Replication is asynchronous: a promoted replica may lack the last entries the old
+primary acknowledged; the resync's write-back restores them (also on the stream, so that a
+gateway that had not seen them gets them too).
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import logging
 import random
 import secrets
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as redis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError, WatchError
 
 from gateway.observability.redaction import redact_url
@@ -43,6 +52,11 @@ STREAM_MAXLEN = 100_000  # a follower that is behind by more resyncs from the ha
 MAX_BACKOFF = 5.0
 PRUNE_EVERY = 60.0
 ADD_ATTEMPTS = 50
+SENTINEL_SCHEME: Final = "redis+sentinel"
+SENTINEL_PORT: Final = 26379
+#: Query parameters of a Sentinel URL: the data nodes' credentials (as in the userinfo) and the
+#: sentinels' own, which are separate in Redis (`requirepass` vs `sentinel auth-pass`).
+SENTINEL_PARAMETERS: Final = ("username", "password", "sentinel_username", "sentinel_password")
 
 # KEYS[1] the claim, ARGV[1] the holder, ARGV[2] the new lease in ms: extend, never shorten.
 _RENEW = """
@@ -71,13 +85,27 @@ class RedisStore:
         self.holder = secrets.token_hex(8).encode()  # whose claims these are
         self.connected = False
         self.resyncs = 0
-        self._client: redis.Redis = redis.from_url(
-            url,
-            socket_connect_timeout=2,
-            socket_timeout=BLOCK_MS / 1000 + 5,
-            health_check_interval=0,
-            decode_responses=False,
+        self._sentinel: Sentinel | None = None
+        options: dict[str, Any] = {
+            "socket_connect_timeout": 2,
+            "socket_timeout": BLOCK_MS / 1000 + 5,
+            "health_check_interval": 0,
+            "decode_responses": False,
+        }
+        if url.partition("://")[0].lower() != SENTINEL_SCHEME:
+            self._client: redis.Redis = redis.from_url(url, **options)
+            return
+        target = parse_sentinel_url(url)
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            target.sentinels,
+            sentinel_kwargs={
+                "socket_connect_timeout": 2,
+                "socket_timeout": 2,
+                **target.sentinel_auth,
+            },
         )
+        options.update(target.auth, db=target.db)
+        self._client = self._sentinel.master_for(target.service, **options)
 
     async def open(self) -> None:
         """Nothing to create; a Redis that is down at start-up is retried by `follow`."""
@@ -206,7 +234,18 @@ class RedisStore:
             e.field: e.to_json() for e in view.entries() if e.field not in remote and e.until > now
         }
         if missing:
-            await self._client.hset(self.entries_key, mapping=missing)  # type: ignore[arg-type]
+            # HSETNX: an entry written meanwhile (already merged) is never narrowed. The stream
+            # carries them too: a gateway that resynced first, or never saw them, gets them.
+            async with self._client.pipeline(transaction=True) as pipe:
+                for field, payload in missing.items():
+                    pipe.hsetnx(self.entries_key, field, payload)
+                    pipe.xadd(
+                        self.events_key,
+                        {"entry": payload},
+                        maxlen=STREAM_MAXLEN,
+                        approximate=True,
+                    )
+                await pipe.execute()
             log.warning("revocation store had lost %d live entries; restored them", len(missing))
         view.mark_synced(full=True)
         self.connected = True
@@ -225,6 +264,9 @@ class RedisStore:
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
+        if self._sentinel is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._sentinel.aclose()
 
 
 def _ttl_ms(until: float) -> int:
@@ -241,6 +283,78 @@ def _decode_all(values: Any) -> list[Revocation]:
     return out
 
 
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a `redis+sentinel://` URL names: where the sentinels are, which primary to ask
+    them for, and the credentials of each (None: none)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    auth: dict[str, str]
+    sentinel_auth: dict[str, str]
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """`redis+sentinel://[user:password@]host[:port],host[:port]/service[/db][?parameters]`.
+
+    The userinfo (or `password=`/`username=`) is the primary's and replicas' credentials, as in
+    a `redis://` URL; `sentinel_password=`/`sentinel_username=` are the sentinels'. Values are
+    percent-decoded. ValueError says what is wrong without quoting the URL (it may hold a
+    password)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != SENTINEL_SCHEME:
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = tuple(_host_port(host) for host in hosts.split(","))
+    service, _, db = parts.path.lstrip("/").partition("/")
+    if not service or "/" in db:
+        raise ValueError("the path must be /<service name> or /<service name>/<db>")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ValueError("the database must be a number")
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    unknown = sorted(set(query) - set(SENTINEL_PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}: give {', '.join(SENTINEL_PARAMETERS)}")
+    given = {name: values[-1] for name, values in query.items()}
+    user, colon, password = userinfo.partition(":")
+    if user:  # the userinfo wins over a parameter, as in redis-py's own URLs
+        given["username"] = unquote(user)
+    if colon:
+        given["password"] = unquote(password)
+    auth = {k: v for k, v in given.items() if k in ("username", "password") and v}
+    sentinel_auth = {
+        k.removeprefix("sentinel_"): v for k, v in given.items() if k.startswith("sentinel_") and v
+    }
+    return SentinelTarget(sentinels, service, int(db or 0), auth, sentinel_auth)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, port = text, ""
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError("a sentinel must be host, host:port or [IPv6]:port")
+        port = rest[1:]
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    if not host:
+        raise ValueError("every sentinel needs a host (host:port, comma-separated)")
+    if not port:
+        return host, SENTINEL_PORT
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError("a sentinel's port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def check_url(url: str) -> None:
+    """ValueError if `url` cannot name a store (only a Sentinel URL is parsed here; redis-py
+    judges the others when it connects, as before)."""
+    if url.partition("://")[0].lower() == SENTINEL_SCHEME:
+        parse_sentinel_url(url)
+
+
 def from_url(url: str, *, create: bool = True) -> RedisStore:
-    """Any URL redis-py takes (`redis://`, `rediss://`, `unix://`); a shared store always exists."""
+    """Any URL redis-py takes (`redis://`, `rediss://`, `unix://`), or a `redis+sentinel://`
+    one (`parse_sentinel_url`); a shared store always exists."""
     return RedisStore(url)

@@ -158,7 +158,8 @@ class Revocations:
         "redis_url",
         parse.store_url,
         "",
-        "redis:// or rediss:// URL of the fleet's revocation store; empty: the embedded store",
+        "redis://, rediss:// or redis+sentinel:// URL of the fleet's revocation store; empty: the "
+        "embedded store",
         secret=True,
     )
     max_staleness: float = setting(

@@ -134,14 +134,17 @@ def log_level(text: str) -> str:
 
 def store_url(text: str) -> str | None:
     """A revocation store URL whose scheme has a backend; empty: None (the embedded store)."""
-    from gateway.revocation.backends import BACKENDS
+    from gateway.revocation.backends import BACKENDS, SENTINEL_FORM, check_url
 
     if not text:
         return None
     scheme = text.partition("://")[0].lower()
-    remote = [f"{s}://" for s in BACKENDS if s != "sqlite"]
+    remote = [f"{s}://" for s in BACKENDS if s != "sqlite" and "+" not in s]
     if scheme not in BACKENDS or scheme == "sqlite":
-        raise ValueError(f"must be a {', '.join(remote[:-1])} or {remote[-1]} URL")
+        raise ValueError(
+            f"must be a {', '.join(remote[:-1])} or {remote[-1]} URL, or {SENTINEL_FORM}"
+        )
+    check_url(text)
     return text
 
 

@@ -158,6 +158,18 @@ def test_every_aiohttp_logger_gets_the_filter_once() -> None:
         ("unix:///run/redis.sock?db=0&password=pw", "unix:///run/redis.sock?db=0&password=***"),
         ("redis://:p/w?x@host/0", "redis://***@host/0"),
         ("redis://host/0?password=a@b&db=1", "redis://host/0?password=***&db=1"),
+        (
+            "redis+sentinel://:pw@h1:26379,h2:26379/m/0",
+            "redis+sentinel://***@h1:26379,h2:26379/m/0",
+        ),
+        (
+            "redis+sentinel://h1,h2/m?sentinel_password=pw",
+            "redis+sentinel://h1,h2/m?sentinel_password=***",
+        ),
+        (
+            "redis+sentinel://h/m?password=a&Sentinel_Password=b",
+            "redis+sentinel://h/m?password=***&Sentinel_Password=***",
+        ),
     ],
 )
 def test_a_store_url_is_logged_without_its_password(url: str, logged: str) -> None:
@@ -170,6 +182,8 @@ TEMPLATES = [
     "redis://host:6379/0?password={}",
     "redis://host:6379/0?db=0&password={}&socket_timeout=5",
     "unix:///run/redis.sock?password={}",
+    "redis+sentinel://:{}@h1:26379,h2:26379,h3:26379/mymaster/0",
+    "redis+sentinel://h1:26379,h2:26379/mymaster/0?password=x&sentinel_password={}",
 ]
 
 
