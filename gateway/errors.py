@@ -53,6 +53,11 @@ class Refusal(enum.Enum):
     REVOCATION_STORE_UNAVAILABLE = (503, "revocation_store_unavailable")
     # the revocation list is not loaded yet (Redis down at start, no snapshot): fail closed
     REVOCATIONS_UNAVAILABLE = (503, "revocations_unavailable")
+    # usage limits a link carries (gateway.limits): judged before the head
+    TOO_MANY_STREAMS = (429, "too_many_streams")
+    USES_EXHAUSTED = (403, "uses_exhausted")
+    BYTES_EXHAUSTED = (403, "bytes_exhausted")
+    LIMITS_UNAVAILABLE = (503, "limits_unavailable")  # the limit store is down: fail closed
     # the object and its preconditions
     NOT_FOUND = (404, "not_found")
     PRECONDITION_FAILED = (412, "precondition_failed")

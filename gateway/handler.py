@@ -1,7 +1,8 @@
 """The request pipeline, visible in one place:
 
     client address -> locate token -> verify token -> lifetime -> object key -> revocation
-        -> (PUT: gateway/uploads.py) -> plan from metadata -> storage -> stream
+        -> usage limits (links that carry them) -> (PUT: gateway/uploads.py)
+        -> plan from metadata -> storage -> [limits admit the body] -> stream (paced: Rate)
 
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
 one `verify` call below. A link of another scheme (an S3 presigned URL, `signer.schemes`) is
@@ -33,6 +34,7 @@ from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range, unsatisfiable_content_range
+from gateway.limits import Admission
 from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import log as access_log
 from gateway.observability.metrics import Metrics
@@ -78,6 +80,7 @@ class Pipeline:
         # The bucket path-style links name (S3 presigned URLs): the origin's, or for a file://
         # origin the directory's name.
         self.bucket = origin.bucket or (origin.path.name if origin.path is not None else "")
+        self.limits = services.limits
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -150,8 +153,16 @@ class Pipeline:
             raise Rejected(Reason.REVOKED)
         if method == "PUT":
             return await self.uploads.put(request, verified, key, record)
+        limits = self.limits
+        # A link without limits stops here at one attribute test; one with limits is judged
+        # once its body's length is known, just before the head (`_stream`).
+        admission = (
+            limits.admission(claims, verified.token_id, record.client)
+            if limits is not None and claims.has_limits
+            else None
+        )
         granted = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
-        return await self._read(request, key, record, granted)
+        return await self._read(request, key, record, granted, admission)
 
     def _link_request(
         self, request: web.Request, presented: Presented, client: IPAddress | None
@@ -175,17 +186,27 @@ class Pipeline:
         )
 
     async def _read(
-        self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
+        self,
+        request: web.Request,
+        key: str,
+        record: AccessRecord,
+        granted: dict[str, str],
+        admission: Admission | None = None,
     ) -> web.StreamResponse:
         """GET or HEAD. A conditional request (or a HEAD) asks storage for metadata first, so
         a 304 or 412 moves no bytes; a plain GET asks for the body at once (one round trip)
         and plans from the metadata that comes with it."""
         if self.cache is not None:
-            return await self._read_cached(self.cache, request, key, record, granted)
-        return await self._read_uncached(request, key, record, granted)
+            return await self._read_cached(self.cache, request, key, record, granted, admission)
+        return await self._read_uncached(request, key, record, granted, admission)
 
     async def _read_uncached(
-        self, request: web.Request, key: str, record: AccessRecord, granted: dict[str, str]
+        self,
+        request: web.Request,
+        key: str,
+        record: AccessRecord,
+        granted: dict[str, str],
+        admission: Admission | None = None,
     ) -> web.StreamResponse:
         method, headers, store = request.method, request.headers, self.store
         spec = parse_range(headers.get("Range"))
@@ -204,7 +225,7 @@ class Pipeline:
                 if planned.status not in _STREAMED:
                     return self._without_body(body.meta, planned, record, granted)
                 if planned.range == body.range:
-                    return await self._stream(request, body, planned, record, granted)
+                    return await self._stream(request, body, planned, record, granted, admission)
                 spec = storage_range(planned)
             finally:
                 await body.release()
@@ -217,6 +238,7 @@ class Pipeline:
         key: str,
         record: AccessRecord,
         granted: dict[str, str],
+        admission: Admission | None = None,
     ) -> web.StreamResponse:
         """GET or HEAD with the cache on: the same plan, from cached metadata when there is a
         fresh entry (a 304 or a HEAD then asks nothing of storage), with the body from the cache
@@ -231,7 +253,7 @@ class Pipeline:
             if cached is None:  # not to be cached (no-store, too large): straight through
                 record.cache = CacheState.BYPASS
                 self.metrics.cache_counter(CacheState.BYPASS).inc()
-                return await self._read_uncached(request, key, record, granted)
+                return await self._read_uncached(request, key, record, granted, admission)
             granted = {**granted, "Age": str(max(0, int(now - cached.validated)))}
             planned = plan(method, headers, cached.meta)
             streamed = method != "HEAD" and planned.status in _STREAMED
@@ -249,7 +271,7 @@ class Pipeline:
                 raise
             self._count_cache(record, state)
             try:
-                return await self._stream(request, body, planned, record, granted)
+                return await self._stream(request, body, planned, record, granted, admission)
             finally:
                 await body.release()
         raise OriginError("the object changed on every read of this request")
@@ -345,7 +367,19 @@ class Pipeline:
         planned: Plan,
         record: AccessRecord,
         granted: dict[str, str],
+        admission: Admission | None = None,
     ) -> web.StreamResponse:
+        length = body.range.length if body.range is not None else body.meta.size
+        if admission is not None:
+            try:
+                await admission.admit(
+                    length, from_start=planned.range is None or planned.range.start == 0
+                )
+            except Refused:
+                if isinstance(body, CachedBody):
+                    await body.release()
+                raise
+        paced = admission is not None and admission.paced
         headers = self._headers(body.meta, planned, granted)
         response = _CoalescingResponse(status=planned.status, headers=headers)
         record.status, record.reason = planned.status, Outcome.OK
@@ -355,8 +389,9 @@ class Pipeline:
         try:
             writer = await response.prepare(request)
             relayed = timed = False
-            length = body.range.length if body.range is not None else body.meta.size
-            if self.zero_copy and length >= relay.MIN_BYTES and writer is not None:
+            # A paced body goes chunk by chunk (each booked on the link's schedule): splice(2)
+            # and sendfile(2) hand the whole body to the kernel, which cannot be paced.
+            if self.zero_copy and length >= relay.MIN_BYTES and writer is not None and not paced:
                 if isinstance(body, CachedBody):
                     relayed, timed = await self._send_cached(request, writer, body, record)
                 else:
@@ -364,6 +399,9 @@ class Pipeline:
             if not relayed:
                 async with contextlib.aclosing(body.chunks()) as chunks:
                     async for chunk in chunks:
+                        if paced:
+                            assert admission is not None
+                            await admission.pace(len(chunk))
                         await response.write(chunk)
                         if not timed:
                             first_byte.observe(time.perf_counter() - record.started)
@@ -390,6 +428,8 @@ class Pipeline:
         finally:
             metrics.streams.dec()
             metrics.sent_bytes.inc(record.sent)
+            if admission is not None:
+                await admission.finish(record.sent)
         return response
 
     async def _relay(

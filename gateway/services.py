@@ -1,6 +1,6 @@
 """What a request needs, built once at start-up, each resource with its own cleanup context.
 
-    metrics -> keyring (+ watcher) -> revocation store
+    metrics -> keyring (+ watcher) -> revocation store -> limit store (the same URL)
         -> revocation view (snapshot loaded, + follower, sweeper, snapshot writer)
         -> object store -> sweeper of abandoned uploads -> cache
         -> purges (+ the fleet's purge stream) -> TLS -> Services
@@ -34,6 +34,8 @@ from gateway.drain import InFlight
 from gateway.http.cors import CorsPolicy
 from gateway.keyring import KeyringHolder
 from gateway.leases import sweep_abandoned
+from gateway.limits import Limits as UsageLimits
+from gateway.limits.backends import open_store as open_limit_store
 from gateway.observability.metrics import Metrics
 from gateway.observability.redaction import redact_url
 from gateway.revocation import Kind, RevocationStore, RevocationView, snapshot
@@ -88,6 +90,7 @@ class Services:
     tls: CertificateHolder | None  # None: plain HTTP
     in_flight: InFlight
     purges: Purges
+    limits: UsageLimits | None = None  # None: links' usage limits are not enforced (tests)
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -101,6 +104,7 @@ _READINESS: Final = web.AppKey("readiness", Readiness)
 _CACHE: Final = web.AppKey("cache", Cache)
 _TLS: Final = web.AppKey("tls", CertificateHolder)
 _PURGES: Final = web.AppKey("purges", Purges)
+_LIMITS: Final = web.AppKey("limits", UsageLimits)
 
 Context = Callable[[web.Application], AsyncIterator[None]]
 
@@ -111,6 +115,7 @@ def contexts() -> list[Context]:
         _metrics,
         _keyring,
         _revocation_store,
+        _limit_store,
         _revocation_view,
         _object_store,
         _upload_sweeper,
@@ -145,6 +150,23 @@ async def _revocation_store(app: web.Application) -> AsyncIterator[None]:
     try:
         await store.open()
         app[_REVOCATION_STORE] = store
+        yield
+    finally:
+        await store.close()
+
+
+async def _limit_store(app: web.Application) -> AsyncIterator[None]:
+    """Usage limits, counted where revocations are kept: Redis for a fleet, else the file."""
+    settings = app[SETTINGS]
+    store = open_limit_store(settings.revocation.store_url)
+    try:
+        await store.open()
+        app[_LIMITS] = UsageLimits(
+            store,
+            lease=settings.limits.stream_lease,
+            skew=settings.links.clock_skew,
+            fail_open=settings.limits.fail_open,
+        )
         yield
     finally:
         await store.close()
@@ -294,6 +316,7 @@ async def _assemble(app: web.Application) -> AsyncIterator[None]:
         tls=app.get(_TLS),
         in_flight=InFlight(),
         purges=app[_PURGES],
+        limits=app[_LIMITS],
     )
     yield
 

@@ -229,6 +229,20 @@ VALID: list[Case] = [
     Case("object-key-c0-control", "/a\x01b.txt", "", claims(), gateway_refuses="invalid_path"),
     Case("object-key-delete", "/a\x7fb.txt", "", claims(), gateway_refuses="invalid_path"),
     Case("object-key-c1-control", "/a\x85b.txt", "", claims()),  # only C0 and DEL are refused
+    # --- 1.3: usage limits (§12) ---
+    Case(
+        "usage-limits",
+        "/trial/film.mp4",
+        "",
+        claims(max_streams=1, max_uses=3, max_served=2**31, rate=1_000_000),
+    ),
+    Case(
+        "usage-limits-with-prefix",
+        "/hls/ep3/master.m3u8",
+        "",
+        claims(prefix="/hls/ep3/", sub="u-9", max_streams=2, rate=1_000_000),
+        {"path": "/hls/ep3/720p/seg002.ts", "method": "HEAD"},
+    ),
 ]
 
 
@@ -448,6 +462,11 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
     ("ip-upper-case", raw_signed(f"/v.mp4?{BLOCK}&IP=2001:DB8::1"), {}),
     ("ip-v4-leading-zero", raw_signed(f"/v.mp4?{BLOCK}&IP=203.0.113.07"), {}),
     ("ip-v4-with-slash-32", raw_signed(f"/v.mp4?{BLOCK}&IP=203.0.113.7/32"), {}),
+    # --- 1.3: usage limits (§12) ---
+    ("limit-zero", raw_signed(f"/v.mp4?{BLOCK}&MaxStreams=0"), {}),
+    ("limit-with-put", raw_signed(f"/u.png?{PUT_BLOCK}&MaxUses=3"), {"method": "PUT"}),
+    ("limit-out-of-order", raw_signed(f"/v.mp4?{BLOCK}&Rate=1000&MaxServed=10"), {}),
+    ("rate-leading-zero", raw_signed(f"/v.mp4?{BLOCK}&Rate=01000"), {}),
 ]
 
 
@@ -544,6 +563,10 @@ EXPECTED = {
     "ip-upper-case": "malformed_token",
     "ip-v4-leading-zero": "malformed_token",
     "ip-v4-with-slash-32": "malformed_token",
+    "limit-zero": "malformed_token",
+    "limit-with-put": "malformed_token",
+    "limit-out-of-order": "malformed_token",
+    "rate-leading-zero": "malformed_token",
 }
 
 BASE = {"Expires": str(EXPIRES), "KeyID": "tv-hmac", "Issued": str(ISSUED)}
@@ -604,6 +627,9 @@ UNSIGNABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     ("app-parameter-number-sign", "/v.mp4", "a=#1", BASE, "RFC 3986 query characters (§4)"),
     ("app-parameter-resembling", "/v.mp4", "ISSUED=1", BASE, "resembles a token name (§4)"),
     ("app-parameter-empty", "/v.mp4", "a=1&&b=2", BASE, "an empty parameter (§4)"),
+    # --- 1.3: usage limits ---
+    ("limit-zero", "/v.mp4", "", {**BASE, "MaxUses": "0"}, "a usage limit is at least 1 (§12)"),
+    ("limit-with-put", "/u.png", "", {**PUT, "MaxStreams": "1"}, "limits are for reading (§2)"),
 ]
 
 CONTENT_DISPOSITIONS: list[tuple[str, bool]] = [

@@ -411,6 +411,11 @@ def _verify(args: argparse.Namespace) -> int:
         elif param.codec is FLAG_CODEC:
             value = "yes"
         print(f"  {param.field.replace('_', ' '):12} {value}")
+    if claims.has_limits:
+        print(
+            "  usage limits are counted by the gateways together (refusals too_many_streams,"
+            " uses_exhausted, bytes_exhausted); `gateway limits show` gives what is used"
+        )
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
 

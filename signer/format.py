@@ -145,6 +145,10 @@ class Claims:
     max_bytes: int | None = None
     no_overwrite: bool = False
     one_time: bool = False
+    max_streams: int | None = None
+    max_uses: int | None = None
+    max_served: int | None = None
+    rate: int | None = None
 
     def validate(self) -> Claims:
         """Check every value and the rules between them; raise Rejected(MALFORMED) naming the
@@ -181,9 +185,21 @@ class Claims:
     def has_upload_constraints(self) -> bool:
         return self._uses(UPLOAD)
 
+    @property
+    def has_limits(self) -> bool:
+        """Whether a gateway must count this link (MaxStreams, MaxUses, MaxServed, Rate)."""
+        return (
+            self.max_streams is not None
+            or self.max_uses is not None
+            or self.max_served is not None
+            or self.rate is not None
+        )
+
     def _uses(self, methods: frozenset[str]) -> bool:
         return any(
-            getattr(self, p.field) is not p.codec.absent for p in PARAMS if p.methods == methods
+            getattr(self, p.field) is not p.codec.absent
+            for p in PARAMS
+            if p.methods == methods and not p.limit
         )
 
     def allows_method(self, method: str) -> bool:

@@ -6,10 +6,11 @@
                   the decoded and wire forms of every test vector (scripts/generate_vectors.py)
 
 A row names the parameter on the wire, its `Claims` field (and signing keyword), its codec (how
-its text is read and written), the rule its decoded value obeys, and the methods it may be used
-with. Relations between parameters (Issued < Expires, MinBytes <= MaxBytes) are in
-`Claims.validate`. `Claims` and `signer.SignOptions` still declare each field with its type, for
-mypy; tests/unit/test_format.py fails when either disagrees with this table.
+its text is read and written), the rule its decoded value obeys, the methods it may be used
+with, and whether it is a usage limit (counted by the gateways, not by a verifier). Relations
+between parameters (Issued < Expires, MinBytes <= MaxBytes) are in `Claims.validate`. `Claims`
+and `signer.SignOptions` still declare each field with its type, for mypy;
+tests/unit/test_format.py fails when either disagrees with this table.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class Param:
     methods: frozenset[str] = ANY  # the methods (Method, absent = GET) it may be used with
     option: str | None = ""  # the signing keyword ("" = `field`; None = set by the signer)
     cli_type: Callable[[str], Any] | None = None  # `signer sign` reads the flag's text so
+    limit: bool = False  # a usage limit: counted by the gateways together, not by a verifier
 
     @property
     def keyword(self) -> str | None:
@@ -193,7 +195,15 @@ class Param:
         """Why it is refused with a method outside `methods`."""
         if self.methods == UPLOAD:
             return f"{self.name}: upload constraints need Method=PUT"
+        if self.limit:
+            return f"{self.name}: usage limits need a reading Method (GET or HEAD)"
         return f"{self.name}: response overrides need a reading Method (GET or HEAD)"
+
+
+def _positive(value: int) -> None:
+    """A limit of 0 would make a link nobody can use: a signing mistake, not a policy."""
+    if value < 1:
+        raise malformed("a usage limit must be at least 1")
 
 
 def _cli_prefix(text: str) -> str:
@@ -231,6 +241,17 @@ PARAMS: Final[tuple[Param, ...]] = (
     Param("MaxBytes", "max_bytes", COUNT_CODEC, "largest accepted body", methods=UPLOAD),
     Param("NoOverwrite", "no_overwrite", FLAG_CODEC, "fail if the key exists", methods=UPLOAD),
     Param("OneTime", "one_time", FLAG_CODEC, "usable for one upload", methods=UPLOAD),
+    Param("MaxStreams", "max_streams", COUNT_CODEC,
+          "at most N clients served at once, fleet-wide (a lease per client address)",
+          _positive, methods=READ, limit=True),
+    Param("MaxUses", "max_uses", COUNT_CODEC,
+          "at most N downloads (requests that start at byte 0), fleet-wide",
+          _positive, methods=READ, limit=True),
+    Param("MaxServed", "max_served", COUNT_CODEC,
+          "at most N bytes served over the link's life, fleet-wide",
+          _positive, methods=READ, limit=True),
+    Param("Rate", "rate", COUNT_CODEC, "pace the link to N bytes per second, fleet-wide",
+          _positive, methods=READ, limit=True),
 )
 # fmt: on
 
@@ -238,6 +259,8 @@ PARAMS: Final[tuple[Param, ...]] = (
 PARAM_ORDER: Final = (*(p.name for p in PARAMS), "Signature")
 BY_NAME: Final = {p.name: p for p in PARAMS}
 REQUIRED: Final = tuple(p.name for p in PARAMS if p.required)
+#: The usage limits (§12 of docs/token-format.md), by `Claims` field.
+LIMITS: Final = tuple(p.field for p in PARAMS if p.limit)
 
 
 def sign_options(decoded: Mapping[str, str]) -> dict[str, Any]:

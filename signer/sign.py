@@ -49,6 +49,10 @@ class SignOptions(TypedDict, total=False):
     max_bytes: int | None  # PUT: largest accepted body
     no_overwrite: bool  # PUT: fail if the object exists
     one_time: bool  # PUT: usable for one upload
+    max_streams: int | None  # GET/HEAD: at most N clients served at once, fleet-wide
+    max_uses: int | None  # GET/HEAD: at most N downloads (requests from byte 0)
+    max_served: int | None  # GET/HEAD: at most N bytes served over the link's life
+    rate: int | None  # GET/HEAD: paced to N bytes per second
     now: float | None  # the signing time (default: the clock)
     max_lifetime: int  # refuse longer lifetimes (default DEFAULT_MAX_LIFETIME)
     window: int | None  # round Issued/Expires to this many seconds: one URL per window

@@ -259,6 +259,10 @@ const IP = { ...STRING, value: (v) => ipBinding(v) };
 const METHOD = { ...STRING, value: (v, name) => STRING.value(v, name).toUpperCase() };
 const FLAG = { value: () => true, encode: () => "1", fromText: (t) => t === "1" };
 
+function positive(name) {
+  return (v) => v >= 1n || refuse(`${name}: a usage limit must be at least 1`);
+}
+
 function oneOf(values, name) {
   return (v) => values.includes(v) || refuse(`${name} must be one of ${values.join(", ")}`);
 }
@@ -282,6 +286,10 @@ export const PARAMS = Object.freeze([
   { name: "MaxBytes", option: "maxBytes", codec: COUNT, methods: UPLOAD },
   { name: "NoOverwrite", option: "noOverwrite", codec: FLAG, methods: UPLOAD },
   { name: "OneTime", option: "oneTime", codec: FLAG, methods: UPLOAD },
+  { name: "MaxStreams", option: "maxStreams", codec: COUNT, methods: READ, limit: true, rule: positive("MaxStreams") },
+  { name: "MaxUses", option: "maxUses", codec: COUNT, methods: READ, limit: true, rule: positive("MaxUses") },
+  { name: "MaxServed", option: "maxServed", codec: COUNT, methods: READ, limit: true, rule: positive("MaxServed") },
+  { name: "Rate", option: "rate", codec: COUNT, methods: READ, limit: true, rule: positive("Rate") },
 ]);
 const TOKEN_NAMES = new Set([...PARAMS.map((p) => p.name), "Signature"].map(asciiLower));
 const OTHER_OPTIONS = ["expiresIn", "expiresAt", "now", "maxLifetime", "window", "query"];
@@ -376,6 +384,7 @@ export function signPath(path, keyOrKeyring, options = {}) {
   for (const param of PARAMS) {
     if (param.methods && values.has(param.name) && !param.methods.includes(method)) {
       refuse(param.methods === UPLOAD ? `${param.name}: upload constraints need Method=PUT`
+        : param.limit ? `${param.name}: usage limits need a reading Method (GET or HEAD)`
         : `${param.name}: response overrides need a reading Method (GET or HEAD)`);
     }
   }

@@ -189,6 +189,26 @@ class Revocations:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Usage limits (MaxStreams, MaxUses, MaxServed, Rate) live in the revocation store."""
+
+    stream_lease: float = setting(
+        "limit_stream_lease",
+        parse.seconds,
+        "10",
+        "seconds a client's MaxStreams slot outlives its last response (and a dead gateway); "
+        "renewed every third of it while a body streams",
+    )
+    fail_open: bool = setting(
+        "limit_fail_open",
+        parse.boolean,
+        "false",
+        "serve limited links uncounted while the limit store is unreachable; false: 503 "
+        "limits_unavailable",
+    )
+
+
+@dataclass(frozen=True)
 class Proxies:
     networks: tuple[IPNetwork, ...] = setting(
         "trusted_proxies",
@@ -377,6 +397,7 @@ class Settings:
     s3: S3 = group()
     uploads: Uploads = group()
     revocation: Revocations = group()
+    limits: LimitSettings = group()
     proxies: Proxies = group()
     cors: Cors = group()
     cookie: Cookie = group()

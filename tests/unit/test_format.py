@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import unicodedata
+from typing import Any
 
 import pytest
 from hypothesis import assume, given
@@ -103,6 +104,9 @@ def test_base64url_refuses_padding_stray_bits_and_other_alphabets(text: str) -> 
         ("/a", f"{BLOCK}&Sub=a%0Ab{SIG}", Reason.MALFORMED),
         ("/a", f"{BLOCK}&Method=PUT&ContentType=Image/png{SIG}", Reason.MALFORMED),
         ("/a", f"{BLOCK}&Method=PUT&MinBytes=9&MaxBytes=8{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&MaxStreams=0{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Method=PUT&MaxUses=1{SIG}", Reason.MALFORMED),
+        ("/a", f"{BLOCK}&Rate=1&MaxServed=1{SIG}", Reason.MALFORMED),
         ("/a", "Expires=-1&KeyID=k1&Issued=0" + SIG, Reason.MALFORMED),
         ("/a", "Expires=1e9&KeyID=k1&Issued=0" + SIG, Reason.MALFORMED),
         ("/a", "Expires=2000000000&KeyID=k%31&Issued=0" + SIG, Reason.MALFORMED),
@@ -415,6 +419,25 @@ def test_an_unverified_prefix_is_read_only_from_a_well_formed_token(
 
 
 # --- the parameter table --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "limited"),
+    [
+        ({}, False),
+        ({"response_content_type": "text/plain"}, False),
+        ({"max_streams": 1}, True),
+        ({"max_uses": 1}, True),
+        ({"max_served": 1}, True),
+        ({"rate": 1}, True),
+    ],
+)
+def test_only_usage_limits_make_a_link_limited_and_they_are_no_response_override(
+    extra: dict[str, Any], limited: bool
+) -> None:
+    claims = Claims(expires=2, key_id="k1", issued=1, **extra).validate()
+    assert claims.has_limits is limited
+    assert claims.has_response_overrides is ("response_content_type" in extra)
 
 
 def test_claims_has_one_field_per_row_of_the_table_in_its_order() -> None:

@@ -105,6 +105,49 @@ def test_sign_an_upload_link_then_verify_shows_its_constraints(
         assert f"  {line}\n" in out
 
 
+def test_sign_a_limited_link_then_verify_lists_its_limits_and_who_counts_them(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "/trial/film.mp4",
+        *("--keyring", str(keys), "--expires-in", "600"),
+        *("--max-streams", "1", "--max-uses", "3", "--max-served", "2000", "--rate", "500"),
+    )
+    assert code == 0
+    assert "&MaxStreams=1&MaxUses=3&MaxServed=2000&Rate=500&Signature=" in url
+
+    code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys))
+
+    assert code == 0
+    for line in ("max streams  1", "max uses     3", "max served   2000", "rate         500"):
+        assert f"  {line}\n" in out
+    assert "too_many_streams, uses_exhausted, bytes_exhausted" in out
+
+
+def test_verify_of_an_unlimited_link_says_nothing_of_limits(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url, _ = run(capsys, "sign", "/v/a.mp4", "--keyring", str(keys), "--expires-in", "600")
+    _, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys))
+    assert "usage limits" not in out
+
+
+@pytest.mark.parametrize("flag", ["--max-streams", "--max-uses", "--max-served", "--rate"])
+def test_a_limit_on_an_upload_link_is_refused(
+    keys: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    code, _, err = run(
+        capsys,
+        "sign",
+        "/u/a.png",
+        *("--keyring", str(keys), "--expires-in", "600", "--method", "PUT", flag, "2"),
+    )
+    assert code != 0
+    assert "usage limits need a reading Method" in err
+
+
 @pytest.mark.parametrize(
     ("mutate", "extra", "reason"),
     [
