@@ -44,6 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 from gateway.cache import Cache
 from gateway.observability.metrics import Metrics
 from gateway.observability.redaction import redact_url
+from gateway.revocation.redis_store import client_for
 from gateway.storage.keys import InvalidKey, object_key
 
 log = logging.getLogger("gateway.cache")
@@ -213,13 +214,13 @@ class FleetPurges:
         self.stream = stream
         self.source = secrets.token_hex(8).encode()  # this process: its own events are skipped
         self.connected = False
-        self._client: redis.Redis = redis.from_url(
+        self._client: redis.Redis = client_for(  # the revocations' store, Sentinel or not
             url,
             socket_connect_timeout=2,
             socket_timeout=BLOCK_MS / 1000 + 5,
             health_check_interval=0,
             decode_responses=False,
-        )
+        )[0]
 
     async def publish(self, purge: Purge) -> None:
         await self._client.xadd(

@@ -1,7 +1,8 @@
 """Which limit store a URL names: the revocation store's URL, so one setting picks both.
 
 sqlite:///var/lib/edge-gateway/revocations.sqlite3    the same file, tables of its own
-redis://host:6379/0, rediss://..., unix:///run/redis.sock    the fleet's Redis
+redis://host:6379/0, rediss://..., unix:///run/redis.sock,
+redis+sentinel://h1,h2,h3/service                    the fleet's Redis
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ BACKENDS: Final = {
     "redis": _REDIS,
     "rediss": _REDIS,
     "unix": _REDIS,
+    "redis+sentinel": _REDIS,
 }
 
 

@@ -18,6 +18,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.limits import Ask, LimitStoreError, Usage
+from gateway.revocation.redis_store import client_for
 
 NAMESPACE: Final = "edge-gateway:limits"
 
@@ -97,9 +98,9 @@ class RedisLimitStore:
 
     def __init__(self, url: str, *, namespace: str = NAMESPACE) -> None:
         self.namespace = namespace
-        self._client: redis.Redis = redis.from_url(
+        self._client: redis.Redis = client_for(
             url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
-        )
+        )[0]
         self._admit = self._client.register_script(_ADMIT)
         self._renew = self._client.register_script(_RENEW)
         self._refund = self._client.register_script(_REFUND)

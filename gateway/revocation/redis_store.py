@@ -85,27 +85,14 @@ class RedisStore:
         self.holder = secrets.token_hex(8).encode()  # whose claims these are
         self.connected = False
         self.resyncs = 0
-        self._sentinel: Sentinel | None = None
-        options: dict[str, Any] = {
-            "socket_connect_timeout": 2,
-            "socket_timeout": BLOCK_MS / 1000 + 5,
-            "health_check_interval": 0,
-            "decode_responses": False,
-        }
-        if url.partition("://")[0].lower() != SENTINEL_SCHEME:
-            self._client: redis.Redis = redis.from_url(url, **options)
-            return
-        target = parse_sentinel_url(url)
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            target.sentinels,
-            sentinel_kwargs={
-                "socket_connect_timeout": 2,
-                "socket_timeout": 2,
-                **target.sentinel_auth,
-            },
+        self._client: redis.Redis
+        self._client, self._sentinel = client_for(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+            health_check_interval=0,
+            decode_responses=False,
         )
-        options.update(target.auth, db=target.db)
-        self._client = self._sentinel.master_for(target.service, **options)
 
     async def open(self) -> None:
         """Nothing to create; a Redis that is down at start-up is retried by `follow`."""
@@ -293,6 +280,21 @@ class SentinelTarget:
     db: int
     auth: dict[str, str]
     sentinel_auth: dict[str, str]
+
+
+def client_for(url: str, **options: Any) -> tuple[redis.Redis, Sentinel | None]:
+    """A client of the store `url` names, for revocations, upload claims and usage limits
+    alike: a plain Redis URL, or the sentinels' (`redis+sentinel://`), whose client follows
+    the primary through a failover."""
+    if url.partition("://")[0].lower() != SENTINEL_SCHEME:
+        return redis.from_url(url, **options), None
+    target = parse_sentinel_url(url)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        target.sentinels,
+        sentinel_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2, **target.sentinel_auth},
+    )
+    connection: dict[str, Any] = {**options, **target.auth, "db": target.db}
+    return sentinel.master_for(target.service, **connection), sentinel
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
