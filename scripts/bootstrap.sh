@@ -72,9 +72,9 @@ if [ ! -f "$hls" ] && command -v npm >/dev/null 2>&1; then
         mkdir -p "$(dirname "$hls")"
         mv "$work/package/dist/hls.min.js" "$hls"
     else
-        echo "bootstrap: could not fetch hls.js $HLS_VERSION; the HLS browser test skips" >&2
+        echo "bootstrap: could not fetch hls.js $HLS_VERSION; the HLS browser tests skip" >&2
     fi
     rm -rf "$work"
 elif [ ! -f "$hls" ]; then
-    echo "bootstrap: the HLS browser test skips without hls.js, which needs npm to fetch" >&2
+    echo "bootstrap: the HLS browser tests skip without hls.js, which needs npm to fetch" >&2
 fi
