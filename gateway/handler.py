@@ -101,6 +101,10 @@ class Pipeline:
                 record.key_id, record.sub = exc.claims.key_id, exc.claims.sub
             record.status, record.reason = refusal_for(exc)
             return answer(exc, scheme_words(record.scheme, record.reason))
+        except asyncio.CancelledError:
+            if not record.status:  # gone (or cut by the deadline) before an answer was chosen
+                record.reason = _cancelled(request, self.services.in_flight.cutting)
+            raise
         finally:
             self._finish(record)
 
