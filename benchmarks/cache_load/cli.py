@@ -72,7 +72,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
 
 
-def header(results: Results) -> list[str]:
+def header(results: Results, load: tuple[float, float]) -> list[str]:
+    """The run's setting; `load` is the host's 1-minute load average at its start and end."""
     wrk = _version(["wrk", "-v"]).split(" [")[0]
     nginx = _version([nginx_binary() or "nginx", "-v"]).rpartition(":")[2].strip()
     size = slice_bytes(results.settings)
@@ -80,6 +81,8 @@ def header(results: Results) -> list[str]:
         f"cache benchmark ({results.profile.name})",
         f"  host:    {os.cpu_count()} CPUs shared by wrk, storage and peers; "
         f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}",
+        f"  load:    1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end "
+        "(all processes of the host)",
         f"  tools:   {wrk}; {nginx}; SeaweedFS S3 on 127.0.0.1",
         "  gateway: `gateway serve`, 1 worker, as deployed (access log, metrics, revocation on);",
         f"           cache on: GATEWAY_CACHE=true, its directory in a temporary directory, "
@@ -104,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.profile_dir is not None:
         options.profile_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_at_start = os.getloadavg()[0]
 
     def log(text: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {text}", file=sys.stderr, flush=True)
@@ -120,6 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cache_load: interrupted; servers stopped", file=sys.stderr)
         return 130
-    print("\n".join(report(results, header(results))))
+    print("\n".join(report(results, header(results, (load_at_start, os.getloadavg()[0])))))
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
     return exit_status(results)

@@ -19,15 +19,16 @@ from benchmarks.cache_load.run import (
     COLD_POOL_MIN,
     FULL,
     QUICK,
+    Plan,
     Profile,
     Results,
     Shielding,
     StateCounter,
     cold_pool_size,
 )
-from benchmarks.gateway_load.measure import WrkRun
+from benchmarks.gateway_load.measure import Load, WrkRun
 from benchmarks.gateway_load.processes import Peer
-from benchmarks.gateway_load.run import Measured, Row
+from benchmarks.gateway_load.run import Loader, Measured, Row
 from gateway.cache.policy import Lru
 
 # -- counting the requests a cache sends to the storage ---------------------------------------
@@ -193,6 +194,27 @@ def test_the_cold_pool_outlasts_one_paths_cold_runs(
     rate: float, profile: Profile, expected: int
 ) -> None:
     assert cold_pool_size(rate, profile) == expected
+
+
+class CountingLoader(Loader):
+    """Answers every run with 100 requests, moving its list on as the real one does."""
+
+    def measure(self, peer: Peer, load: Load, kind: str) -> Measured:
+        self.offsets[(peer.scheme, kind)] += 100
+        return Measured(WrkRun(100, 409_600, 1.0, 0.001, 0.002, 0, 0), {})
+
+
+@pytest.mark.parametrize(("kind", "offset"), [("small", 2 * 100), ("cold", 2 * (100 + 32))])
+def test_a_cold_run_starts_past_the_requests_the_last_one_sent_but_did_not_count(
+    tmp_path: Path, kind: str, offset: int
+) -> None:
+    peer = Peer("gateway-cache", "gateway", "http://127.0.0.1:1", pid=1)
+    list_kind = "cold-gateway-cache" if kind == "cold" else kind
+    loader = CountingLoader(1, {("gateway", list_kind): tmp_path / "targets"})
+    plan = Plan(loader, {}, Results(QUICK, {}), None)
+    for _ in range(2):
+        plan._measure(peer, kind, connections=32, seconds=1)
+    assert loader.offsets[("gateway", list_kind)] == offset
 
 
 def row(name: str, requests: int, *, size: int = 4096, non_2xx: int = 0) -> Row:
