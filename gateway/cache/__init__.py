@@ -76,6 +76,7 @@ class Fill:
         self.done = False
         self.error: BaseException | None = None
         self.readers = 0
+        self.requests: set[asyncio.Task[object] | None] = set()  # the requests it serves
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -235,12 +236,18 @@ class Cache:
 
     def fill(self, store: ObjectStore, key: str, index: int, etag: str | None) -> Fill:
         """The fill of slice `index` of `key`: the one under way, or a new one. `etag` is the
-        version the caller expects (None: whatever storage has)."""
+        version the caller expects (None: whatever storage has). A request joining a fill that
+        another one started counts as collapsed; asking again for one it started or joined
+        already (its first slice, its read-ahead) does not."""
+        request = asyncio.current_task()
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
-            self.collapsed += 1
+            if request not in running.requests:
+                running.requests.add(request)
+                self.collapsed += 1
             return running
         fill = Fill()
+        fill.requests.add(request)
         self.fills[(key, index)] = fill
         task = asyncio.create_task(self._fetch(fill, store, key, index, etag), name="cache-fill")
         self._tasks.add(task)
