@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml scripts/bootstrap.sh | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest bench load revocation-bench vectors clean
+.PHONY: run test lint typecheck pytest bench load cache-bench revocation-bench vectors clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	sh scripts/bootstrap.sh "$(PYTHON)"
@@ -36,6 +36,9 @@ bench: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m benchmarks.gateway_load
+
+cache-bench: $(STAMP)
+	$(BIN)/python -m benchmarks.cache_load
 
 revocation-bench: $(STAMP)
 	$(BIN)/python -m benchmarks.revocation

@@ -77,8 +77,7 @@ class Fill:
     """One slice being fetched from storage, shared by every request that needs it: readers
     stream its bytes as they arrive, not after the slice is stored."""
 
-    def __init__(self, starter: asyncio.Task[object] | None = None) -> None:
-        self.starter = starter  # the request that made it: its own joins are not "collapsed"
+    def __init__(self) -> None:
         self.meta: ObjectMeta | None = None
         self.range: ByteRange | None = None
         self.chunks: list[bytes] = []
@@ -86,6 +85,7 @@ class Fill:
         self.error: BaseException | None = None
         self.readers = 0  # responses that read it (more than one: their fetches collapsed)
         self.purged = False  # purged while under way: its readers get the bytes, the cache not
+        self.requests: set[asyncio.Task[object] | None] = set()  # the requests it serves
         self._ready = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -238,18 +238,20 @@ class Cache:
 
     # -- fills -------------------------------------------------------------------------------
 
-    def fill(
-        self, store: ObjectStore, key: str, index: int, etag: str | None, *, ahead: bool = False
-    ) -> Fill:
+    def fill(self, store: ObjectStore, key: str, index: int, etag: str | None) -> Fill:
         """The fill of slice `index` of `key`: the one under way, or a new one. `etag` is the
-        version the caller expects (None: whatever storage has). A read-ahead (`ahead`) that
-        finds one under way joins nobody yet: only a read of it counts as collapsed."""
+        version the caller expects (None: whatever storage has). A request joining a fill that
+        another one started counts as collapsed; asking again for one it started or joined
+        already (its first slice, its read-ahead) does not."""
+        request = asyncio.current_task()
         running = self.fills.get((key, index))
         if running is not None and running.error is None:
-            if not ahead and running.starter is not asyncio.current_task():
-                self.collapsed += 1  # not its own read-ahead: another response's fetch
+            if request not in running.requests:
+                running.requests.add(request)
+                self.collapsed += 1
             return running
-        fill = Fill(asyncio.current_task())
+        fill = Fill()
+        fill.requests.add(request)
         self.fills[(key, index)] = fill
         task = asyncio.create_task(self._fetch(fill, store, key, index, etag), name="cache-fill")
         self._tasks.add(task)
@@ -478,7 +480,7 @@ class CachedBody:
                 # Read ahead: the next slice is on its way while this one is sent.
                 ahead = index + 1
                 if cache.tiers.get(cached.key) is cached and ahead not in cached.slices:
-                    cache.fill(self.store, cached.key, ahead, cached.meta.etag, ahead=True)
+                    cache.fill(self.store, cached.key, ahead, cached.meta.etag)
             if source is None:
                 assert cached.body is not None
                 cache.cache_bytes += hi - lo
