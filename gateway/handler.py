@@ -31,7 +31,7 @@ from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range, unsatisfiable_content_range
 from gateway.observability.access_log import AccessRecord
-from gateway.observability.access_log import log as access_log
+from gateway.observability.access_log import lines as access_lines
 from gateway.observability.metrics import Metrics
 from gateway.services import Services
 from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
@@ -385,8 +385,7 @@ class Pipeline:
         method = Metrics.method_label(record.method)
         self.metrics.request_counter(method, record.status, record.reason).inc()
         self.metrics.duration_histogram(method).observe(record.duration)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(record.line())
+        access_lines.write(record)
 
 
 class _CoalescingResponse(web.StreamResponse):
