@@ -3,9 +3,10 @@
 Why not botocore's `S3SigV4Auth`: profiled on the request path it was the largest single cost of
 a small-object request (it builds email-style header objects and re-parses the URL each call).
 This signs the one shape the data path sends (no query, no body: the payload hash is that of
-the empty string) and caches the derived signing key per day. `tests/unit/test_sigv4.py`
-proves the output identical to botocore's for the same inputs, so correctness rests on
-botocore's implementation.
+the empty string). What does not change from request to request is done once: the signing key
+and its HMAC pads once per day (`_Hmac`), the `X-Amz-Date` once per second. `tests/unit/
+test_sigv4.py` proves the output identical to botocore's for the same inputs, so correctness
+rests on botocore's implementation.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()  # GET and HEAD carry no body
+_BLOCK: Final = 64  # SHA-256's block size, the length HMAC pads its key to
+_INNER_PAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OUTER_PAD: Final = bytes(x ^ 0x5C for x in range(256))
 
 
 class Credentials(NamedTuple):
@@ -25,11 +29,35 @@ class Credentials(NamedTuple):
     token: str | None
 
 
+class _Hmac:
+    """HMAC-SHA256 (RFC 2104) under one key, with the key's two padded blocks hashed once:
+    a message then costs two hash copies, where `hmac.new` sets OpenSSL's HMAC up again each
+    time (measured: 3 µs against 6 µs a signature)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 class SigV4Signer:
     def __init__(self, region: str, service: str = "s3") -> None:
         self._region = region
         self._service = service
-        self._key_cache: tuple[str, str, bytes] | None = None  # (secret, date, key)
+        self._scope = f"/{region}/{service}/aws4_request"  # after the date
+        self._key_cache: tuple[str, str, _Hmac] | None = None  # (secret, date, signing HMAC)
+        self._date_cache: tuple[int, str] = (-1, "")  # (unix second, its X-Amz-Date)
 
     def headers(
         self,
@@ -42,49 +70,54 @@ class SigV4Signer:
         now: float | None = None,
     ) -> dict[str, str]:
         """All headers to send: `extra` plus the signed x-amz-* and Authorization."""
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        amz_date = self._amz_date(int(time.time() if now is None else now))
         date = amz_date[:8]
-        signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
+        token = credentials.token
+        signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()} if extra else {}
         signed["host"] = host
         signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
         signed["x-amz-date"] = amz_date
-        if credentials.token:
-            signed["x-amz-security-token"] = credentials.token
+        if token:
+            signed["x-amz-security-token"] = token
         names = sorted(signed)
         signed_headers = ";".join(names)
-        canonical = "\n".join(
-            (
-                method,
-                raw_path,
-                "",
-                "".join(f"{name}:{signed[name]}\n" for name in names),
-                signed_headers,
-                EMPTY_PAYLOAD,
-            )
+        canonical_headers = "".join([f"{name}:{signed[name]}\n" for name in names])
+        canonical = (
+            f"{method}\n{raw_path}\n\n{canonical_headers}\n{signed_headers}\n{EMPTY_PAYLOAD}"
         )
-        scope = f"{date}/{self._region}/{self._service}/aws4_request"
-        string_to_sign = "\n".join(
-            (ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest())
+        scope = date + self._scope
+        string_to_sign = (
+            f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
-        key = self._signing_key(credentials.secret_key, date)
-        signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = self._signing_hmac(credentials.secret_key, date).hexdigest(
+            string_to_sign.encode()
+        )
         out = dict(extra)
         out["X-Amz-Content-SHA256"] = EMPTY_PAYLOAD
         out["X-Amz-Date"] = amz_date
-        if credentials.token:
-            out["X-Amz-Security-Token"] = credentials.token
+        if token:
+            out["X-Amz-Security-Token"] = token
         out["Authorization"] = (
             f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
         return out
 
-    def _signing_key(self, secret: str, date: str) -> bytes:
+    def _amz_date(self, second: int) -> str:
+        cached = self._date_cache
+        if cached[0] == second:
+            return cached[1]
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        self._date_cache = (second, amz_date)
+        return amz_date
+
+    def _signing_hmac(self, secret: str, date: str) -> _Hmac:
         cached = self._key_cache
         if cached is not None and cached[0] == secret and cached[1] == date:
             return cached[2]
         key = ("AWS4" + secret).encode()
         for part in (date, self._region, self._service, "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        self._key_cache = (secret, date, key)
-        return key
+        signing = _Hmac(key)
+        self._key_cache = (secret, date, signing)
+        return signing
