@@ -44,6 +44,14 @@ if TYPE_CHECKING:
 
 # Every answer carries its object's Last-Modified; the same few values come back again and again.
 _parse_last_modified = functools.lru_cache(maxsize=1024)(parse_http_date)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(key: str) -> str:
+    """A key as its request target spells it: hot keys are asked for again and again."""
+    return quote(key, safe="/")
+
+
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
@@ -184,7 +192,7 @@ class S3Store:
     ) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
         assert self._credentials is not None
-        target = self._base_path + quote(key, safe="/")
+        target = self._base_path + _quoted(key)
         frozen = await self._credentials.get_frozen_credentials()
         if frozen.access_key is None or frozen.secret_key is None:
             raise OriginError("the AWS credentials have no access key or secret key")
@@ -197,9 +205,10 @@ class S3Store:
         )
         signed["Host"] = self._host
         try:
-            async with asyncio.timeout(self._first_byte_timeout):
-                # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
-                response = await self._http.request(method, target, signed)
+            # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
+            response = await self._http.request(
+                method, target, signed, within=self._first_byte_timeout
+            )
         except TimeoutError:
             raise OriginTimeout(
                 f"no response from storage within {self._first_byte_timeout}s"
