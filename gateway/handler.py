@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -78,7 +79,7 @@ class Pipeline:
         )
         raw_path = request.raw_path.partition("?")[0]
         record = AccessRecord(
-            request.method, strip_path_token(raw_path), str(client) if client else None
+            request.method, strip_path_token(raw_path), _address_text(client) if client else None
         )
         try:
             return await self._serve(request, record, client)
@@ -394,6 +395,12 @@ class _CoalescingResponse(web.StreamResponse):
     own `web.Response` does this; a StreamResponse sends its head at once unless told not to."""
 
     _send_headers_immediately = False
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_text(address: IPAddress) -> str:
+    """`str(address)`, which spells an address out digit by digit, once per client."""
+    return str(address)
 
 
 def _answered(record: AccessRecord, response: web.Response, reason: Outcome) -> web.Response:
