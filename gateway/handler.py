@@ -310,7 +310,12 @@ class Pipeline:
             if not relayed:
                 async with contextlib.aclosing(body.chunks()) as chunks:
                     async for chunk in chunks:
-                        await response.write(chunk)
+                        if record.sent + len(chunk) == length:
+                            # The last: with the head if that is still held, and the end, in
+                            # one write (a small object: one chunk).
+                            await response.write_eof(chunk)
+                        else:
+                            await response.write(chunk)
                         if not timed:
                             first_byte.observe(time.perf_counter() - record.started)
                             timed = True
