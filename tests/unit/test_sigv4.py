@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -13,7 +11,7 @@ from botocore.credentials import ReadOnlyCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.storage.sigv4 import Credentials, SigV4Signer, _Hmac
+from gateway.storage.sigv4 import Credentials, SigV4Signer
 
 keys = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1, max_size=40
@@ -80,15 +78,6 @@ def test_a_new_secret_is_never_signed_with_a_cached_key(secret: str) -> None:
     )
     again = signer.headers("GET", "h", "/b/k", Credentials("A", secret, None), {}, now=0.0)
     assert again == fresh
-
-
-@given(key=st.binary(max_size=200), messages=st.lists(st.binary(max_size=300), max_size=3))
-def test_the_prepared_hmac_is_hmac_sha256_for_every_message(
-    key: bytes, messages: list[bytes]
-) -> None:
-    prepared = _Hmac(key)
-    for message in messages:  # the prepared state is reused, never consumed
-        assert prepared.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def test_the_date_changes_with_the_second() -> None:
