@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from signer.algorithms import HmacSha256
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()  # GET and HEAD carry no body
+_SIGNED: Final = "host;x-amz-content-sha256;x-amz-date"  # SignedHeaders without extra headers
+_SIGNED_WITH_TOKEN: Final = _SIGNED + ";x-amz-security-token"
 
 
 class Credentials(NamedTuple):
@@ -50,15 +52,23 @@ class SigV4Signer:
         amz_date = self._amz_date(int(time.time() if now is None else now))
         date = amz_date[:8]
         token = credentials.token
-        signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()} if extra else {}
-        signed["host"] = host
-        signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
-        signed["x-amz-date"] = amz_date
-        if token:
-            signed["x-amz-security-token"] = token
-        names = sorted(signed)
-        signed_headers = ";".join(names)
-        canonical_headers = "".join([f"{name}:{signed[name]}\n" for name in names])
+        if extra:
+            signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
+            signed["host"] = host
+            signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
+            signed["x-amz-date"] = amz_date
+            if token:
+                signed["x-amz-security-token"] = token
+            names = sorted(signed)
+            signed_headers = ";".join(names)
+            canonical_headers = "".join([f"{name}:{signed[name]}\n" for name in names])
+        else:  # a whole-object GET or a HEAD: the same names every time, already in order
+            canonical_headers = (
+                f"host:{host}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\nx-amz-date:{amz_date}\n"
+            )
+            if token:
+                canonical_headers += f"x-amz-security-token:{token}\n"
+            signed_headers = _SIGNED_WITH_TOKEN if token else _SIGNED
         canonical = (
             f"{method}\n{raw_path}\n\n{canonical_headers}\n{signed_headers}\n{EMPTY_PAYLOAD}"
         )
