@@ -13,6 +13,7 @@ be handed over as its socket (`S3Body.socket_body`) for the zero-copy relay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import AsyncGenerator
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.credentials import RefreshableCredentials
 
 from gateway.http.conditionals import parse_http_date
 from gateway.http.ranges import ByteRange, RangeSpec
@@ -96,6 +98,9 @@ class S3Store:
         self._client: S3Client | None = None
         self._client_context: ClientCreatorContext[S3Client] | None = None
         self._credentials: AioCredentials | None = None
+        # Credentials that cannot change (keys from the environment or a profile), read once;
+        # None for refreshing ones (a role, web identity), which are asked on every request.
+        self._fixed: Credentials | None = None
 
     async def start(self) -> None:
         session = get_session()
@@ -105,6 +110,9 @@ class S3Store:
                 "no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "AWS_PROFILE, web identity or instance role)"
             )
+        if not isinstance(self._credentials, RefreshableCredentials):
+            with contextlib.suppress(OriginError):  # unusable: each request says so
+                self._fixed = await self._signing_credentials()
         config = AioConfig(
             connect_timeout=self._connect_timeout,
             read_timeout=self._first_byte_timeout,
@@ -191,18 +199,9 @@ class S3Store:
         self, method: str, key: str, headers: dict[str, str], ok: tuple[int, ...] = (200, 206)
     ) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
-        assert self._credentials is not None
         target = self._base_path + _quoted(key)
-        frozen = await self._credentials.get_frozen_credentials()
-        if frozen.access_key is None or frozen.secret_key is None:
-            raise OriginError("the AWS credentials have no access key or secret key")
-        signed = self._signer.headers(
-            method,
-            self._host,
-            target,
-            Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-            headers,
-        )
+        credentials = self._fixed or await self._signing_credentials()
+        signed = self._signer.headers(method, self._host, target, credentials, headers)
         signed["Host"] = self._host
         try:
             # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
@@ -227,6 +226,13 @@ class S3Store:
             size = int(match.group(1)) if match else (await self.head(key)).size
             raise RangeNotSatisfiable(size)
         raise OriginError(f"storage answered {status}")
+
+    async def _signing_credentials(self) -> Credentials:
+        assert self._credentials is not None, "S3Store.start() was not awaited"
+        frozen = await self._credentials.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:
+            raise OriginError("the AWS credentials have no access key or secret key")
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 class S3Body:
