@@ -212,6 +212,10 @@ class Guard:
 
 
 CONNECTIONS: Final = web.AppKey("connections", Guard)
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+#: The app's own request handler, if it has one that stands for `Application._handle` (and
+#: its router): what `Runner` serves the app with, unless the app has middlewares.
+REQUEST_HANDLER: Final[web.AppKey[Handler]] = web.AppKey("request_handler")
 
 _Factory = Callable[
     [
@@ -294,7 +298,8 @@ class Server(web.Server):
 
 class Runner(web.AppRunner):
     """`web.AppRunner` serving the app through `Server`, under `limits`. The guard is put in
-    the app (`CONNECTIONS`) before start-up, where the metrics find it."""
+    the app (`CONNECTIONS`) before start-up, where the metrics find it; the app's
+    `REQUEST_HANDLER`, if it has one, serves its requests."""
 
     def __init__(
         self,
@@ -320,8 +325,11 @@ class Runner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         self.app[CONNECTIONS] = self.guard
         made = await super()._make_server()  # starts the app, whose request handler it has
+        handler = made.request_handler
+        if REQUEST_HANDLER in self.app and not self.app.middlewares:
+            handler = self.app[REQUEST_HANDLER]
         return Server(
-            made.request_handler,
+            handler,
             guard=self.guard,
             request_factory=made.request_factory,
             handler_cancellation=self._handler_cancellation,
