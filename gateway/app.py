@@ -79,9 +79,10 @@ def _routed_directly(app: web.Application, route: web.AbstractRoute) -> connecti
 
     async def handle(base: web.BaseRequest) -> web.StreamResponse:
         request = cast(web.Request, base)  # what the app's request factory makes
-        path = request.rel_url.path_safe
-        # `CATCH_ALL` in the router's terms: "/" and anything but a newline.
-        if path[:1] != "/" or "\n" in path or hdrs.EXPECT in request.headers:
+        # `CATCH_ALL` takes a decoded path of "/" and anything but a newline: so does this,
+        # from the raw target (decoding is left to the router for any "%0" in it).
+        raw = request.raw_path
+        if raw[:1] != "/" or "%0" in raw or hdrs.EXPECT in request.headers:
             return await routed(request)
         request._match_info = match
         return await handler(request)

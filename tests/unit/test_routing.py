@@ -74,14 +74,15 @@ async def test_a_request_the_route_takes_is_answered_with_the_apps_response_sign
     assert gw.metric("gateway_requests_total", **counted) == 1
 
 
+@pytest.mark.parametrize("newline", ["%0A", "%0a"])
 async def test_a_path_the_route_refuses_gets_the_routers_answer(
-    gateway: tuple[RunningGateway, Keys],
+    gateway: tuple[RunningGateway, Keys], newline: str
 ) -> None:
     """An encoded newline: the route's pattern (`.*`) does not take it, so aiohttp's router
     answers 404 before the pipeline sees the request (which would say `missing_token`), as
     it does without the direct handler."""
     gw, _ = gateway
-    head, body = await exchange(gw, "/docs/a%0A.txt")
+    head, body = await exchange(gw, f"/docs/a{newline}.txt")
     assert head.startswith(b"HTTP/1.1 404 Not Found")
     assert body == b"404: Not Found"
     head, body = await exchange(gw, "/docs/a.txt")  # the same without the newline
