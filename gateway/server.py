@@ -26,7 +26,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from gateway import connections, workers
+from gateway import connections, heap, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app, runner_options
 from gateway.revocation.backends import open_store as open_revocation_store
@@ -70,6 +70,7 @@ async def run(
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, app[SERVICES].keyring.reload)
+        heap.settle()
         log.info(
             "serving %s on %s%s",
             settings.origin,
