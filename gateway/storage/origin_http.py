@@ -271,7 +271,7 @@ class ConnectionPool:
         self._idle: deque[_Connection] = deque()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it is used in
-        self.slots = asyncio.Semaphore(size)  # released when the response is
+        self.slots = _Slots(size)  # released when the response is
 
     async def request(
         self, method: str, target: str, headers: dict[str, str], *, within: float | None = None
@@ -291,11 +291,9 @@ class ConnectionPool:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         deadline = None if within is None else loop.time() + within
-        if self.slots.locked():  # every slot is in use: wait for one
+        if not self.slots.take():  # every slot is in use: wait for one
             async with asyncio.timeout_at(deadline):
-                await self.slots.acquire()
-        else:
-            await self.slots.acquire()  # at once: nothing runs between the check and this
+                await self.slots.wait(loop)
         try:
             reused = self._take()
             if reused is not None:
@@ -365,6 +363,43 @@ class ConnectionPool:
         if length == 0:
             response.release()
         return response
+
+
+class _Slots:
+    """How many more requests may be in flight; those that find none free wait, first come
+    first served. `asyncio.Semaphore` would do, but its every acquire scans its waiters."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take(self) -> bool:
+        """A slot if one is free and nobody is waiting for it."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until `release` hands this waiter a slot."""
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it gave up: the next waiter has it
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # not given up (a cancelled wait leaves a done future)
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class _StaleConnection(Exception):

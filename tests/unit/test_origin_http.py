@@ -355,3 +355,23 @@ async def test_waiting_for_a_slot_counts_against_the_time(storage: Start) -> Non
     assert response.status == 200
     response.close()
     await pool.close()
+
+
+async def test_a_wait_given_up_leaves_the_slot_to_the_next_waiter(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"body"))
+    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    pool = ConnectionPool("127.0.0.1", fake.port, tls=False, size=1, connect_timeout=2)
+    held = await pool.request("GET", "/a", {})
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/b", {}, within=0.05)  # gives up waiting
+    waiting = asyncio.create_task(pool.request("GET", "/c", {}, within=5))
+    assert await held.read_chunk(100) == b"body"
+    held.release()  # the slot goes to the one still waiting
+
+    third = await asyncio.wait_for(waiting, 5)
+    assert await third.read_chunk(100) == b"body"
+    third.release()
+    fourth = await pool.request("GET", "/d", {}, within=5)  # and back to the pool after it
+    assert fourth.status == 200
+    fourth.close()
+    await pool.close()
