@@ -9,9 +9,10 @@ message) and closed after in-flight requests have drained. The admin app reads t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Final, TypedDict
+from typing import Final, TypedDict, cast
 
 from aiohttp import hdrs, web
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import connections
@@ -25,6 +26,7 @@ from gateway.uploads import close_if_body_unread, defer_expect
 
 PIPELINE: Final = web.AppKey("pipeline", Pipeline)
 SERVER: Final = "edge-gateway"
+CATCH_ALL: Final = "/{path:.*}"  # the public app's one route
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -62,8 +64,35 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.extend([server_header, close_if_body_unread, close_when_draining])
     if settings.cors.origins:
         app.on_response_prepare.append(cors_headers)
-    app.router.add_route("*", "/{path:.*}", handle, expect_handler=defer_expect)
+    route = app.router.add_route("*", CATCH_ALL, handle, expect_handler=defer_expect)
+    app[connections.REQUEST_HANDLER] = _routed_directly(app, route)
     return app
+
+
+def _routed_directly(app: web.Application, route: web.AbstractRoute) -> connections.Handler:
+    """`Application._handle` for the public app, whose one route takes every path: it asks the
+    router to walk the path and builds a match info per request (about 4% of a small GET's
+    CPU, profiled), when every request the route takes gets the same match info (no
+    middlewares, nothing in it that depends on the request). So those requests get one
+    frozen match info and go straight to the route's handler; the rest (a path the route's
+    pattern refuses, an `Expect` header for its expect handler) take `Application._handle`."""
+    match = UrlMappingMatchInfo({}, route)
+    match.add_app(app)
+    match.freeze()
+    routed = app._handle
+    handler = route.handler
+
+    async def handle(base: web.BaseRequest) -> web.StreamResponse:
+        request = cast(web.Request, base)  # what the app's request factory makes
+        # `CATCH_ALL` takes a decoded path of "/" and anything but a newline: so does this,
+        # from the raw target (decoding is left to the router for any "%0" in it).
+        raw = request.raw_path
+        if raw[:1] != "/" or "%0" in raw or hdrs.EXPECT in request.headers:
+            return await routed(request)
+        request._match_info = match
+        return await handler(request)
+
+    return handle
 
 
 class RunnerOptions(TypedDict):

@@ -38,7 +38,7 @@ class TrustedProxies:
 
     def trusts(self, address: IPAddress) -> bool:
         """Whether `address` is one of our proxies. IPv4 and IPv4-mapped IPv6 are the same host."""
-        return within(address, self.networks)
+        return bool(self.networks) and within(address, self.networks)  # none: every request
 
 
 def parse_networks(text: str) -> tuple[IPNetwork, ...]:

@@ -143,7 +143,14 @@ class Guard:
         self.limits = limits
         self.policy: IdleFirst[web.RequestHandler] = IdleFirst(limits.max_connections)
         self.closed: Counter[str] = Counter()  # connections the gateway closed, by reason
-        self._deadlines: dict[web.RequestHandler, asyncio.TimerHandle] = {}
+        # An idle connection's deadline (the loop's clock) and what passing it means. Busy
+        # connections have none.
+        self._deadlines: dict[web.RequestHandler, tuple[float, str]] = {}
+        # At most one timer per connection, due at or before its deadline. A response moves
+        # the deadline without touching the timer (a timer made and cancelled per request
+        # was a measurable share of one); a timer that finds the deadline later re-arms.
+        self._timers: dict[web.RequestHandler, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self.policy)
@@ -156,7 +163,7 @@ class Guard:
 
     def started(self, connection: web.RequestHandler) -> None:
         if self.policy.started(connection):
-            self._disarm(connection)
+            self._deadlines.pop(connection, None)  # its timer, if any, will find no deadline
 
     def finished(self, connection: web.RequestHandler) -> None:
         if self.policy.finished(connection):
@@ -167,20 +174,34 @@ class Guard:
         self._disarm(connection)
 
     def _arm(self, connection: web.RequestHandler, seconds: float, reason: str) -> None:
-        self._disarm(connection)
-        loop = asyncio.get_running_loop()
-        self._deadlines[connection] = loop.call_at(
-            loop.time() + seconds, self._expired, connection, reason
-        )
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._deadlines[connection] = (deadline, reason)
+        timer = self._timers.get(connection)
+        if timer is not None and timer.when() <= deadline:
+            return  # it fires first, and re-arms for the deadline
+        if timer is not None:
+            timer.cancel()
+        self._timers[connection] = loop.call_at(deadline, self._expired, connection)
 
     def _disarm(self, connection: web.RequestHandler) -> None:
-        deadline = self._deadlines.pop(connection, None)
-        if deadline is not None:
-            deadline.cancel()
-
-    def _expired(self, connection: web.RequestHandler, reason: str) -> None:
         self._deadlines.pop(connection, None)
-        if self.policy.is_idle(connection):
+        timer = self._timers.pop(connection, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expired(self, connection: web.RequestHandler) -> None:
+        del self._timers[connection]
+        due = self._deadlines.get(connection)
+        if due is None:  # busy now: its response will arm it again
+            return
+        deadline, reason = due
+        assert self._loop is not None
+        if self._loop.time() < deadline:  # a response since moved the deadline
+            self._timers[connection] = self._loop.call_at(deadline, self._expired, connection)
+        elif self.policy.is_idle(connection):
             self.policy.closed(connection)
             self._close(connection, reason)
 
@@ -191,6 +212,10 @@ class Guard:
 
 
 CONNECTIONS: Final = web.AppKey("connections", Guard)
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+#: The app's own request handler, if it has one that stands for `Application._handle` (and
+#: its router): what `Runner` serves the app with, unless the app has middlewares.
+REQUEST_HANDLER: Final[web.AppKey[Handler]] = web.AppKey("request_handler")
 
 _Factory = Callable[
     [
@@ -273,7 +298,8 @@ class Server(web.Server):
 
 class Runner(web.AppRunner):
     """`web.AppRunner` serving the app through `Server`, under `limits`. The guard is put in
-    the app (`CONNECTIONS`) before start-up, where the metrics find it."""
+    the app (`CONNECTIONS`) before start-up, where the metrics find it; the app's
+    `REQUEST_HANDLER`, if it has one, serves its requests."""
 
     def __init__(
         self,
@@ -299,8 +325,11 @@ class Runner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         self.app[CONNECTIONS] = self.guard
         made = await super()._make_server()  # starts the app, whose request handler it has
+        handler = made.request_handler
+        if REQUEST_HANDLER in self.app and not self.app.middlewares:
+            handler = self.app[REQUEST_HANDLER]
         return Server(
-            made.request_handler,
+            handler,
             guard=self.guard,
             request_factory=made.request_factory,
             handler_cancellation=self._handler_cancellation,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Final
@@ -36,7 +37,7 @@ from gateway.http.plan import Plan, is_conditional, object_headers, plan, storag
 from gateway.http.ranges import parse_range, unsatisfiable_content_range
 from gateway.limits import Admission
 from gateway.observability.access_log import AccessRecord
-from gateway.observability.access_log import log as access_log
+from gateway.observability.access_log import lines as access_lines
 from gateway.observability.metrics import Metrics
 from gateway.services import Services
 from gateway.storage import ObjectBody, ObjectMeta, OriginError, RangeNotSatisfiable, StorageError
@@ -90,7 +91,7 @@ class Pipeline:
         )
         raw_path = request.raw_path.partition("?")[0]
         record = AccessRecord(
-            request.method, strip_path_token(raw_path), str(client) if client else None
+            request.method, strip_path_token(raw_path), _address_text(client) if client else None
         )
         try:
             return await self._serve(request, record, client)
@@ -406,7 +407,12 @@ class Pipeline:
                         if paced:
                             assert admission is not None
                             await admission.pace(len(chunk))
-                        await response.write(chunk)
+                        if record.sent + len(chunk) == length:
+                            # The last: with the head if that is still held, and the end, in
+                            # one write (a small object: one chunk).
+                            await response.write_eof(chunk)
+                        else:
+                            await response.write(chunk)
                         if not timed:
                             first_byte.observe(time.perf_counter() - record.started)
                             timed = True
@@ -497,8 +503,7 @@ class Pipeline:
         if record.scheme is not None:
             self.metrics.link_counter(record.scheme, record.reason).inc()
         self.metrics.duration_histogram(method).observe(record.duration)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(record.line())
+        access_lines.write(record)
 
 
 class _CoalescingResponse(web.StreamResponse):
@@ -515,6 +520,12 @@ def _cancelled(request: web.Request, cutting: bool) -> Outcome:
         return Outcome.SHUTDOWN
     gone = request.transport is None or request.transport.is_closing()
     return Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_text(address: IPAddress) -> str:
+    """`str(address)`, which spells an address out digit by digit, once per client."""
+    return str(address)
 
 
 def _answered(record: AccessRecord, response: web.Response, reason: Outcome) -> web.Response:

@@ -30,7 +30,7 @@ from typing import Final
 import uvloop
 from aiohttp import web
 
-from gateway import connections, workers
+from gateway import connections, heap, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app, runner_options
 from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
@@ -96,6 +96,7 @@ async def run(
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, app[SERVICES].keyring.reload)
+        heap.settle()
         log.info(
             "serving %s on %s%s",
             settings.origin,

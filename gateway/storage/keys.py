@@ -13,6 +13,9 @@ import re
 
 MAX_KEY_BYTES = 1024
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\]")
+# An empty, '.' or '..' segment: one between two slashes, or the last one.
+_BAD_SEGMENT_INSIDE = re.compile(r"/\.{0,2}/")
+_BAD_LAST_SEGMENT = ("/", "/.", "/..")
 
 
 class InvalidKey(ValueError):
@@ -24,9 +27,10 @@ def object_key(path: str, prefix: str = "") -> str:
         raise InvalidKey("the path must name an object")
     if _FORBIDDEN.search(path):
         raise InvalidKey("the path contains a backslash or a control character")
-    if any(segment in ("", ".", "..") for segment in path[1:].split("/")):
+    if _BAD_SEGMENT_INSIDE.search(path) or path.endswith(_BAD_LAST_SEGMENT):
         raise InvalidKey("the path has an empty, '.' or '..' segment")
     key = prefix + path[1:]
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    # A character is at most 4 UTF-8 bytes: most keys need no encoding to be measured.
+    if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKey(f"the object key is longer than {MAX_KEY_BYTES} bytes")
     return key

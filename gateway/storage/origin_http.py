@@ -31,7 +31,8 @@ class _Connection(asyncio.Protocol):
     and shifted), no byte of an object's body is copied on its way through the gateway.
     Reading pauses once `high_water` bytes wait, so a slow client slows storage down."""
 
-    def __init__(self, high_water: int) -> None:
+    def __init__(self, high_water: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -73,7 +74,7 @@ class _Connection(asyncio.Protocol):
         The timer exists only while waiting: most reads find their data already buffered."""
         if self._eof:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter = self._waiter = loop.create_future()
         if idle is None:
             await waiter
@@ -102,9 +103,10 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def read_head(self) -> bytes:
+    async def read_head(self, deadline: float | None = None) -> bytes:
         """Everything up to and including the blank line; what follows stays buffered.
-        Raises `_StaleConnection` if the connection ends before a single byte arrives."""
+        Raises `_StaleConnection` if the connection ends before a single byte arrives,
+        TimeoutError if the head is not complete by `deadline` (the loop's clock)."""
         seen = b""
         while True:
             while not self._chunks:
@@ -112,7 +114,7 @@ class _Connection(asyncio.Protocol):
                     if seen:
                         raise OriginProtocolError("storage closed the connection mid-answer")
                     raise _StaleConnection
-                await self._wait()
+                await self._wait(None if deadline is None else deadline - self.loop.time())
             seen += self._take(len(self._chunks[0]))
             end = seen.find(b"\r\n\r\n")
             if end + 4 > MAX_HEAD or (end < 0 and len(seen) > MAX_HEAD):
@@ -268,26 +270,41 @@ class ConnectionPool:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self._idle: deque[_Connection] = deque()
         self._closed = False
-        self.slots = asyncio.Semaphore(size)  # released when the response is
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one it is used in
+        self.slots = _Slots(size)  # released when the response is
 
-    async def request(self, method: str, target: str, headers: dict[str, str]) -> OriginResponse:
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], *, within: float | None = None
+    ) -> OriginResponse:
         """Send one request; the answer's head is read, the body is left to the caller.
+
+        `within` (seconds) bounds it all, up to the answer's head (waiting for a slot, connecting,
+        waiting for the answer): TimeoutError past it. Only the wait for the head needs a
+        timer in the usual case (a free slot, an idle connection), so that is the only one
+        made then, rather than `asyncio.timeout` around the whole call.
 
         A pooled connection that the server closed while idle fails before any byte of the
         answer arrives; then the request (GET or HEAD: idempotent) goes once more on a new
         connection."""
         head = _request_head(method, target, headers)
-        await self.slots.acquire()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        if not self.slots.take():  # every slot is in use: wait for one
+            async with asyncio.timeout_at(deadline):
+                await self.slots.wait(loop)
         try:
             reused = self._take()
             if reused is not None:
                 try:
-                    return await self._exchange(reused, head, method)
+                    return await self._exchange(reused, head, method, deadline)
                 except _StaleConnection:
                     pass
-            connection = await self._connect()
+            async with asyncio.timeout_at(deadline):
+                connection = await self._connect()
             try:
-                return await self._exchange(connection, head, method)
+                return await self._exchange(connection, head, method, deadline)
             except _StaleConnection:
                 raise OriginProtocolError(
                     "storage closed the connection without answering"
@@ -320,7 +337,7 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self.read_buffer),
+                    lambda: _Connection(self.read_buffer, loop),
                     self.host,
                     self.port,
                     ssl=self._ssl,
@@ -332,10 +349,12 @@ class ConnectionPool:
             raise OriginProtocolError(f"cannot connect: {type(exc).__name__}") from None
         return connection
 
-    async def _exchange(self, connection: _Connection, head: bytes, method: str) -> OriginResponse:
+    async def _exchange(
+        self, connection: _Connection, head: bytes, method: str, deadline: float | None
+    ) -> OriginResponse:
         try:
             connection.write(head)
-            raw = await connection.read_head()
+            raw = await connection.read_head(deadline)
             status, headers, length, reusable = _parse_head(raw, method)
         except BaseException:
             connection.close()  # an error, a timeout or a cancellation: never reuse it
@@ -344,6 +363,43 @@ class ConnectionPool:
         if length == 0:
             response.release()
         return response
+
+
+class _Slots:
+    """How many more requests may be in flight; those that find none free wait, first come
+    first served. `asyncio.Semaphore` would do, but its every acquire scans its waiters."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take(self) -> bool:
+        """A slot if one is free and nobody is waiting for it."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until `release` hands this waiter a slot."""
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot as it gave up: the next waiter has it
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # not given up (a cancelled wait leaves a done future)
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class _StaleConnection(Exception):
@@ -367,12 +423,13 @@ def _parse_head(raw: bytes, method: str) -> tuple[int, CIMultiDictProxy[str], in
     code = rest[:3]
     if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or len(code) != 3:
         raise OriginProtocolError("storage's status line is not HTTP/1.x")
-    headers: CIMultiDict[str] = CIMultiDict()
+    pairs = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
             raise OriginProtocolError("storage sent an unreadable header line")
-        headers.add(name, value.strip())
+        pairs.append((name, value.strip()))
+    headers = CIMultiDict(pairs)
     status = int(code)
     reusable = version == "HTTP/1.1" and "close" not in headers.get("Connection", "").lower()
     length: int | None = None

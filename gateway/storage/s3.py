@@ -13,6 +13,7 @@ be handed over as its socket (`S3Body.socket_body`) for the zero-copy relay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import AsyncGenerator
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from gateway.http.conditionals import parse_http_date
@@ -53,6 +55,14 @@ _HEAD_BUCKET = {
     "301": "301 the bucket is in another region (GATEWAY_S3_REGION)",
     "400": "400 bad request: often the wrong region (GATEWAY_S3_REGION)",
 }
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(key: str) -> str:
+    """A key as its request target spells it: hot keys are asked for again and again."""
+    return quote(key, safe="/")
+
+
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED = re.compile(r"bytes \*/(\d+)")
 
@@ -97,6 +107,9 @@ class S3Store:
         self._client: S3Client | None = None
         self._client_context: ClientCreatorContext[S3Client] | None = None
         self._credentials: AioCredentials | None = None
+        # Credentials that cannot change (keys from the environment or a profile), read once;
+        # None for refreshing ones (a role, web identity), which are asked on every request.
+        self._fixed: Credentials | None = None
 
     async def start(self) -> None:
         session = get_session()
@@ -106,6 +119,9 @@ class S3Store:
                 "no AWS credentials found (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "AWS_PROFILE, web identity or instance role)"
             )
+        if not isinstance(self._credentials, RefreshableCredentials):
+            with contextlib.suppress(OriginError):  # unusable: each request says so
+                self._fixed = await self._signing_credentials()
         config = AioConfig(
             connect_timeout=self._connect_timeout,
             read_timeout=self._first_byte_timeout,
@@ -216,23 +232,15 @@ class S3Store:
         self, method: str, key: str, headers: dict[str, str], ok: tuple[int, ...] = (200, 206)
     ) -> OriginResponse:
         assert self._http is not None, "S3Store.start() was not awaited"
-        assert self._credentials is not None
-        target = self._base_path + quote(key, safe="/")
-        frozen = await self._credentials.get_frozen_credentials()
-        if frozen.access_key is None or frozen.secret_key is None:
-            raise OriginError("the AWS credentials have no access key or secret key")
-        signed = self._signer.headers(
-            method,
-            self._host,
-            target,
-            Credentials(frozen.access_key, frozen.secret_key, frozen.token),
-            headers,
-        )
+        target = self._base_path + _quoted(key)
+        credentials = self._fixed or await self._signing_credentials()
+        signed = self._signer.headers(method, self._host, target, credentials, headers)
         signed["Host"] = self._host
         try:
-            async with asyncio.timeout(self._first_byte_timeout):
-                # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
-                response = await self._http.request(method, target, signed)
+            # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
+            response = await self._http.request(
+                method, target, signed, within=self._first_byte_timeout
+            )
         except TimeoutError:
             raise OriginTimeout(
                 f"no response from storage within {self._first_byte_timeout}s"
@@ -251,6 +259,13 @@ class S3Store:
             size = int(match.group(1)) if match else (await self.head(key)).size
             raise RangeNotSatisfiable(size)
         raise OriginError(f"storage answered {status}")
+
+    async def _signing_credentials(self) -> Credentials:
+        assert self._credentials is not None, "S3Store.start() was not awaited"
+        frozen = await self._credentials.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:
+            raise OriginError("the AWS credentials have no access key or secret key")
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 class S3Body:

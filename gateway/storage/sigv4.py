@@ -3,9 +3,10 @@
 Why not botocore's `S3SigV4Auth`: profiled on the request path it was the largest single cost of
 a small-object request (it builds email-style header objects and re-parses the URL each call).
 This signs the one shape the data path sends (no query, no body: the payload hash is that of
-the empty string) and caches the derived signing key per day. `tests/unit/test_sigv4.py`
-proves the output identical to botocore's for the same inputs, so correctness rests on
-botocore's implementation.
+the empty string). What does not change from request to request is done once: the signing key
+and its HMAC pads once per day (`signer.algorithms.HmacSha256`), the `X-Amz-Date` once per
+second. `tests/unit/test_sigv4.py` proves the output identical to botocore's for the same
+inputs, so correctness rests on botocore's implementation.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+from signer.algorithms import HmacSha256
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()  # GET and HEAD carry no body
+_SIGNED: Final = "host;x-amz-content-sha256;x-amz-date"  # SignedHeaders without extra headers
+_SIGNED_WITH_TOKEN: Final = _SIGNED + ";x-amz-security-token"
 
 
 class Credentials(NamedTuple):
@@ -29,7 +34,9 @@ class SigV4Signer:
     def __init__(self, region: str, service: str = "s3") -> None:
         self._region = region
         self._service = service
-        self._key_cache: tuple[str, str, bytes] | None = None  # (secret, date, key)
+        self._scope = f"/{region}/{service}/aws4_request"  # after the date
+        self._key_cache: tuple[str, str, HmacSha256] | None = None  # (secret, date, HMAC)
+        self._date_cache: tuple[int, str] = (-1, "")  # (unix second, its X-Amz-Date)
 
     def headers(
         self,
@@ -42,49 +49,62 @@ class SigV4Signer:
         now: float | None = None,
     ) -> dict[str, str]:
         """All headers to send: `extra` plus the signed x-amz-* and Authorization."""
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        amz_date = self._amz_date(int(time.time() if now is None else now))
         date = amz_date[:8]
-        signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
-        signed["host"] = host
-        signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
-        signed["x-amz-date"] = amz_date
-        if credentials.token:
-            signed["x-amz-security-token"] = credentials.token
-        names = sorted(signed)
-        signed_headers = ";".join(names)
-        canonical = "\n".join(
-            (
-                method,
-                raw_path,
-                "",
-                "".join(f"{name}:{signed[name]}\n" for name in names),
-                signed_headers,
-                EMPTY_PAYLOAD,
+        token = credentials.token
+        if extra:
+            signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
+            signed["host"] = host
+            signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
+            signed["x-amz-date"] = amz_date
+            if token:
+                signed["x-amz-security-token"] = token
+            names = sorted(signed)
+            signed_headers = ";".join(names)
+            canonical_headers = "".join([f"{name}:{signed[name]}\n" for name in names])
+        else:  # a whole-object GET or a HEAD: the same names every time, already in order
+            canonical_headers = (
+                f"host:{host}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\nx-amz-date:{amz_date}\n"
             )
+            if token:
+                canonical_headers += f"x-amz-security-token:{token}\n"
+            signed_headers = _SIGNED_WITH_TOKEN if token else _SIGNED
+        canonical = (
+            f"{method}\n{raw_path}\n\n{canonical_headers}\n{signed_headers}\n{EMPTY_PAYLOAD}"
         )
-        scope = f"{date}/{self._region}/{self._service}/aws4_request"
-        string_to_sign = "\n".join(
-            (ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest())
+        scope = date + self._scope
+        string_to_sign = (
+            f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
-        key = self._signing_key(credentials.secret_key, date)
-        signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = self._signing_hmac(credentials.secret_key, date).hexdigest(
+            string_to_sign.encode()
+        )
         out = dict(extra)
         out["X-Amz-Content-SHA256"] = EMPTY_PAYLOAD
         out["X-Amz-Date"] = amz_date
-        if credentials.token:
-            out["X-Amz-Security-Token"] = credentials.token
+        if token:
+            out["X-Amz-Security-Token"] = token
         out["Authorization"] = (
             f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
         return out
 
-    def _signing_key(self, secret: str, date: str) -> bytes:
+    def _amz_date(self, second: int) -> str:
+        cached = self._date_cache
+        if cached[0] == second:
+            return cached[1]
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        self._date_cache = (second, amz_date)
+        return amz_date
+
+    def _signing_hmac(self, secret: str, date: str) -> HmacSha256:
         cached = self._key_cache
         if cached is not None and cached[0] == secret and cached[1] == date:
             return cached[2]
         key = ("AWS4" + secret).encode()
         for part in (date, self._region, self._service, "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        self._key_cache = (secret, date, key)
-        return key
+        signing = HmacSha256(key)
+        self._key_cache = (secret, date, signing)
+        return signing

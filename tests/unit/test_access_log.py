@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.observability.access_log import AccessRecord, configure
+from gateway.observability.access_log import AccessLines, AccessRecord, configure, lines
 
 SIGNATURE = "J-Qls98xSecretLookingSignatureValue"
 TARGET = f"/a.txt?Expires=1&KeyID=k&Issued=0&Signature={SIGNATURE}"
@@ -51,3 +55,72 @@ def test_parser_errors_from_aiohttp_are_logged_without_a_path_form_token(
     err = capsys.readouterr().err
     assert "Error handling request /token=<redacted>/hls/ep1/seg001.ts" in err
     assert SIGNATURE not in err
+
+
+optional_text = st.none() | st.text()
+counts = st.integers(min_value=0, max_value=2**63)
+
+
+@given(
+    st.builds(
+        AccessRecord,
+        method=st.text(),
+        path=st.text(),
+        client=optional_text,
+        started=st.floats(allow_nan=False, allow_infinity=False),
+        status=st.integers(min_value=0, max_value=999),
+        reason=st.text(),
+        sent=counts,
+        received=counts,
+        duration=st.floats(min_value=0, max_value=1e6),
+        key_id=optional_text,
+        sub=optional_text,
+        token_id=optional_text,
+        cache=optional_text,
+    )
+)
+def test_an_access_line_is_the_json_of_its_fields(record: AccessRecord) -> None:
+    line = record.line()
+    expected = {
+        "ts": json.loads(line)["ts"],
+        "client": record.client,
+        "method": record.method,
+        "path": record.path,
+        "status": record.status,
+        "reason": record.reason,
+        "bytes": record.sent,
+        "duration_ms": round(record.duration * 1000, 3),
+    }
+    if record.received:
+        expected["received"] = record.received
+    if record.key_id is not None:
+        expected["key_id"] = record.key_id
+        expected["token_id"] = record.token_id
+    if record.sub is not None:
+        expected["sub"] = record.sub
+    if record.cache is not None:
+        expected["cache"] = record.cache
+    assert line == json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_access_lines_go_one_a_line_to_stdout_while_enabled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(enabled=True, level="INFO")
+    try:
+        lines.write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))
+        lines.write(AccessRecord("GET", "/b.txt", None, status=403, reason="expired"))
+    finally:
+        configure(enabled=False, level="INFO")
+    lines.write(AccessRecord("GET", "/c.txt", None, status=200, reason="ok"))  # off: nothing
+    written = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["path"] for line in written] == ["/a.txt", "/b.txt"]
+
+
+def test_a_failing_stdout_loses_the_line_without_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = io.StringIO()
+    broken.close()
+    monkeypatch.setattr("sys.stdout", broken)
+    sink = AccessLines()
+    sink.enabled = True
+    sink.write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from gateway.cache import Cache, Fill, Limits
 from gateway.cache.tiers import Tiers
 from gateway.http.ranges import RangeSpec
+from gateway.observability import access_log
 from gateway.revocation import Kind, Revocation
 from gateway.storage import ObjectBody, ObjectMeta, OriginError, OriginTimeout, StorageError
 from tests.integration.harness import (
@@ -66,27 +66,16 @@ class Edge:
         return [line.get("cache") for line in self.lines]
 
 
-class _Lines(logging.Handler):
-    def __init__(self, lines: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
-
-
 @pytest.fixture
-def access_lines() -> Iterator[list[dict[str, Any]]]:
-    logger = logging.getLogger("gateway.access")
+def access_lines(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every access line the gateway writes, as JSON."""
     lines: list[dict[str, Any]] = []
-    handler, level = _Lines(lines), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    monkeypatch.setattr(
+        access_log.AccessLines,
+        "write",
+        lambda self, record: lines.append(json.loads(record.line())),
+    )
+    return lines
 
 
 EdgeFactory = Callable[..., Awaitable[Edge]]

@@ -4,13 +4,15 @@ and the cap `max_connections=auto` derives from the open-file limit."""
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.app import runner_options
-from gateway.connections import IdleFirst, Limits, auto_cap, limits
+from gateway.connections import Guard, IdleFirst, Limits, auto_cap, limits
 from gateway.settings import Settings, SettingsError, load
 
 REQUIRED = {"GATEWAY_ORIGIN": "file:///srv/objects", "GATEWAY_KEYRING": "/etc/gateway/k.json"}
@@ -18,6 +20,61 @@ REQUIRED = {"GATEWAY_ORIGIN": "file:///srv/objects", "GATEWAY_KEYRING": "/etc/ga
 
 def settings(**values: str) -> Settings:
     return load(environ=REQUIRED | {f"GATEWAY_{k.upper()}": v for k, v in values.items()})
+
+
+# --- the deadlines ---------------------------------------------------------------------------
+
+
+class FakeConnection:
+    closed = False
+
+    def force_close(self) -> None:
+        self.closed = True
+
+
+def fake_connection() -> tuple[FakeConnection, web.RequestHandler]:
+    fake = FakeConnection()
+    return fake, cast(web.RequestHandler, fake)
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["before", "after"])
+async def test_a_timer_set_for_an_earlier_deadline_closes_only_past_the_current_one(
+    passed: bool,
+) -> None:
+    guard = Guard(Limits(header_timeout=60, keepalive_timeout=120, max_connections=8))
+    fake, connection = fake_connection()
+    guard.opened(connection)
+    timer = guard._timers[connection]
+    guard.started(connection)
+    guard.finished(connection)  # the deadline moves on, by the keep-alive timeout
+    assert guard._timers[connection] is timer  # without a new timer
+    deadline, reason = guard._deadlines[connection]
+    if passed:
+        guard._deadlines[connection] = (deadline - 1000, reason)
+    timer.cancel()
+    guard._expired(connection)  # the timer fires, at the header deadline
+
+    assert fake.closed is passed
+    assert guard.closed["keepalive_timeout"] == int(passed)
+    if not passed:
+        assert guard._timers[connection].when() == deadline  # re-armed for the deadline
+        guard.lost(connection)
+    assert connection not in guard._timers
+
+
+async def test_a_busy_connection_is_left_alone_by_its_timer_until_its_response() -> None:
+    guard = Guard(Limits(header_timeout=60, keepalive_timeout=120, max_connections=8))
+    fake, connection = fake_connection()
+    guard.opened(connection)
+    guard.started(connection)
+    guard._timers[connection].cancel()
+    guard._expired(connection)
+
+    assert not fake.closed
+    assert connection not in guard._timers
+    guard.finished(connection)
+    assert guard._timers[connection].when() == guard._deadlines[connection][0]
+    guard.lost(connection)
 
 
 # --- the eviction policy ---------------------------------------------------------------------

@@ -219,3 +219,18 @@ def test_a_forbidden_character_anywhere_is_refused(path: str, bad: str, position
     at = 1 + position % len(path)  # after the leading slash
     with pytest.raises(InvalidKey):
         object_key(path[:at] + bad + path[at:])
+
+
+@given(path=any_paths)
+def test_a_path_is_refused_for_its_segments_exactly_when_one_is_empty_dot_or_dot_dot(
+    path: str,
+) -> None:
+    assume(path.startswith("/") and path != "/" and is_encodable(path))
+    assume("\\" not in path and not any(c in CONTROL_CHARACTERS for c in path))
+    bad = any(segment in ("", ".", "..") for segment in path[1:].split("/"))
+    try:
+        object_key(path)
+        refused = False
+    except InvalidKey:
+        refused = True
+    assert refused == bad

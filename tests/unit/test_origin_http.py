@@ -326,3 +326,52 @@ async def test_no_more_than_size_connections_are_in_use_at_once(storage: Start) 
     assert fake.connections == 1  # the second request took the first one's connection
     response.close()
     await pool.close()
+
+
+async def test_a_head_not_sent_within_the_time_is_a_timeout_and_its_connection_goes(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: b"" if n == 1 else ok(b"late"))  # the first request: no answer
+    pool = await serve(fake)
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/k", {}, within=0.05)
+    response = await pool.request("GET", "/k", {}, within=5)
+    assert (response.status, await response.read_chunk(100)) == (200, b"late")
+    assert fake.connections == 2  # the silent connection was not reused
+    response.release()
+    await pool.close()
+
+
+async def test_waiting_for_a_slot_counts_against_the_time(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"body"))
+    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    pool = ConnectionPool("127.0.0.1", fake.port, tls=False, size=1, connect_timeout=2)
+    held = await pool.request("GET", "/a", {})
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/b", {}, within=0.05)
+    assert await held.read_chunk(100) == b"body"
+    held.release()
+    response = await pool.request("GET", "/c", {}, within=5)  # the slot is free again
+    assert response.status == 200
+    response.close()
+    await pool.close()
+
+
+async def test_a_wait_given_up_leaves_the_slot_to_the_next_waiter(storage: Start) -> None:
+    fake = storage(lambda n: ok(b"body"))
+    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    pool = ConnectionPool("127.0.0.1", fake.port, tls=False, size=1, connect_timeout=2)
+    held = await pool.request("GET", "/a", {})
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/b", {}, within=0.05)  # gives up waiting
+    waiting = asyncio.create_task(pool.request("GET", "/c", {}, within=5))
+    assert await held.read_chunk(100) == b"body"
+    held.release()  # the slot goes to the one still waiting
+
+    third = await asyncio.wait_for(waiting, 5)
+    assert await third.read_chunk(100) == b"body"
+    third.release()
+    fourth = await pool.request("GET", "/d", {}, within=5)  # and back to the pool after it
+    assert fourth.status == 200
+    fourth.close()
+    await pool.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.session import AioSession
 
 from gateway.http.ranges import RangeSpec
 from gateway.storage import OriginError
@@ -108,3 +111,83 @@ async def test_a_range_whose_framing_disagrees_with_its_content_range_is_refused
     with pytest.raises(OriginError, match="disagrees"):
         await store.get("clip.mp4", RANGE)
     await eventually(lambda: storage.held == 0)  # the store let go of the connection
+
+
+class RecordingStorage:
+    """Answers every request, on any connection, with an empty 200; keeps each request head."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def credential(self, index: int) -> str:
+        head = self.heads[index].decode()
+        return head.partition("Credential=")[2].partition("/")[0]
+
+
+async def heads_of_two_requests(
+    credentials: AioRefreshableCredentials | None, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The access key ids two HEADs through a fresh S3Store were signed with; with
+    `credentials`, those are what the session finds (else the environment's keys)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "fixed-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fixed-secret-made-at-test-time")
+    if credentials is not None:
+
+        async def found(self: AioSession) -> AioRefreshableCredentials:
+            return credentials
+
+        monkeypatch.setattr(AioSession, "get_credentials", found)
+    storage = RecordingStorage()
+    server = await asyncio.start_server(storage.answer, "127.0.0.1", 0)
+    store = S3Store(
+        bucket="media",
+        region="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+        connect_timeout=2,
+        first_byte_timeout=2,
+        idle_timeout=2,
+        chunk_size=65536,
+        pool_size=2,
+    )
+    await store.start()
+    try:
+        await store.head("a")
+        await store.head("b")
+    finally:
+        await store.close()
+        server.close()
+    return [storage.credential(0), storage.credential(1)]
+
+
+async def test_fixed_credentials_sign_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert await heads_of_two_requests(None, monkeypatch) == ["fixed-key-id", "fixed-key-id"]
+
+
+async def test_refreshing_credentials_are_asked_again_for_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = iter(range(1, 10))
+
+    def next_keys() -> dict[str, str]:  # a role's keys, each about to expire
+        expiry = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        n = next(issued)
+        return {
+            "access_key": f"role-key-{n}",
+            "secret_key": "s",
+            "token": "t",
+            "expiry_time": expiry,
+        }
+
+    role = AioRefreshableCredentials.create_from_metadata(next_keys(), next_keys, "test-role")
+    assert await heads_of_two_requests(role, monkeypatch) == ["role-key-2", "role-key-3"]

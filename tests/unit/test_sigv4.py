@@ -78,3 +78,12 @@ def test_a_new_secret_is_never_signed_with_a_cached_key(secret: str) -> None:
     )
     again = signer.headers("GET", "h", "/b/k", Credentials("A", secret, None), {}, now=0.0)
     assert again == fresh
+
+
+def test_the_date_changes_with_the_second() -> None:
+    signer = SigV4Signer("us-east-1")
+    creds = Credentials("A", "S", None)
+    dates = [
+        signer.headers("GET", "h", "/b/k", creds, {}, now=t)["X-Amz-Date"] for t in (0.0, 0.9, 1.0)
+    ]
+    assert dates == ["19700101T000000Z", "19700101T000000Z", "19700101T000001Z"]
