@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from signer.addresses import IPAddress, IPNetwork, unmapped, within
+from signer.syntax import TCHAR
 
 
 class ForwardedHeader(enum.StrEnum):
@@ -131,7 +132,7 @@ def forwarded_host(
 _PORT = re.compile(r"[0-9]{1,5}")
 # RFC 7239 section 6.3: an obfuscated port, e.g. for="192.0.2.43:_p1". The address still counts.
 _OBFUSCATED_PORT = re.compile(r"_[A-Za-z0-9._-]+")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN = re.compile(TCHAR + "+")
 
 
 @functools.lru_cache(maxsize=4096)  # once per request for the socket peer: keep it cheap

@@ -38,10 +38,10 @@ _IP_TEXT = re.compile(r"[0-9a-f.:]+(?:/(?:0|[1-9][0-9]{0,2}))?")
 # Response header overrides (RFC 9110 media type, RFC 6266 disposition): tokens and parameters,
 # printable ASCII only (OWS is spaces: a tab would reach the header), so a value can never split
 # or extend a header.
-_TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-_HEADER_PARAM = rf" *; *{_TCHAR}+=(?:{_TCHAR}+|\"[\x20\x21\x23-\x5b\x5d-\x7e]*\")"
-_RESPONSE_TYPE = re.compile(rf"{_TCHAR}+/{_TCHAR}+(?:{_HEADER_PARAM})*")
-_DISPOSITION = re.compile(rf"{_TCHAR}+(?:{_HEADER_PARAM})*")
+TCHAR: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"  # RFC 9110 §5.6.2 tchar: one definition
+_HEADER_PARAM = rf" *; *{TCHAR}+=(?:{TCHAR}+|\"[\x20\x21\x23-\x5b\x5d-\x7e]*\")"
+_RESPONSE_TYPE = re.compile(rf"{TCHAR}+/{TCHAR}+(?:{_HEADER_PARAM})*")
+_DISPOSITION = re.compile(rf"{TCHAR}+(?:{_HEADER_PARAM})*")
 # Upload ContentType: RFC 6838 §4.2 restricted-names in lower case, no parameters; `type/` is a
 # prefix matching every subtype.
 _RESTRICTED_NAME = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"

@@ -23,12 +23,13 @@ from typing import Final
 
 from gateway.errors import Refusal
 from signer.format import Claims
+from signer.syntax import TCHAR
 
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 
 # RFC 9110 §8.3.1: type "/" subtype, both tokens; parameters `; name=value` follow, each value
 # a token or a quoted-string. Nothing else is stored (a `,` never: see `storable_type`).
-_TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_TCHARS: Final = TCHAR + "+"
 _QUOTED: Final = r'"(?:[ !#-\[\]-~]|\\[ -~])*"'
 _MEDIA_TYPE: Final = re.compile(rf"({_TCHARS})/({_TCHARS})")
 _PARAMETER: Final = re.compile(rf" *;(?: *({_TCHARS})=({_TCHARS}|{_QUOTED}))? *")
