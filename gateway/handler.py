@@ -77,6 +77,7 @@ class Pipeline:
         self.uploads = Uploads(services)
         self.zero_copy = services.settings.zero_copy and relay.AVAILABLE
         self.cache = services.cache
+        self.access_log = services.settings.log.access
         origin = services.settings.origin
         # The bucket path-style links name (S3 presigned URLs): the origin's, or for a file://
         # origin the directory's name.
@@ -503,7 +504,8 @@ class Pipeline:
         if record.scheme is not None:
             self.metrics.link_counter(record.scheme, record.reason).inc()
         self.metrics.duration_histogram(method).observe(record.duration)
-        access_lines.write(record)
+        if self.access_log:  # this gateway's setting (`lines` is the process's stdout)
+            access_lines.write(record)
 
 
 class _CoalescingResponse(web.StreamResponse):

@@ -99,6 +99,7 @@ async def edge(
             f"file://{root}",
             keys.gateway_file,
             keyring_watch_interval="0",
+            access_log="true",  # the lines are read back (`access_lines`)
             cache="true",
             cache_dir=str(tmp_path / "cache"),
             cache_slice_bytes=str(SLICE),
