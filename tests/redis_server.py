@@ -190,7 +190,7 @@ def _fields(reply: bytes) -> dict[bytes, bytes]:
 
 
 @contextlib.contextmanager
-def sentinel_group(workdir: Path, *, settle_within: float = 30.0) -> Iterator[SentinelGroup]:
+def sentinel_group(workdir: Path, *, settle_within: float = 90.0) -> Iterator[SentinelGroup]:
     """A primary, a replica of it, and three sentinels watching it (quorum 2), all on free
     loopback ports; returns once the sentinels have found the replica and each other."""
     workdir.mkdir(parents=True, exist_ok=True)
