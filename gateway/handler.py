@@ -144,7 +144,10 @@ class Pipeline:
                 max_lifetime=lifetime,  # outlives what revocations are kept for: refused
             )
 
-        found = candidates(raw_path, raw_query, request.headers.getall("Cookie", ()))
+        headers = request.headers
+        found = candidates(
+            raw_path, raw_query, headers.getall("Cookie", ()), lambda n: headers.getall(n, ())
+        )
         record.scheme = found[0].scheme
         presented, verified = first_verified(found, check)
         claims = verified.claims

@@ -12,10 +12,11 @@ they claim: `candidates` lists what to try, `first_verified` tries it. Every for
 same `verify` call, so expiry, IP, prefix and revocation checks are the same whichever way the
 token came.
 
-A link of another scheme (`signer.schemes`: an S3 presigned URL) travels in the query only and
-is its own single candidate; a target that carries two schemes' links is refused whole
-(`ambiguous_link`). `verify_scheme` verifies it into the same `Verified`, so the pipeline goes on
-exactly as for our token.
+A link of another scheme (`signer.schemes`: an S3 presigned URL) in the query is its own single
+candidate; one in cookies or headers (a scheme's `carried`) is a candidate after the token
+cookies, verified in full by its scheme like any cookie; a target that carries two schemes' links
+is refused whole (`ambiguous_link`). `verify_scheme` verifies it into the same `Verified`, so the
+pipeline goes on exactly as for our token.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from gateway.errors import Refusal, Refused
 from signer.errors import Reason, Rejected
 from signer.format import decode_payload, has_token, is_path_form, unverified_prefix_covers
 from signer.keys import Keyring
-from signer.schemes import EDGE, SCHEMES, Ambiguous, LinkRequest, detect
+from signer.schemes import EDGE, SCHEMES, Ambiguous, LinkRequest, carried_by, detect
 from signer.verify import Verified
 
 COOKIE_NAME = "EdgeToken"
@@ -55,13 +56,20 @@ class Presented:
     scheme: str = EDGE  # whose link: our token, or a name in `signer.schemes.SCHEMES`
 
 
-def candidates(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> list[Presented]:
+def candidates(
+    raw_path: str,
+    raw_query: str,
+    cookie_headers: Iterable[str],
+    header: Callable[[str], Sequence[str]] | None = None,
+) -> list[Presented]:
     """What to verify, in order: the URL's token alone, else up to `MAX_COOKIES` token cookies
-    (those whose unverified Prefix covers the path first, then as sent).
+    (those whose unverified Prefix covers the path first, then as sent), then one candidate per
+    other scheme whose link the cookies or headers carry (`header`, `signer.schemes.carried_by`).
 
     Without any token the query form alone is returned, and verification says `missing_token`.
-    Raises `Rejected(MALFORMED)` when cookies of the name came but none is a token payload, and
-    `Refused(AMBIGUOUS_LINK)` when the URL carries the links of two schemes.
+    Raises `Rejected(MALFORMED)` when cookies of the name came but none is a token payload (and
+    no other scheme's link came), and `Refused(AMBIGUOUS_LINK)` when the URL carries the links
+    of two schemes.
     """
     try:
         scheme = detect(raw_path, raw_query)
@@ -85,8 +93,12 @@ def candidates(raw_path: str, raw_query: str, cookie_headers: Iterable[str]) -> 
             found.append(Presented(Form.COOKIE, raw_path, query))
             if len(found) == MAX_COOKIES:
                 break
+    found.sort(key=lambda p: not unverified_prefix_covers(p.raw_path, p.raw_query))
+    if header is not None:
+        found += [
+            Presented(Form.COOKIE, raw_path, raw_query, other.name) for other in carried_by(header)
+        ]
     if found:
-        found.sort(key=lambda p: not unverified_prefix_covers(p.raw_path, p.raw_query))
         return found
     if sent:
         raise Rejected(Reason.MALFORMED, "the token cookie is not a token payload")

@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
-from signer.format import FORMAT_VERSION, METHODS, parse_link, path_form
+from signer.format import FORMAT_VERSION, METHODS, has_token, is_path_form, parse_link, path_form
 from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key
 from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
@@ -381,6 +381,13 @@ def _verify(args: argparse.Namespace) -> int:
     except schemes.Ambiguous as exc:
         print(f"rejected: ambiguous_link: {exc}")
         return EXIT_REJECTED
+    if scheme is None and not is_path_form(parts.path) and not has_token(parts.query):
+        carried = schemes.carried_by(_header_lookup(args))
+        scheme = carried[0] if len(carried) == 1 else None
+        if len(carried) > 1:
+            names = ", ".join(other.name for other in carried)
+            print(f"rejected: ambiguous_link: the headers carry links of {names}; give one")
+            return EXIT_REJECTED
     if scheme is not None:
         return _verify_scheme(scheme, args, keyring, now)
     try:
@@ -424,19 +431,13 @@ def _verify_scheme(
     scheme: schemes.Scheme, args: argparse.Namespace, keyring: Keyring, now: float
 ) -> int:
     """Another scheme's link: its verdict, and on a bad signature what was signed."""
-    headers: dict[str, list[str]] = {}
-    for line in args.header:
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip():
-            raise SignerError(f"--header {line!r}: give it as 'Name: value'")
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
     parts = urlsplit(args.url)
     request = schemes.LinkRequest(
         args.method.upper(),
         parts.path or "/",
         parts.query,
         host=_host(parts),
-        header=lambda name: headers.get(name.lower(), []),
+        header=_header_lookup(args),
         client_ip=args.client_ip,
     )
     try:
@@ -465,6 +466,17 @@ def _verify_scheme(
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
     return EXIT_OK
+
+
+def _header_lookup(args: argparse.Namespace) -> Callable[[str], list[str]]:
+    """`--header 'Name: value'` lines as a scheme reads request headers (any case)."""
+    headers: dict[str, list[str]] = {}
+    for line in args.header:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise SignerError(f"--header {line!r}: give it as 'Name: value'")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return lambda name: headers.get(name.lower(), [])
 
 
 def _host(parts: SplitResult) -> str | None:

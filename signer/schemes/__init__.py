@@ -16,6 +16,7 @@ verified by one scheme and acted on by another. Standard library only, like all 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
@@ -46,6 +47,12 @@ def detect(raw_path: str, raw_query: str) -> Scheme | None:
     return found[0]
 
 
+def carried_by(header: Callable[[str], Sequence[str]]) -> list[Scheme]:
+    """The schemes whose links the request's cookies or headers carry, for a URL that carries
+    none. Each is a candidate verified in full by its own scheme, like several token cookies."""
+    return [scheme for scheme in SCHEMES.values() if scheme.carried(header)]
+
+
 def scheme_words(scheme: str | None, reason: str) -> str | None:
     """`Scheme.words` by scheme name; None for our own token and for no scheme."""
     found = SCHEMES.get(scheme) if scheme is not None else None
@@ -59,6 +66,7 @@ __all__ = [
     "LinkRequest",
     "Scheme",
     "SchemeLink",
+    "carried_by",
     "detect",
     "scheme_words",
 ]

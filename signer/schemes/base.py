@@ -50,6 +50,12 @@ class Scheme(Protocol):
         """Whether the query carries this scheme's link (well formed or not)."""
         ...
 
+    def carried(self, header: Callable[[str], Sequence[str]]) -> bool:
+        """Whether the request's cookies or headers carry this scheme's link (well formed or
+        not), for schemes whose links also travel there; `header` gives every value of a
+        request header by (case-insensitive) name. The URL wins: asked only when it has none."""
+        ...
+
     def verify(
         self, keyring: Keyring, request: LinkRequest, *, now: float | None, skew: float
     ) -> SchemeLink:

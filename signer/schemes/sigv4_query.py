@@ -22,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -300,6 +301,9 @@ class SigV4Query:
 
     def detects(self, raw_query: str) -> bool:
         return detects(raw_query)
+
+    def carried(self, header: Callable[[str], Sequence[str]]) -> bool:
+        return False  # a presigned URL travels in its query only
 
     def verify(
         self, keyring: Keyring, request: LinkRequest, *, now: float | None, skew: float
