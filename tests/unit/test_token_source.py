@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ from signer import (
     verify,
 )
 from signer.format import Claims, decode_payload, encode_payload, path_form
+from signer.schemes import SCHEMES
 from tests.conftest import NOW
 
 TOKEN = "Expires=2000000000&KeyID=k1&Issued=1900000000&Prefix=/hls/ep1/&Signature=AAAA"
@@ -278,3 +281,48 @@ def test_a_sigv4_link_with_our_token_is_refused_as_ambiguous(path: str, query: s
     with pytest.raises(Refused) as caught:
         candidates(path, query, [])
     assert caught.value.refusal is Refusal.AMBIGUOUS_LINK
+
+
+class _CookieScheme:
+    """A scheme whose links come in a `Scheme-Token` header: `carried` is all candidates asks."""
+
+    name = "cookie-scheme"
+
+    def carried(self, header: Callable[[str], Sequence[str]]) -> bool:
+        return bool(header("Scheme-Token"))
+
+
+@pytest.fixture
+def cookie_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SCHEMES, _CookieScheme.name, _CookieScheme())
+
+
+def _headers(**sent: str) -> Callable[[str], Sequence[str]]:
+    return lambda name: [v for k, v in sent.items() if k.replace("_", "-").lower() == name.lower()]
+
+
+@pytest.mark.usefixtures("cookie_scheme")
+def test_a_link_carried_in_headers_is_a_candidate_after_the_token_cookies() -> None:
+    found = candidates(SEGMENT, "", cookie(PAYLOAD), _headers(Scheme_Token="x"))
+    assert [(p.form, p.scheme) for p in found] == [
+        (Form.COOKIE, "edge"),
+        (Form.COOKIE, "cookie-scheme"),
+    ]
+
+
+@pytest.mark.usefixtures("cookie_scheme")
+def test_a_link_carried_in_headers_is_a_candidate_when_the_token_cookie_is_junk() -> None:
+    found = candidates(SEGMENT, "", cookie("not*base64"), _headers(Scheme_Token="x"))
+    assert [p.scheme for p in found] == ["cookie-scheme"]
+
+
+@pytest.mark.usefixtures("cookie_scheme")
+def test_the_url_wins_over_a_link_carried_in_headers() -> None:
+    found = candidates(SEGMENT, TOKEN, [], _headers(Scheme_Token="x"))
+    assert [(p.form, p.scheme) for p in found] == [(Form.QUERY, "edge")]
+
+
+@pytest.mark.usefixtures("cookie_scheme")
+def test_without_a_carried_link_the_headers_add_no_candidate() -> None:
+    found = candidates(SEGMENT, "", cookie(PAYLOAD), _headers(Other="x"))
+    assert [p.scheme for p in found] == ["edge"]
