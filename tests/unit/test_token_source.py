@@ -288,6 +288,9 @@ class _CookieScheme:
 
     name = "cookie-scheme"
 
+    def detects(self, raw_query: str) -> bool:
+        return False
+
     def carried(self, header: Callable[[str], Sequence[str]]) -> bool:
         return bool(header("Scheme-Token"))
 
