@@ -126,6 +126,7 @@ def parse_expression(text: str) -> Expression:
 _USUAL, _SLASH, _DOT, _DOT_DOT, _QUOTED, _QUOTED_SECOND = range(6)
 #: The bytes ngx_http_parse_complex_uri acts on; it copies every other byte as it is.
 _SPECIAL: Final = frozenset(b"/%?#.")
+_COMPLEX: Final = re.compile(r"[%?#]|/\.|//")
 
 
 def normalize_uri(raw_path: str) -> bytes | None:
@@ -137,6 +138,8 @@ def normalize_uri(raw_path: str) -> bytes | None:
     raw = raw_path.encode("latin-1")
     if not raw.startswith(b"/"):
         return None
+    if not _COMPLEX.search(raw_path):
+        return raw  # what nginx itself does when its request-line parser saw none of these
     out = bytearray()
     state = quoted_state = _USUAL
     decoded = 0

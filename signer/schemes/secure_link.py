@@ -17,6 +17,7 @@ Parsing is pure; `verify` needs the keyring and the clock. Standard library only
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -269,7 +270,13 @@ def _binding(expression: Expression, client: IPAddress | None) -> IPNetwork | No
     """The IP binding the claims record: the client's own address when it is hashed."""
     if client is None or not expression.uses(REMOTE_ADDR):
         return None
-    return ipaddress.ip_network(unmapped(client))
+    return _host(unmapped(client))
+
+
+@functools.lru_cache(maxsize=4096)
+def _host(address: IPAddress) -> IPNetwork:
+    """The one-address network (cached: building one parses text, and clients come back)."""
+    return ipaddress.ip_network(address)
 
 
 def _malformed(detail: str) -> Rejected:
