@@ -65,9 +65,16 @@ def hashed(kind: str, expires: str, uri: str, client: str = CLIENT) -> str:
     return text.replace("$remote_addr", client)
 
 
-def link(kind: str, path: str, expires: int | str, *, signed_path: str | None = None) -> str:
+def link(
+    kind: str,
+    path: str,
+    expires: int | str,
+    *,
+    signed_path: str | None = None,
+    client: str = CLIENT,
+) -> str:
     """A request target for `path`, hashed over `signed_path` (default: the same)."""
-    md5 = md5_arg(hashed(kind, str(expires), signed_path or path))
+    md5 = md5_arg(hashed(kind, str(expires), signed_path or path, client))
     return f"{path}?md5={md5}&expires={expires}"
 
 
@@ -463,6 +470,24 @@ async def test_a_secure_link_that_also_carries_our_token_is_ambiguous(gw: Runnin
     assert (status, json.loads(body)) == (403, {"error": "ambiguous_link"})
 
 
+def digest(target: str) -> str:
+    """The link's token id, as the access log shows it: from the 16 bytes md5 reads as."""
+    md5 = target.partition("md5=")[2].partition("&")[0]
+    return hashlib.sha256(base64.urlsafe_b64decode(md5 + "==")).hexdigest()[:32]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "status"), [("127.0.0.1", 200), ("", 403)], ids=["trusted", "untrusted"]
+)
+async def test_behind_a_trusted_proxy_remote_addr_is_the_forwarded_client(
+    make_gateway: Callable[..., Any], trusted: str, status: int
+) -> None:
+    async with make_gateway(trusted_proxies=trusted) as gw:
+        target = link("bound", "/docs/hello.txt", int(time.time()) + 600, client="203.0.113.9")
+        response, _ = await gw.request("GET", target, {"X-Forwarded-For": "203.0.113.9"})
+        assert response.status == status
+
+
 async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
     async with gw.session.post(
         f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
@@ -476,10 +501,11 @@ async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
     ("revocation", "untouched"),
     [
         (lambda target: {"url": f"http://127.0.0.1{target}"}, "/docs/hello.txt"),
+        (lambda target: {"digest": digest(target)}, "/docs/hello.txt"),
         (lambda target: {"key_id": KEY_ID}, None),
         (lambda target: {"prefix": "/docs/"}, "/public/open.txt"),
     ],
-    ids=["by-link", "by-key", "by-prefix"],
+    ids=["by-link", "by-digest", "by-key", "by-prefix"],
 )
 async def test_a_revoked_secure_link_is_refused(
     gw: RunningGateway, revocation: Callable[[str], dict[str, str]], untouched: str | None
@@ -519,7 +545,7 @@ async def test_the_access_log_names_the_scheme_and_key_and_never_the_md5(
         ("secure_link", "ok"),
         ("secure_link", "bad_signature"),
     ]
-    assert lines[0]["key_id"] == KEY_ID
+    assert (lines[0]["key_id"], lines[0]["token_id"]) == (KEY_ID, digest(targets[0]))
     for target in targets:
         md5 = target.partition("md5=")[2].partition("&")[0]
         assert md5 not in logged

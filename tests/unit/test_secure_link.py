@@ -360,6 +360,13 @@ def test_the_verdict_on_a_link(
     assert judged(keys, raw_query, client=client) == verdict
 
 
+@pytest.mark.parametrize(
+    "path", ["/docs/", "/docs/x/..", "/docs/%FF", "/../docs/a.txt", "/docs/a%00"]
+)
+def test_a_path_that_names_no_object_is_malformed(path: str) -> None:
+    assert judged(keyring(), query(NOW + 60), path=path) == "malformed_token"
+
+
 def test_a_link_of_a_retired_key_that_is_still_known_is_retired_key() -> None:
     keys = Keyring([secure_link_key("old", BOUND, Status.RETIRED), secure_link_key("new", UNBOUND)])
     assert judged(keys, query(NOW + 60)) == "retired_key"
