@@ -6,12 +6,15 @@ next to its baseline, the bare cryptographic primitive on the same bytes.
 Prints microseconds per call and the ratio full/primitive, for HMAC-SHA256 and Ed25519, on a
 plain link and on a link carrying every optional binding; and for S3 presigned URLs (scheme
 sigv4, presigned by botocore here, verified by `signer.schemes.sigv4_query`), whose primitive is
-the SHA-256 of the canonical request and the HMAC of the string to sign.
+the SHA-256 of the canonical request and the HMAC of the string to sign; and for nginx
+`secure_link` links (`signer.schemes.secure_link`), whose primitive is the MD5 of the
+expression's text and the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -24,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, verify
 from signer.format import b64encode, parse_link
-from signer.keys import LinkScheme
-from signer.schemes import LinkRequest, sigv4_query
+from signer.keys import LinkScheme, secure_link_key
+from signer.schemes import LinkRequest, secure_link, sigv4_query
 
 
 def per_call(fn: Callable[[], object], seconds: float) -> float:
@@ -78,6 +81,10 @@ def main() -> None:
     for label, url in presigned_urls().items():
         t_full, t_parse, t_prim = measure_sigv4(url, args.seconds)
         name = f"sigv4 / {label}"
+        print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
+    for label, target in secure_links(now).items():
+        t_full, t_parse, t_prim = measure_secure_link(target, now, args.seconds)
+        name = f"secure_link / {label}"
         print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
 
 
@@ -140,6 +147,46 @@ def measure_sigv4(url: str, seconds: float) -> tuple[float, float, float]:
         return sigv4_query.parse(parts.path, parts.query)
 
     assert full()
+    return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
+
+
+SECURE_LINK_EXPRESSION = "$secure_link_expires$uri$remote_addr bench-secret-not-a-real-one"
+SECURE_LINK_KEYRING = Keyring([secure_link_key("nginx-media", SECURE_LINK_EXPRESSION)])
+CLIENT = ipaddress.ip_address("203.0.113.7")
+
+
+def secure_links(now: float) -> dict[str, str]:
+    """What a backend makes for nginx: a plain path, and one sent with %2F and `..` in it."""
+    expires = int(now) + 3600
+    text = f"{expires}/videos/2026/intro-1080p.mp4{CLIENT} bench-secret-not-a-real-one"
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).digest()
+    md5 = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    query = f"md5={md5}&expires={expires}"
+    return {
+        "plain": f"/videos/2026/intro-1080p.mp4?{query}",
+        "path with %2F and ..": f"/videos%2F2026/x/../intro-1080p.mp4?{query}",
+    }
+
+
+def measure_secure_link(target: str, now: float, seconds: float) -> tuple[float, float, float]:
+    """(full verify, parse only, MD5 + comparison) in microseconds per call."""
+    raw_path, _, raw_query = target.partition("?")
+    request = LinkRequest("GET", raw_path, raw_query, client_ip=CLIENT)
+    link = secure_link.parse(raw_path, raw_query)
+    text = f"{link.expires_text}{link.path}{CLIENT} bench-secret-not-a-real-one".encode()
+
+    def primitive() -> object:
+        digest = hashlib.md5(text, usedforsecurity=False).digest()
+        return hmac.compare_digest(digest, link.md5)
+
+    def full() -> object:
+        return secure_link.verify(SECURE_LINK_KEYRING, request, now=now)
+
+    def parse() -> object:
+        return secure_link.parse(raw_path, raw_query)
+
+    assert full()
+    assert primitive()
     return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
 
 

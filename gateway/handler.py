@@ -192,6 +192,7 @@ class Pipeline:
             host=host,
             header=header,
             client_ip=client,
+            max_lifetime=self.max_lifetime,
         )
 
     async def _read(

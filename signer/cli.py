@@ -17,8 +17,10 @@ from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
 from signer.format import FORMAT_VERSION, METHODS, has_token, is_path_form, parse_link, path_form
-from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key
+from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key, secure_link_key
 from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
+from signer.schemes import secure_link
+from signer.schemes.secure_link import SECURE_LINK
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
 from signer.verify import DEFAULT_SKEW, verify_url
@@ -39,6 +41,8 @@ examples:
   signer keygen --keyring gateway-keyring.json --key-id GWLINKS01 --scheme sigv4   # S3 presign
   signer verify 'https://media.example.com/media/a.jpg?X-Amz-Algorithm=...' --keyring \
       gateway-keyring.json --method PUT --header 'Content-Type: image/jpeg'
+  signer keygen --keyring gateway-keyring.json --key-id nginx-media --scheme secure_link \
+      --expression -     # reads nginx's secure_link_md5 value from stdin (it holds the secret)
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
   signer retire --keyring keys.json k1
@@ -119,9 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=LinkScheme,
         choices=list(LinkScheme),
         help="a key for another system's links: sigv4 = S3 presigned URLs (the key id is the "
-        "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md)",
+        "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md); secure_link = "
+        "nginx secure_link MD5 links (docs/nginx-secure-link.md)",
     )
     keygen.add_argument("--region", help=f"sigv4: the credential scope region ({DEFAULT_REGION})")
+    keygen.add_argument(
+        "--expression",
+        metavar="TEXT",
+        help="secure_link: nginx's secure_link_md5 value, copied from its configuration "
+        "(the text between the quotes); '-' reads it from the first line of stdin, which keeps "
+        "the secret out of the shell history",
+    )
 
     activate = command(
         "activate",
@@ -285,6 +297,10 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
     """A link-signing key for another system's links: the backends sign, the gateways verify."""
     if args.status is Status.ACTIVE:
         raise SignerError(f"a {args.scheme} key is never active: backends sign with it")
+    if args.scheme is LinkScheme.SECURE_LINK:
+        return _keygen_secure_link(args, keyring)
+    if args.expression is not None:
+        raise SignerError("--expression belongs to a secure_link key")
     key = new_key(
         args.key_id, Algorithm.HMAC_SHA256, Status.VERIFY, scheme=args.scheme, region=args.region
     )
@@ -294,6 +310,20 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
         f"backends sign with aws_access_key_id={key.id!r} and, as aws_secret_access_key, the "
         f"key's 'secret' text in {args.keyring} (docs/s3-presigned.md)"
     )
+    return EXIT_OK
+
+
+def _keygen_secure_link(args: argparse.Namespace, keyring: Keyring) -> int:
+    """nginx's existing secret, imported with its expression: nothing is generated."""
+    if args.region is not None:
+        raise SignerError("--region belongs to a sigv4 key")
+    if args.expression is None:
+        raise SignerError("a secure_link key needs --expression (nginx's secure_link_md5 value)")
+    text = sys.stdin.readline().rstrip("\r\n") if args.expression == "-" else args.expression
+    key = secure_link_key(args.key_id, text)
+    keyring.with_key(key).save(args.keyring)
+    print(f"added secure_link key {key.id!r} to {args.keyring}: the gateways verify nginx's")
+    print("secure_link links with it once they load the file (docs/nginx-secure-link.md)")
     return EXIT_OK
 
 
@@ -329,7 +359,8 @@ def _list(args: argparse.Namespace) -> int:
     for key in keyring:
         material = "private" if key.secret is not None else "public" if key.public else "none"
         created = datetime.fromtimestamp(key.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"{key.id}\t{key.alg}\t{key.status}\tcreated {created}\tmaterial: {material}")
+        alg = "md5" if key.scheme is LinkScheme.SECURE_LINK else key.alg
+        print(f"{key.id}\t{alg}\t{key.status}\tcreated {created}\tmaterial: {material}")
     return EXIT_OK
 
 
@@ -439,12 +470,15 @@ def _verify_scheme(
         host=_host(parts),
         header=_header_lookup(args),
         client_ip=args.client_ip,
+        max_lifetime=args.max_lifetime,
     )
     try:
         link = scheme.verify(keyring, request, now=now, skew=args.skew)
     except Rejected as exc:
         print(f"rejected ({scheme.name}): {exc.reason.value}: {exc.detail}")
-        if exc.reason in (Reason.BAD_SIGNATURE, Reason.WRONG_METHOD):
+        if scheme is SECURE_LINK:
+            _explain_secure_link(keyring, request, exc)
+        elif exc.reason in (Reason.BAD_SIGNATURE, Reason.WRONG_METHOD):
             for line in scheme.explain(request):
                 print(f"  {line}")
             print("  check that the backend signed for this host, method and headers, with the")
@@ -452,10 +486,17 @@ def _verify_scheme(
             print("  SHA-256 of the canonical request")
         return EXIT_REJECTED
     claims, verified = link.verified.claims, link.verified
-    where = f"bucket {link.bucket!r}, path {verified.path!r}"
+    where = f"path {verified.path!r}"
+    if link.bucket is not None:
+        where = f"bucket {link.bucket!r}, {where}"
     print(f"valid ({scheme.name}): key {claims.key_id!r}, {where}")
-    print(f"  issued  {describe(claims.issued, now)}")
-    print(f"  expires {describe(claims.expires, now)}")
+    if scheme is SECURE_LINK:  # the link carries no issue time
+        print(f"  expires {describe(claims.expires, now)} (nginx: valid through the second before)")
+    else:
+        print(f"  issued  {describe(claims.issued, now)}")
+        print(f"  expires {describe(claims.expires, now)}")
+    if claims.ip is not None:
+        print(f"  ip           {claims.ip} (the expression hashes $remote_addr)")
     for label, value in (
         ("method", claims.method),
         ("type", claims.response_content_type),
@@ -464,8 +505,25 @@ def _verify_scheme(
         if value is not None:
             print(f"  {label:12} {value}")
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
-    print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
+    if link.bucket is not None:
+        print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
     return EXIT_OK
+
+
+def _explain_secure_link(keyring: Keyring, request: schemes.LinkRequest, exc: Rejected) -> None:
+    """What nginx read from the link and, on a bad hash, what each key hashed (masked)."""
+    try:
+        lines = secure_link.explain(request)
+    except Rejected:
+        return  # the detail said which part cannot be read
+    if exc.reason is Reason.BAD_SIGNATURE:
+        lines += secure_link.explain_keys(keyring, request)
+        lines += [
+            "check that the backend hashed this string with the same secret (the * stand for",
+            "the expression's literal text), then base64url-encoded the MD5 without padding",
+        ]
+    for line in lines:
+        print(f"  {line}")
 
 
 def _header_lookup(args: argparse.Namespace) -> Callable[[str], list[str]]:

@@ -18,6 +18,11 @@ A key with a `scheme` verifies another system's links instead of our tokens (`si
      "status": "verify", "created": 1767139200, "secret": "<base64url>"}
 
 It never signs or verifies our tokens (so it is never `active`): the backends sign with it.
+A `secure_link` key holds an nginx `secure_link_md5` expression, secret and all, instead of
+`alg` and `secret` (docs/nginx-secure-link.md):
+
+    {"id": "nginx-media", "scheme": "secure_link", "status": "verify", "created": 1767139200,
+     "expression": "$secure_link_expires$uri$remote_addr <secret>"}
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from signer.algorithms import (
 )
 from signer.errors import KeyringError, Rejected
 from signer.format import KEY_ID, b64decode, b64encode
+from signer.nginx import ExpressionError, parse_expression
 
 KEYRING_FORMAT = "edge-keyring/1"
 
@@ -59,6 +65,7 @@ class LinkScheme(enum.StrEnum):
     """Another system's signed links a key verifies (`signer.schemes`); None: our tokens."""
 
     SIGV4 = "sigv4"  # S3 presigned URLs: the key id is the access key id (docs/s3-presigned.md)
+    SECURE_LINK = "secure_link"  # nginx secure_link MD5 links (docs/nginx-secure-link.md)
 
 
 #: The credential scope region of a `sigv4` key without one: botocore's default.
@@ -68,7 +75,12 @@ _REGION = re.compile(r"[a-z0-9-]{1,32}")
 
 @dataclass(frozen=True)
 class Key:
-    """One key. `secret` is the HMAC secret or the Ed25519 seed; it never appears in a repr."""
+    """One key. `secret` is the HMAC secret or the Ed25519 seed; it never appears in a repr.
+
+    A `secure_link` key's `secret` is its expression (UTF-8), which holds nginx's secret; its
+    `alg` is HMAC-SHA256 only as the kind of material (a shared secret, exported and written
+    like one): the file has no `alg` for it, nginx fixes MD5.
+    """
 
     id: str
     alg: Algorithm
@@ -90,6 +102,13 @@ class Key:
     def verifier(self) -> Verifier:
         return verifier(self.alg, secret=self.secret, public=self.public)
 
+    @property
+    def expression(self) -> str | None:
+        """A `secure_link` key's `secure_link_md5` expression (it holds the secret)."""
+        if self.scheme is not LinkScheme.SECURE_LINK or self.secret is None:
+            return None
+        return self.secret.decode()
+
     def to_json(self, *, public_only: bool = False) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "id": self.id,
@@ -97,6 +116,12 @@ class Key:
             "status": self.status.value,
             "created": self.created,
         }
+        if self.scheme is LinkScheme.SECURE_LINK:
+            del entry["alg"]
+            entry["scheme"] = self.scheme.value
+            if self.expression is not None:
+                entry["expression"] = self.expression
+            return entry
         if self.scheme is not None:
             entry["scheme"] = self.scheme.value
         if self.region is not None:
@@ -127,6 +152,15 @@ def new_key(
     created = int(time.time() if now is None else now)
     key = Key(key_id, alg, status, created, secret, public, scheme, region)
     return _checked(key, f"key {key_id!r}")
+
+
+def secure_link_key(
+    key_id: str, expression: str, status: Status = Status.VERIFY, *, now: float | None = None
+) -> Key:
+    """A `secure_link` key for an nginx `secure_link_md5` expression (validated here)."""
+    created = int(time.time() if now is None else now)
+    key = Key(key_id, Algorithm.HMAC_SHA256, status, created, expression.encode(), None)
+    return _checked(replace(key, scheme=LinkScheme.SECURE_LINK), f"key {key_id!r}")
 
 
 class Keyring:
@@ -274,7 +308,8 @@ class Keyring:
     def save(self, path: str | os.PathLike[str], *, public_only: bool = False) -> None:
         """Write atomically (temp file + rename); 0600 whenever the file holds a secret."""
         text = self.dumps(public_only=public_only)
-        secret = any("secret" in e or "private" in e for e in json.loads(text)["keys"])
+        held = ("secret", "private", "expression")
+        secret = any(name in e for e in json.loads(text)["keys"] for name in held)
         write_atomically(Path(path), text, 0o600 if secret else 0o644)
 
 
@@ -305,20 +340,13 @@ def _parse_entry(entry: object, where: str) -> Key:
     if not isinstance(key_id, str) or not KEY_ID.fullmatch(key_id):
         raise KeyringError(f"{where}: 'id' must be 1-64 of A-Z a-z 0-9 . _ -")
     where = f"{where} (id {key_id!r})"
+    if entry.get("scheme") == LinkScheme.SECURE_LINK.value:
+        return _parse_secure_link(entry, key_id, where)
     try:
         alg = Algorithm(str(entry.get("alg")))
     except ValueError:
         raise KeyringError(f"{where}: 'alg' must be one of {', '.join(Algorithm)}") from None
-    try:
-        status = Status(str(entry.get("status")))
-    except ValueError:
-        raise KeyringError(f"{where}: 'status' must be one of {', '.join(Status)}") from None
-    created = entry.get("created", 0)
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
-        raise KeyringError(f"{where}: 'created' must be unix seconds")
-    comment = entry.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        raise KeyringError(f"{where}: 'comment' must be a string")
+    status, created = _status_and_created(entry, where)
     scheme = None
     if "scheme" in entry:
         try:
@@ -343,6 +371,38 @@ def _parse_entry(entry: object, where: str) -> Key:
     return _checked(Key(key_id, alg, status, created, secret, public, scheme, region), where)
 
 
+def _status_and_created(entry: dict[str, Any], where: str) -> tuple[Status, int]:
+    try:
+        status = Status(str(entry.get("status")))
+    except ValueError:
+        raise KeyringError(f"{where}: 'status' must be one of {', '.join(Status)}") from None
+    created = entry.get("created", 0)
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise KeyringError(f"{where}: 'created' must be unix seconds")
+    comment = entry.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise KeyringError(f"{where}: 'comment' must be a string")
+    return status, created
+
+
+def _parse_secure_link(entry: dict[str, Any], key_id: str, where: str) -> Key:
+    """A `secure_link` entry: an expression in place of `alg` and `secret`."""
+    if "alg" in entry:
+        raise KeyringError(f"{where}: a secure_link key has no 'alg' (nginx's is MD5)")
+    unknown = set(entry) - {"id", "scheme", "status", "created", "comment", "expression"}
+    if unknown:
+        raise KeyringError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))} for a secure_link key"
+        )
+    status, created = _status_and_created(entry, where)
+    expression = entry.get("expression")
+    if expression is not None and not isinstance(expression, str):
+        raise KeyringError(f"{where}: 'expression' must be a string")
+    secret = None if expression is None else expression.encode()
+    key = Key(key_id, Algorithm.HMAC_SHA256, status, created, secret, None)
+    return _checked(replace(key, scheme=LinkScheme.SECURE_LINK), where)
+
+
 def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
     value = entry.get(name)
     if value is None:
@@ -353,6 +413,21 @@ def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
         return b64decode(value, name)
     except Rejected:
         raise KeyringError(f"{where}: {name!r} must be base64url without padding") from None
+
+
+def _checked_secure_link(key: Key, where: str) -> Key:
+    if key.region is not None:
+        raise KeyringError(f"{where}: 'region' belongs to a sigv4 key only")
+    expression = key.expression
+    if expression is None:
+        if key.status is not Status.RETIRED:
+            raise KeyringError(f"{where}: a secure_link key not retired needs 'expression'")
+        return key
+    try:
+        parse_expression(expression)
+    except ExpressionError as exc:
+        raise KeyringError(f"{where}: 'expression': {exc}") from None
+    return key
 
 
 def _checked(key: Key, where: str) -> Key:
@@ -367,6 +442,8 @@ def _checked(key: Key, where: str) -> Key:
             )
         if key.region is not None and not _REGION.fullmatch(key.region):
             raise KeyringError(f"{where}: 'region' must be 1-32 of a-z 0-9 -")
+        if key.scheme is LinkScheme.SECURE_LINK:
+            return _checked_secure_link(key, where)
     elif key.region is not None:
         raise KeyringError(f"{where}: 'region' belongs to a sigv4 key only")
     if key.alg is Algorithm.HMAC_SHA256:

@@ -23,7 +23,9 @@ class LinkRequest:
     """What a scheme may look at: the request target as received, and the headers it signs.
 
     `host` is the host the client asked for (behind a trusted proxy, the one it forwarded);
-    `header` gives every value of a request header by (case-insensitive) name.
+    `header` gives every value of a request header by (case-insensitive) name; `max_lifetime`
+    is the verifier's bound on a link's lifetime (None: `signer.DEFAULT_MAX_LIFETIME`), for
+    schemes whose links carry no issue time to measure it from.
     """
 
     method: str
@@ -32,6 +34,7 @@ class LinkRequest:
     host: str | None = None
     header: Callable[[str], Sequence[str]] = field(default=_no_headers)
     client_ip: IPAddress | None = None
+    max_lifetime: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
