@@ -17,7 +17,7 @@ import contextlib
 import functools
 import re
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
@@ -55,6 +55,13 @@ _HEAD_BUCKET = {
     "301": "301 the bucket is in another region (GATEWAY_S3_REGION)",
     "400": "400 bad request: often the wrong region (GATEWAY_S3_REGION)",
 }
+
+
+def _bucket_region(answer: Any) -> str | None:
+    """The `x-amz-bucket-region` of a HeadBucket answer (AWS sends it, also with a 301)."""
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = headers.get("x-amz-bucket-region")
+    return str(region) if region else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -154,20 +161,32 @@ class S3Store:
         if self._client is None:
             raise OriginError("the storage client is not started (or already closed)")
         try:
-            await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 self._client.head_bucket(Bucket=self._bucket), self._first_byte_timeout
             )
         except TimeoutError:
             raise OriginTimeout("storage did not answer HeadBucket in time") from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            raise OriginError(f"HeadBucket failed: {_HEAD_BUCKET.get(code, code)}") from None
+            where = _bucket_region(exc.response)
+            raise OriginError(
+                f"HeadBucket failed: {_HEAD_BUCKET.get(code, code)}"
+                + (f": it is in {where}" if where and where != self._region else "")
+            ) from None
         except EndpointConnectionError:
             raise OriginError(
                 "HeadBucket failed: cannot connect to the endpoint (GATEWAY_S3_ENDPOINT_URL)"
             ) from None
         except Exception as exc:
             raise OriginError(f"HeadBucket failed: {type(exc).__name__}") from None
+        # botocore follows AWS's 301 to the bucket's region by itself, so a wrong region can
+        # still answer 200 here, while the gateway's own requests, signed for its region,
+        # would all fail: the answer names the bucket's region.
+        where = _bucket_region(answer)
+        if where and where != self._region:
+            raise OriginError(
+                f"HeadBucket: the bucket is in {where}, not {self._region} (GATEWAY_S3_REGION)"
+            )
 
     async def begin_upload(
         self,
