@@ -31,6 +31,7 @@ from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.settings import Settings
 from gateway.storage import StorageError
 from gateway.storage.backends import open_store
+from gateway.storage.s3 import S3Store
 from signer import KeyringError, Status
 
 
@@ -103,6 +104,11 @@ async def storage(settings: Settings) -> list[Finding]:
         return [Finding(Level.ERROR, setting, f"{settings.origin}: {exc}")]
     finally:
         await store.close()
+    region = settings.s3.region
+    named = store.bucket_region if isinstance(store, S3Store) else None  # as HeadBucket said
+    if named and named != region:
+        message = f"the bucket is in {named}, not {region}: every request would fail"
+        return [Finding(Level.ERROR, "GATEWAY_S3_REGION", message)]
     findings = [Finding(Level.OK, setting, f"{settings.origin} answers with these credentials")]
     if settings.origin.scheme == "s3":
         anonymous = await _anonymous_read(settings)
