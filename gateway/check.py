@@ -17,6 +17,7 @@ import enum
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,13 @@ from pathlib import Path
 import aiohttp
 
 from gateway.keyring import KeyringHolder
+from gateway.observability.redaction import redact_url
+from gateway.revocation import snapshot
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.settings import Settings
 from gateway.storage import StorageError
 from gateway.storage.backends import open_store
+from gateway.storage.s3 import S3Store
 from signer import KeyringError, Status
 
 
@@ -61,7 +65,10 @@ def keyring(path: Path) -> list[Finding]:
     try:
         holder = KeyringHolder(path)
     except (KeyringError, ValueError) as exc:
-        return [Finding(Level.ERROR, setting, f"{path}: {exc}")]
+        reason = str(exc)  # a KeyringError names the file already
+        return [
+            Finding(Level.ERROR, setting, reason if str(path) in reason else f"{path}: {reason}")
+        ]
     counts = holder.current.count_by_status()
     verifying = [k.id for k in holder.current if k.status is not Status.RETIRED]
     retired = [k.id for k in holder.current if k.status is Status.RETIRED]
@@ -97,6 +104,11 @@ async def storage(settings: Settings) -> list[Finding]:
         return [Finding(Level.ERROR, setting, f"{settings.origin}: {exc}")]
     finally:
         await store.close()
+    region = settings.s3.region
+    named = store.bucket_region if isinstance(store, S3Store) else None  # as HeadBucket said
+    if named and named != region:
+        message = f"the bucket is in {named}, not {region}: every request would fail"
+        return [Finding(Level.ERROR, "GATEWAY_S3_REGION", message)]
     findings = [Finding(Level.OK, setting, f"{settings.origin} answers with these credentials")]
     if settings.origin.scheme == "s3":
         anonymous = await _anonymous_read(settings)
@@ -135,18 +147,52 @@ async def revocations(settings: Settings) -> list[Finding]:
     setting = "GATEWAY_REDIS_URL" if settings.revocation.redis_url else "GATEWAY_REVOCATION_DB"
     if not settings.revocation.redis_url:
         parent = settings.revocation.db.parent
-        if not settings.revocation.db.exists() and not os.access(parent, os.W_OK):
-            return [Finding(Level.ERROR, setting, f"{parent} is not writable: cannot create it")]
+        if not settings.revocation.db.exists() and not (
+            parent.is_dir() and os.access(parent, os.W_OK)
+        ):
+            message = f"{parent} is not a writable directory: cannot create it"
+            return [Finding(Level.ERROR, setting, message)]
     store = open_revocation_store(settings.revocation.store_url)
     try:
         async with asyncio.timeout(settings.timeouts.connect):
             await store.open()
             entries = await store.entries()
+    except TimeoutError:
+        problem = f"{store.name} store: no answer within GATEWAY_CONNECT_TIMEOUT"
+        return [_unreachable(settings, setting, problem)]
     except Exception as exc:  # any store failure: say which, without the URL's password
-        return [Finding(Level.ERROR, setting, f"{store.name} store: {type(exc).__name__}: {exc}")]
+        problem = f"{store.name} store: {type(exc).__name__}: {exc}"
+        return [_unreachable(settings, setting, problem)]
     finally:
         await store.close()
     return [Finding(Level.OK, setting, f"{store.name} store answers ({len(entries)} live entries)")]
+
+
+def _unreachable(settings: Settings, setting: str, problem: str) -> Finding:
+    """An unreachable Redis is only a warning when the gateway has a snapshot it would start
+    from (as it does: `services._restore`), so that a check before every start (systemd's
+    ExecStartPre) does not keep a gateway down that would serve."""
+    path = settings.revocation.snapshot
+    problem = problem.rstrip(".")
+    if path is None:
+        return Finding(Level.ERROR, setting, problem)
+    now = time.time()
+    try:
+        found = snapshot.read(
+            path,
+            store=redact_url(settings.revocation.store_url),
+            now=now,
+            max_age=settings.links.max_lifetime,
+        )
+    except snapshot.SnapshotError as exc:
+        return Finding(Level.ERROR, setting, f"{problem}; no usable snapshot ({exc})")
+    age = max(0.0, now - found.synced_at)
+    return Finding(
+        Level.WARNING,
+        setting,
+        f"{problem}; the gateway would start from its snapshot {path} ({len(found.entries)} "
+        f"entries, last in sync {age:.0f}s ago) and catch up once the store answers",
+    )
 
 
 def cache(settings: Settings) -> list[Finding]:

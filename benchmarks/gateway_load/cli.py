@@ -1,9 +1,11 @@
 """The command line of `python -m benchmarks.gateway_load`.
 
 `--quick` proves the harness in well under a minute (the test suite runs it); the full run
-is `make load`. `--setting NAME=VALUE` passes another gateway setting (see `gateway
-settings`), e.g. chunk_size=1048576. `--profile DIR` records the one-worker gateway with
-py-spy during its timed runs (`pip install py-spy`); sampling costs CPU, so such a run's
+is `make load`. `--tls` adds the one-worker gateway over TLS to (a), (b) and (d), and what
+TLS costs it as ratios to plain HTTP (about a minute more in a full run).
+`--setting NAME=VALUE` passes another gateway setting (see `gateway settings`), e.g.
+chunk_size=1048576. `--profile DIR` records the one-worker gateway with py-spy during its
+timed runs (`pip install py-spy`); sampling costs CPU, so such a run's
 figures are a little lower.
 """
 
@@ -13,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -58,6 +61,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="another gateway setting, e.g. chunk_size=1048576 (repeatable)",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also the 1-worker gateway over TLS (self-signed), in (a), (b) and (d)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -70,6 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         profile=QUICK if args.quick else FULL,
         settings=dict(args.setting),
         profile_dir=args.profile,
+        tls=args.tls,
     )
 
 
@@ -101,6 +110,11 @@ def header(results: Results) -> list[str]:
         f" (nginx);\n           {profile.links} distinct per path for 4 KiB, made before timing",
         "  gateway: `gateway serve` as deployed: access log, metrics and revocation on",
     ]
+    if processes.TLS_PEER in results.small:
+        lines.append(
+            f"  tls:     {processes.TLS_LABELS[processes.TLS_PEER]}: self-signed ECDSA P-256, "
+            f"{ssl.OPENSSL_VERSION} in the gateway; wrk's own OpenSSL"
+        )
     lines += [f"  setting: GATEWAY_{k.upper()}={v}" for k, v in results.settings.items()]
     return lines
 

@@ -208,9 +208,16 @@ def on_loopback(url: str) -> bool:
     )
 
 
+def loadable(url: str) -> bool:
+    """Where a load may go: `on_loopback`, or the same over TLS (https://127.0.0.1:PORT)."""
+    return on_loopback(url) or (
+        url.startswith("https://") and on_loopback("http://" + url.removeprefix("https://"))
+    )
+
+
 def run_wrk(load: Load) -> tuple[WrkRun, float]:
     """Run wrk once (one thread); its figures, and the CPU seconds wrk itself used."""
-    if not on_loopback(load.base_url):
+    if not loadable(load.base_url):
         raise BenchError(f"{load.base_url}: loads target 127.0.0.1 only")
     binary = wrk_binary()
     if binary is None:
@@ -254,8 +261,9 @@ def _wait_with_usage(
 
 
 def client_session(connections: int = 8) -> aiohttp.ClientSession:
+    """The checking client; over TLS it takes the benchmark's self-signed certificate."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections),
+        connector=aiohttp.TCPConnector(limit=connections, ssl=False),
         timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT),
         auto_decompress=False,
         read_bufsize=CLIENT_READ_BUFSIZE,

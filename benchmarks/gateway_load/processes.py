@@ -12,11 +12,16 @@ through its own kind of link:
              second SeaweedFS identity, "anonymous", may only Read:BUCKET);
   tcp-fwd    `benchmarks/tcp_forwarder.py`, splice and no HTTP: what one more loopback hop
              costs by itself, for the large object only.
+
+With `--tls`, one more: gateway-1-tls, the one-worker gateway with a self-signed certificate
+on its public listener (`tls_certificate`, `tls_key`), read over HTTPS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import shutil
 import signal
 import socket
@@ -27,6 +32,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from benchmarks.gateway_load.measure import BenchError
 from benchmarks.gateway_load.objects import BUCKET
@@ -60,6 +70,53 @@ LABELS: Final = {
     "nginx": "nginx secure_link + proxy_pass",
     "tcp-fwd": "bare TCP forwarder (splice)",
 }
+TLS_PEER: Final = "gateway-1-tls"
+TLS_LABELS: Final = {TLS_PEER: "gateway, 1 worker, TLS"}
+
+
+def tls_files(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 and its key, as an ACME client
+    would leave them (PEM chain and PKCS#8 key); wrk and the checking client do not verify."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-load")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def tls_settings(workdir: Path, settings: Mapping[str, str]) -> dict[str, str]:
+    """`settings` with TLS on the public listener (the certificate made once per workdir)."""
+    cert, key = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    if not (cert.exists() and key.exists()):
+        cert, key = tls_files(workdir)
+    return {**settings, "tls_certificate": str(cert), "tls_key": str(key)}
+
+
+def https_url(port: int) -> str:
+    return f"https://127.0.0.1:{port}"
 
 
 def storage(workdir: Path) -> contextlib.AbstractContextManager[S3Server]:
@@ -132,7 +189,13 @@ def forwarder(s3: S3Server) -> Iterator[tuple[int, int]]:
 
 @contextlib.contextmanager
 def peers(
-    workdir: Path, s3: S3Server, keyring_file: Path, nginx_secret: str, extra: Mapping[str, str]
+    workdir: Path,
+    s3: S3Server,
+    keyring_file: Path,
+    nginx_secret: str,
+    extra: Mapping[str, str],
+    *,
+    tls: bool = False,
 ) -> Iterator[dict[str, Peer]]:
     """Every peer, started and ready, in report order; all stopped on the way out."""
     with contextlib.ExitStack() as stack:
@@ -148,6 +211,12 @@ def peers(
                 )
             )
             found[name] = Peer(name, "gateway", gateway.url(""), pid=gateway.pid)
+        if tls:
+            settings = tls_settings(workdir, gateway_settings(s3, keyring_file, 1, extra))
+            gateway = stack.enter_context(
+                gateway_serve(workdir, settings, env=s3.env(), name=TLS_PEER)
+            )
+            found[TLS_PEER] = Peer(TLS_PEER, "gateway", https_url(gateway.port), pid=gateway.pid)
         http, server = nginx_config(s3, nginx_secret)
         proxy = stack.enter_context(nginx(workdir, server, http=http))
         found["nginx"] = Peer("nginx", "nginx", proxy.url(""), pid=proxy.pid)

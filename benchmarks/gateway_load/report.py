@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from benchmarks.gateway_load.measure import GiB, MiB
-from benchmarks.gateway_load.processes import LABELS
+from benchmarks.gateway_load.processes import LABELS as PLAIN_LABELS
+from benchmarks.gateway_load.processes import TLS_LABELS, TLS_PEER
 from benchmarks.gateway_load.run import (
     LARGE_CONNECTIONS,
     SMALL_CONNECTIONS,
@@ -31,6 +32,7 @@ RSS_SLACK_FRACTION: Final = 0.10
 RSS_SLACK_MIN: Final = 8 * MiB
 PARTIES: Final = ("wrk", "storage", "proxy")
 REFERENCE: Final = "gateway-1"
+LABELS: Final = {**PLAIN_LABELS, **TLS_LABELS}
 
 
 def table(rows: Sequence[Sequence[str]], indent: str = "    ") -> list[str]:
@@ -109,10 +111,11 @@ def mib(value: float) -> str:
     return f"{value / MiB:.0f} MiB"
 
 
-def memory_table(memory: Sequence[Memory]) -> list[str]:
+def memory_table(memory: Sequence[Memory], tls_memory: Sequence[Memory] = ()) -> list[str]:
     found = [["object", "VmHWM idle", "VmHWM after", "max VmRSS"]]
-    for m in memory:
-        found.append([mib(m.size), mib(m.idle_hwm), mib(m.peak_hwm), mib(m.sampled_rss)])
+    for m, over in [(m, "") for m in memory] + [(m, ", TLS") for m in tls_memory]:
+        cells = [mib(m.idle_hwm), mib(m.peak_hwm), mib(m.sampled_rss)]
+        found.append([mib(m.size) + over, *cells])
     return table(found)
 
 
@@ -142,7 +145,7 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
             "(d) gateway memory: a fresh gateway per object streams it once to a Python client\n"
             "    checking its SHA-256; largest VmHWM / sampled VmRSS over its processes"
         )
-        lines += memory_table(results.memory)
+        lines += memory_table(results.memory, results.tls_memory)
         lines.append("")
     lines.append("summary")
     lines += table(
@@ -202,16 +205,18 @@ def summary(results: Results) -> list[tuple[str, str, str, str]]:
                 _judged(results, added <= ADDED_P99_TARGET),
             )
         )
-    if len(results.memory) == 2:
-        ok, growth, allowed = memory_flat(*results.memory)
-        rows.append(
-            (
-                f"(d) peak RSS, {mib(results.memory[1].size)} vs {mib(results.memory[0].size)}",
-                f"{growth / MiB:+.1f} MiB",
-                f"flat (<= +{allowed / MiB:.0f} MiB)",
-                _judged(results, ok),
+    rows += tls_rows(results)
+    for memory, over in ((results.memory, ""), (results.tls_memory, " over TLS")):
+        if len(memory) == 2:
+            ok, growth, allowed = memory_flat(*memory)
+            rows.append(
+                (
+                    f"(d) peak RSS{over}, {mib(memory[1].size)} vs {mib(memory[0].size)}",
+                    f"{growth / MiB:+.1f} MiB",
+                    f"flat (<= +{allowed / MiB:.0f} MiB)",
+                    _judged(results, ok),
+                )
             )
-        )
     wrong = sum(len(problems) for problems in results.wrong.values())
     rows.append(
         (
@@ -230,6 +235,22 @@ def summary(results: Results) -> list[tuple[str, str, str, str]]:
             "PASS" if not failed else "FAIL",
         )
     )
+    return rows
+
+
+def tls_rows(results: Results) -> list[tuple[str, str, str, str]]:
+    """What TLS costs the one-worker gateway in this run: its figures over TLS as ratios to
+    plain HTTP's. No target: they are reported (docs/gateway.md, TLS)."""
+    rows = []
+    figures: list[tuple[str, Mapping[str, Row], Callable[[Row], float]]] = [
+        ("(a) 4 KiB req/s", results.small, lambda r: r.rate),
+        (f"(b) {mib(results.profile.large_size)} MiB/s", results.large, lambda r: r.mib_per_second),
+    ]
+    for kind, measured, figure in figures:
+        plain, tls = measured.get(REFERENCE), measured.get(TLS_PEER)
+        if plain and tls and not (plain.failed or tls.failed):
+            ratio = figure(tls) / figure(plain)
+            rows.append((f"{kind}, 1 worker: TLS / plain HTTP", f"{ratio:.2f}x", "-", "reported"))
     return rows
 
 

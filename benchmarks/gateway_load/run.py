@@ -37,7 +37,15 @@ from benchmarks.gateway_load.objects import (
     upload,
     write_targets,
 )
-from benchmarks.gateway_load.processes import Peer, gateway_settings, peers, py_spy
+from benchmarks.gateway_load.processes import (
+    TLS_PEER,
+    Peer,
+    gateway_settings,
+    https_url,
+    peers,
+    py_spy,
+    tls_settings,
+)
 from signer import Algorithm, Keyring, Status, new_key
 from tests.servers import S3Server, gateway_serve
 
@@ -77,6 +85,7 @@ class Options:
     profile: Profile
     settings: dict[str, str] = field(default_factory=dict)  # extra gateway settings
     profile_dir: Path | None = None  # --profile: py-spy output
+    tls: bool = False  # --tls: the one-worker gateway over TLS too, in (a), (b) and (d)
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,7 @@ class Results:
     paced: dict[str, Row] = field(default_factory=dict)
     paced_rate: float = 0.0  # the rate each paced run aimed at
     memory: list[Memory] = field(default_factory=list)  # the large object, then the 4x one
+    tls_memory: list[Memory] = field(default_factory=list)  # the same over TLS (--tls)
     wrong: dict[str, list[str]] = field(default_factory=dict)  # peer -> wrong answers
     checked: int = 0  # answers the checking client compared
 
@@ -266,7 +276,7 @@ async def check_answers(
         for peer in found.values():
             headers = {} if peer.host is None else {"Host": peer.host}
             problems: list[str] = []
-            if peer.name in SMALL_PEERS:
+            if peer.name in (*SMALL_PEERS, TLS_PEER):
                 small = _first_targets(targets[(peer.scheme, "small")], CHECKED_BODIES)
                 bodies = [objects.bodies[objects.small[i].key] for i in range(len(small))]
                 requests = [(peer.base_url + target, headers) for target in small]
@@ -286,15 +296,24 @@ async def check_answers(
 
 
 async def measure_memory(
-    workdir: Path, s3: S3Server, signers: Signers, settings: Mapping[str, str], obj: StoredObject
+    workdir: Path,
+    s3: S3Server,
+    signers: Signers,
+    settings: Mapping[str, str],
+    obj: StoredObject,
+    *,
+    tls: bool = False,
 ) -> Memory:
     """A fresh one-worker gateway streams `obj` once to a client that checks its SHA-256."""
-    name = f"memory-{obj.size // MiB}m"
+    name = f"memory-{obj.size // MiB}m" + ("-tls" if tls else "")
+    if tls:
+        settings = tls_settings(workdir, settings)
     with gateway_serve(workdir, settings, env=s3.env(), name=name) as gateway:
         idle = peak_rss(gateway.pid)
         (target,) = links(signers.gateway(), [obj], 1)
+        url = https_url(gateway.port) + target if tls else gateway.url(target)
         async with client_session() as session, RssSampler(gateway.pid) as sampler:
-            problem = await download(session, gateway.url(target), obj.size, obj.sha256)
+            problem = await download(session, url, obj.size, obj.sha256)
         if problem is not None:
             raise BenchError(f"memory check, {obj.key}: {problem}")
         return Memory(obj.size, idle, peak_rss(gateway.pid), sampler.peak)
@@ -318,11 +337,14 @@ def run(workdir: Path, s3: S3Server, options: Options) -> Results:
     def profile_output(name: str) -> Path | None:
         return None if output_dir is None else output_dir / f"gateway-{name}.txt"
 
-    with peers(workdir, s3, keyring_file, signers.nginx_secret, options.settings) as found:
+    with peers(
+        workdir, s3, keyring_file, signers.nginx_secret, options.settings, tls=options.tls
+    ) as found:
         results.wrong, results.checked = uvloop.run(check_answers(found, targets, objects))
         profiled = found["gateway-1"]
-        small = [found[name] for name in SMALL_PEERS]
-        large = [found[name] for name in LARGE_PEERS]
+        with_tls = [TLS_PEER] if options.tls else []
+        small = [found[name] for name in (*SMALL_PEERS, *with_tls)]
+        large = [found[name] for name in (*LARGE_PEERS, *with_tls)]
         results.small = loader.rounds(
             small, "small", SMALL_CONNECTIONS, profile, (profiled, profile_output("small"))
         )
@@ -332,8 +354,12 @@ def run(workdir: Path, s3: S3Server, options: Options) -> Results:
         reference = results.small["gateway-1"]
         if not reference.failed:
             results.paced_rate = reference.rate / 2
-            results.paced = loader.paced(small, results.paced_rate, profile)
+            plain = [peer for peer in small if peer.name != TLS_PEER]
+            results.paced = loader.paced(plain, results.paced_rate, profile)
     settings = gateway_settings(s3, keyring_file, 1, options.settings)
     for obj in (objects.large, objects.huge):
         results.memory.append(uvloop.run(measure_memory(workdir, s3, signers, settings, obj)))
+    for obj in (objects.large, objects.huge) if options.tls else ():
+        measured = measure_memory(workdir, s3, signers, settings, obj, tls=True)
+        results.tls_memory.append(uvloop.run(measured))
     return results

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import re
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from aiobotocore.config import AioConfig
@@ -57,6 +57,13 @@ _HEAD_BUCKET = {
 }
 
 
+def _bucket_region(answer: Any) -> str | None:
+    """The `x-amz-bucket-region` of a HeadBucket answer (AWS sends it, also with a 301)."""
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = headers.get("x-amz-bucket-region")
+    return str(region) if region else None
+
+
 @functools.lru_cache(maxsize=4096)
 def _quoted(key: str) -> str:
     """A key as its request target spells it: hot keys are asked for again and again."""
@@ -87,6 +94,7 @@ class S3Store:
     ) -> None:
         self._bucket = bucket
         self._region = region
+        self.bucket_region: str | None = None  # as the last HeadBucket (`check`) named it
         self._endpoint_url = endpoint_url
         self._connect_timeout = connect_timeout
         self._first_byte_timeout = first_byte_timeout
@@ -154,20 +162,28 @@ class S3Store:
         if self._client is None:
             raise OriginError("the storage client is not started (or already closed)")
         try:
-            await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 self._client.head_bucket(Bucket=self._bucket), self._first_byte_timeout
             )
         except TimeoutError:
             raise OriginTimeout("storage did not answer HeadBucket in time") from None
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            raise OriginError(f"HeadBucket failed: {_HEAD_BUCKET.get(code, code)}") from None
+            where = _bucket_region(exc.response)
+            raise OriginError(
+                f"HeadBucket failed: {_HEAD_BUCKET.get(code, code)}"
+                + (f": it is in {where}" if where and where != self._region else "")
+            ) from None
         except EndpointConnectionError:
             raise OriginError(
                 "HeadBucket failed: cannot connect to the endpoint (GATEWAY_S3_ENDPOINT_URL)"
             ) from None
         except Exception as exc:
             raise OriginError(f"HeadBucket failed: {type(exc).__name__}") from None
+        # botocore follows AWS's 301 to the bucket's region by itself, so a wrong region can
+        # still answer 200 here: `gateway check` compares (readiness does not, since some
+        # S3-compatible stores name a region they do not check).
+        self.bucket_region = _bucket_region(answer)
 
     async def begin_upload(
         self,

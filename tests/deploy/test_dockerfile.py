@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -107,6 +109,34 @@ def test_the_build_context_admits_exactly_what_the_dockerfile_copies() -> None:
     assert rules[0] == "*"
     assert admitted == copied
     assert all((ROOT / path).exists() for path in admitted)
+
+
+def exec_form(keyword: str) -> list[str]:
+    (found,) = [rest for name, rest in final_stage() if name == keyword]
+    words: list[str] = json.loads(found)
+    return words
+
+
+def documented_check() -> list[str]:
+    """The `docker run ... check` command of the Dockerfile's comments, as words."""
+    lines = [line.lstrip("# ") for line in DOCKERFILE.read_text().splitlines()]
+    comments = "\n".join(lines).replace("\\\n", " ")
+    commands = [shlex.split(found) for found in re.findall(r"docker run [^\n`]*", comments)]
+    (check,) = [words for words in commands if words[-1] == "check"]
+    return check
+
+
+def test_the_documented_check_runs_gateway_check_in_the_image_as_built() -> None:
+    built = re.search(r"docker build .* -t (\S+) \.", DOCKERFILE.read_text())
+    assert built is not None
+    command = documented_check()
+    image = command.index(built.group(1))
+    assert exec_form("ENTRYPOINT") == ["gateway"]
+    assert exec_form("CMD") == ["serve"]
+    assert [*exec_form("ENTRYPOINT"), *command[image + 1 :]] == ["gateway", "check"]
+    mounts = [command[i + 1] for i, word in enumerate(command[:image]) if word == "-v"]
+    keyring_directory = Path(env_value("GATEWAY_KEYRING")).parent
+    assert any(mount.split(":")[1] == str(keyring_directory) for mount in mounts), mounts
 
 
 def test_the_healthcheck_is_the_script_the_image_installs() -> None:

@@ -39,6 +39,11 @@ def container() -> Any:
     return gateway
 
 
+def init_container() -> Any:
+    (check,) = pod_spec()["initContainers"]
+    return check
+
+
 def settings() -> dict[str, str]:
     data: dict[str, str] = resource("ConfigMap")["data"]
     return data
@@ -64,6 +69,19 @@ def test_the_keyring_is_the_whole_secret_mounted_as_a_directory() -> None:
     assert mount["readOnly"] is True
     assert "secret" in volumes[mount["name"]]
     assert "items" not in volumes[mount["name"]]["secret"]  # the file name is the Secret's key
+
+
+def test_an_init_container_runs_gateway_check_first() -> None:
+    assert init_container()["args"] == ["check"]
+    assert container()["args"] == ["serve"]
+
+
+@pytest.mark.parametrize(
+    "field", ["image", "imagePullPolicy", "envFrom", "env", "volumeMounts", "securityContext"]
+)
+def test_the_check_sees_what_the_gateway_will(field: str) -> None:
+    """The same image, settings, Secrets and mounts: what it checks is what will serve."""
+    assert init_container()[field] == container()[field]
 
 
 def stop_budget() -> StopBudget:

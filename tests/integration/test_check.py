@@ -4,15 +4,20 @@ the gateway would serve, 1 when it would not, 2 when the settings do not load.""
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
+from gateway.observability.redaction import redact_url
+from gateway.revocation import Kind, Revocation, snapshot
 from signer import Algorithm, Keyring, Status, new_key
 from tests.integration.conftest import PRIVATE_BUCKET, PUBLIC_BUCKET
 from tests.integration.harness import make_keys, use_credentials
 from tests.servers import S3Server, free_port
+from tests.unit.test_check import as_shown, documented
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +82,7 @@ def test_wrong_credentials_are_an_error_naming_the_origin(
     code, lines = check(capsys)
 
     assert code == 1
-    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_ORIGIN:"]
-    assert "403 access denied" in errors(lines)[0]
+    assert errors(lines) == [documented("403 access denied")]
 
 
 def test_a_missing_bucket_is_an_error(
@@ -91,7 +95,7 @@ def test_a_missing_bucket_is_an_error(
     code, lines = check(capsys)
 
     assert code == 1
-    assert "404 no such bucket" in errors(lines)[0]
+    assert errors(lines) == [documented("404 no such bucket")]
 
 
 def test_an_unreachable_endpoint_is_an_error_naming_the_setting(
@@ -105,7 +109,7 @@ def test_an_unreachable_endpoint_is_an_error_naming_the_setting(
     code, lines = check(capsys)
 
     assert code == 1
-    assert "GATEWAY_S3_ENDPOINT_URL" in errors(lines)[0]
+    assert errors(lines) == [documented("cannot connect to the endpoint")]
 
 
 def test_a_bucket_anyone_can_read_is_a_warning(
@@ -119,9 +123,7 @@ def test_a_bucket_anyone_can_read_is_a_warning(
 
     assert code == 0  # it would serve, but nothing stops anyone going around it
     warnings = [line for line in lines if line.startswith("warning")]
-    assert len(warnings) == 1
-    assert "GATEWAY_ORIGIN" in warnings[0]
-    assert "without credentials" in warnings[0]
+    assert warnings == [documented("for anyone, without credentials")]
 
 
 def test_a_private_ed25519_key_is_an_error_that_says_what_to_do(
@@ -137,8 +139,7 @@ def test_a_private_ed25519_key_is_an_error_that_says_what_to_do(
     code, lines = check(capsys)
 
     assert code == 1
-    assert "GATEWAY_KEYRING" in errors(lines)[0]
-    assert "export-public" in errors(lines)[0]
+    assert [as_shown(line, tmp_path) for line in errors(lines)] == [documented("export-public")]
 
 
 def test_an_hmac_keyring_readable_by_others_is_a_warning(
@@ -155,7 +156,8 @@ def test_an_hmac_keyring_readable_by_others_is_a_warning(
     code, lines = check(capsys)
 
     assert code == 0
-    assert any(line.startswith("warning GATEWAY_KEYRING") and "mode 644" in line for line in lines)
+    warnings = [as_shown(line, tmp_path) for line in lines if line.startswith("warning")]
+    assert warnings == [documented("mode 644")]
 
 
 def test_an_unwritable_cache_directory_is_an_error(
@@ -171,7 +173,9 @@ def test_an_unwritable_cache_directory_is_an_error(
     code, lines = check(capsys)
 
     assert code == 1
-    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_CACHE_DIR:"]
+    assert [as_shown(line, tmp_path) for line in errors(lines)] == [
+        documented("the cache would bypass its disk")
+    ]
 
 
 def test_a_revocation_db_that_cannot_be_created_is_an_error(
@@ -187,7 +191,7 @@ def test_a_revocation_db_that_cannot_be_created_is_an_error(
     code, lines = check(capsys)
 
     assert code == 1
-    assert [line.split()[1] for line in errors(lines)] == ["GATEWAY_REVOCATION_DB:"]
+    assert [as_shown(line, tmp_path) for line in errors(lines)] == [documented("cannot create it")]
 
 
 def test_settings_that_do_not_load_exit_2_naming_the_setting(
@@ -200,4 +204,69 @@ def test_settings_that_do_not_load_exit_2_naming_the_setting(
     code, lines = check(capsys)
 
     assert code == 2
-    assert lines[0].startswith("error   settings: GATEWAY_LISTEN:")
+    assert lines == [documented("GATEWAY_LISTEN")]
+
+
+def test_a_missing_keyring_is_an_error_naming_the_file(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GATEWAY_KEYRING", str(tmp_path / "gateway-keyring.json.missing"))
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [as_shown(line, tmp_path) for line in errors(lines)] == [
+        documented("No such file or directory")
+    ]
+
+
+@pytest.fixture
+def unreachable_redis(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Redis URL where nothing listens: the store of a fleet, down."""
+    port = free_port()
+    monkeypatch.setenv("GATEWAY_REDIS_URL", f"redis://:not-shown@127.0.0.1:{port}/0")
+    monkeypatch.setenv("GATEWAY_CONNECT_TIMEOUT", "2")
+    return str(port)
+
+
+def test_an_unreachable_redis_is_an_error_that_shows_no_password(
+    configured: dict[str, str],
+    unreachable_redis: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [as_shown(line, tmp_path, **{unreachable_redis: "6379"}) for line in errors(lines)] == [
+        documented("no usable snapshot")
+    ]
+    assert "not-shown" not in "\n".join(lines)
+
+
+def test_an_unreachable_redis_with_a_usable_snapshot_is_a_warning(
+    configured: dict[str, str],
+    unreachable_redis: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The gateway itself would start from the snapshot, so a check before every start
+    (systemd's ExecStartPre) must not keep it down."""
+    url = os.environ["GATEWAY_REDIS_URL"]
+    path = (tmp_path / "revocations.sqlite3").with_suffix(".snapshot.json")
+    now = time.time()
+    revoked = [Revocation(Kind.SUB, f"user-{i}", now + 3600, now - 60) for i in range(3)]
+    snapshot.write(path, store=redact_url(url), synced_at=now - 5, entries=revoked)
+
+    code, lines = check(capsys)
+
+    assert code == 0
+    warnings = [line for line in lines if line.startswith("warning")]
+    assert len(warnings) == 1
+    shown = as_shown(warnings[0], tmp_path, **{unreachable_redis: "6379"})
+    assert re.sub(r"last in sync \d+s ago", "last in sync 5s ago", shown) == documented(
+        "from its snapshot"
+    )

@@ -18,10 +18,27 @@ import pytest
 
 from benchmarks.gateway_load import processes
 from benchmarks.gateway_load.measure import Load, MiB, run_wrk, wrk_binary
-from benchmarks.gateway_load.objects import BUCKET, ensure_bucket, nginx_token, write_targets
+from benchmarks.gateway_load.objects import (
+    BUCKET,
+    Signers,
+    StoredObject,
+    ensure_bucket,
+    links,
+    nginx_token,
+    write_targets,
+)
 from benchmarks.gateway_load.report import exit_status, report
 from benchmarks.gateway_load.run import QUICK, Options, Results, run
-from tests.servers import S3Server, ServerError, nginx, nginx_binary, start_gateway, start_nginx
+from signer import Algorithm, Keyring, Status, new_key
+from tests.servers import (
+    S3Server,
+    ServerError,
+    gateway_serve,
+    nginx,
+    nginx_binary,
+    start_gateway,
+    start_nginx,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +178,30 @@ def test_the_nginx_peer_serves_secure_links_only(
     assert found == status
     if status == 200:
         assert body == b"peer/a.bin"
+
+
+@pytest.mark.skipif(wrk_binary() is None, reason="needs wrk: Debian package wrk")
+def test_the_tls_peer_serves_wrk_over_https(storage: S3Server, tmp_path: Path) -> None:
+    """--tls: the one-worker gateway with the benchmark's self-signed certificate answers
+    wrk's HTTPS requests with 200s only."""
+    client = storage.client()
+    ensure_bucket(client, BUCKET)
+    client.put_object(Bucket=BUCKET, Key="tls/a.bin", Body=b"a" * 4096)
+    keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
+    keyring_file = tmp_path / "gateway-keyring.json"
+    keyring.public_export().save(keyring_file, public_only=True)
+    signed = links(
+        Signers(storage, keyring, "unused").gateway(), [StoredObject("tls/a.bin", 4096, "")], 64
+    )
+    targets = write_targets(tmp_path / "targets.txt", signed)
+    settings = processes.tls_settings(
+        tmp_path, processes.gateway_settings(storage, keyring_file, 1, {})
+    )
+    with gateway_serve(tmp_path, settings, env=storage.env(), name="tls") as gateway:
+        found, _ = run_wrk(Load(processes.https_url(gateway.port), targets, 2, 1))
+    assert found.requests > 0
+    assert not found.failed, found
+    assert found.bytes >= 4096 * found.requests
 
 
 def test_a_gateway_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:

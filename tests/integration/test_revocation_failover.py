@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+from gateway.limits.redis_store import NAMESPACE as LIMITS_NAMESPACE
 from gateway.revocation import Kind, Revocation
 from gateway.revocation.redis_store import RedisStore
 from tests.integration.harness import Keys, RunningGateway, gateway_settings, make_keys
@@ -230,6 +231,50 @@ async def replica_has(group: SentinelGroup, key: str) -> bool:
 
     try:
         await eventually_async(present, within=10)
+        return True
+    finally:
+        await replica.aclose()
+
+
+async def test_a_limited_link_keeps_working_and_keeps_its_count_across_a_failover(
+    objects: Path, keys: Keys, group: SentinelGroup
+) -> None:
+    """Usage limits reach Redis through the sentinels too. A count the replica got survives
+    the promotion: the link serves its last use after it, then refuses (403 uses_exhausted).
+    Until the gateway reaches the new primary it answers 503 (limits_unavailable): asked
+    again until it does not."""
+    link = keys.sign("/doc.txt", expires_in=600, max_uses=3)
+    async with fleet(1, objects, keys, group.url) as (gateway,):
+        assert [await status(gateway, link) for _ in range(2)] == [200, 200]
+        assert await replica_counted(group, uses=2)
+
+        group.primary.kill()
+        await eventually(lambda: group.primary_port() == group.replica.port, within=30)
+        answers: list[int] = []
+
+        async def answered() -> bool:
+            answers.append(await status(gateway, link))
+            return answers[-1] != 503
+
+        await eventually_async(answered, within=30)
+
+        assert answers[-1] == 200  # the third and last use, counted on the new primary
+        assert await status(gateway, link) == 403
+
+
+async def replica_counted(group: SentinelGroup, *, uses: int) -> bool:
+    """Whether the replica holds a link's use count of `uses` (replication is asynchronous:
+    wait for it, bounded)."""
+    replica = redis.Redis(port=group.replica.port, decode_responses=True)
+
+    async def counted() -> bool:
+        async for key in replica.scan_iter(match=f"{LIMITS_NAMESPACE}:*"):
+            if await replica.type(key) == "hash" and await replica.hget(key, "uses") == str(uses):
+                return True
+        return False
+
+    try:
+        await eventually_async(counted, within=10)
         return True
     finally:
         await replica.aclose()

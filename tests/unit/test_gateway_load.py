@@ -11,11 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.gateway_load.measure import BenchError, Load, WrkRun, on_loopback, parse_wrk
+from benchmarks.gateway_load.measure import (
+    BenchError,
+    Load,
+    WrkRun,
+    loadable,
+    on_loopback,
+    parse_wrk,
+)
 from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
 from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
+from benchmarks.gateway_load.processes import TLS_PEER
 from benchmarks.gateway_load.report import exit_status, summary
-from benchmarks.gateway_load.run import FULL, QUICK, Measured, Profile, Results, Row
+from benchmarks.gateway_load.run import FULL, QUICK, Measured, Memory, Profile, Results, Row
 from signer import Algorithm, Keyring, Status, new_key
 from tests.servers import S3Server
 
@@ -129,6 +137,20 @@ def test_loads_target_loopback_only(url: str, allowed: bool) -> None:
     assert on_loopback(url) is allowed
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:9000", True),
+        ("https://127.0.0.1:9443", True),
+        ("https://10.0.0.1:9443", False),
+        ("https://127.0.0.1:9443/elsewhere", False),
+        ("ftp://127.0.0.1:9000", False),
+    ],
+)
+def test_loads_may_also_go_over_tls_to_loopback_only(url: str, allowed: bool) -> None:
+    assert loadable(url) is allowed
+
+
 def test_wrk_is_not_started_against_another_host(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match=r"127\.0\.0\.1 only"):
         run_wrk_once(Load("http://192.168.1.1:80", tmp_path / "targets", 1, 1))
@@ -207,3 +229,38 @@ def test_latency_percentiles_are_the_median_over_rounds() -> None:
     runs = [WrkRun(100, 409_600, 1.0, p50, p99, 0, 0) for p50, p99 in [(1, 3), (2, 90), (9, 2)]]
     paced = Row("gateway-1", [Measured(run, {}) for run in runs])
     assert (paced.p50, paced.p99) == (2, 3)
+
+
+def with_tls(requests: int, mib_per_second: float) -> Results:
+    """A full run's results with the one-worker gateway over TLS beside plain HTTP."""
+    found = results(FULL, 900)
+    found.small[TLS_PEER] = row(TLS_PEER, requests)
+    seconds = 1.0
+    found.large = {
+        name: Row(name, [Measured(WrkRun(1, round(rate * 2**20), seconds, 0, 0, 0, 0), {})])
+        for name, rate in (("direct", 1000.0), ("gateway-1", 900.0), (TLS_PEER, mib_per_second))
+    }
+    return found
+
+
+def test_what_tls_costs_is_reported_as_ratios_to_plain_http() -> None:
+    rows = {
+        measure: (figure, verdict) for measure, figure, _, verdict in summary(with_tls(450, 600))
+    }
+    assert rows["(a) 4 KiB req/s, 1 worker: TLS / plain HTTP"] == ("0.50x", "reported")
+    assert rows["(b) 256 MiB MiB/s, 1 worker: TLS / plain HTTP"] == ("0.67x", "reported")
+
+
+def test_without_tls_no_tls_figure_is_reported() -> None:
+    assert not [row for row in summary(results(FULL, 900)) if "TLS" in row[0]]
+
+
+@pytest.mark.parametrize(("growth", "verdict", "status"), [(1, "PASS", 0), (64, "FAIL", 1)])
+def test_memory_over_tls_must_stay_flat_too(growth: int, verdict: str, status: int) -> None:
+    found = with_tls(900, 900)
+    mib = 2**20
+    found.tls_memory = [Memory(256 * mib, 80 * mib, 90 * mib, 90 * mib)]
+    found.tls_memory.append(Memory(1024 * mib, 80 * mib, (90 + growth) * mib, 90 * mib))
+    rows = {measure: verdict for measure, _, _, verdict in summary(found)}
+    assert rows["(d) peak RSS over TLS, 1024 MiB vs 256 MiB"] == verdict
+    assert exit_status(found) == status
