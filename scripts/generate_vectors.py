@@ -475,7 +475,11 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
     ("limit-out-of-order", raw_signed(f"/v.mp4?{BLOCK}&Rate=1000&MaxServed=10"), {}),
     ("rate-leading-zero", raw_signed(f"/v.mp4?{BLOCK}&Rate=01000"), {}),
     # --- 1.4: SubjectStreams ---
-    ("subject-streams-without-sub", raw_signed(f"/v.mp4?{BLOCK}&MaxStreams=1&SubjectStreams=1"), {}),
+    (
+        "subject-streams-without-sub",
+        raw_signed(f"/v.mp4?{BLOCK}&MaxStreams=1&SubjectStreams=1"),
+        {},
+    ),
     (
         "subject-streams-without-max-streams",
         raw_signed(f"/v.mp4?{BLOCK}&Sub=u&SubjectStreams=1"),

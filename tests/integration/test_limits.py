@@ -166,3 +166,14 @@ async def test_with_redis_stopped_a_limited_link_fails_closed_unless_told_and_ot
         redis.stop()
         assert await fetch(a, link) == limited
         assert await fetch(a, keys.sign("/film.mp4")) == (200, BODY)
+
+
+async def test_subject_streams_are_one_slot_for_the_subject_across_links_and_gateways(
+    objects: Path, keys: Keys, redis: RedisServer
+) -> None:
+    scope = {"sub": "household-7", "max_streams": 1, "subject_streams": True}
+    first, second = (keys.sign("/film.mp4", **scope, expires_in=e) for e in (300, 301))
+    async with fleet(objects, keys, redis) as (a, b):
+        assert await fetch(a, first, "198.51.100.7") == (200, BODY)
+        assert await fetch(b, second, "203.0.113.9") == (429, error("too_many_streams"))
+        assert await fetch(b, second, "198.51.100.7") == (200, BODY)
