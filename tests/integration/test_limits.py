@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.limits import Ask
 from gateway.limits.redis_store import RedisLimitStore
 from tests.integration.harness import (
@@ -23,6 +25,7 @@ from tests.integration.harness import (
 )
 from tests.polling import eventually, eventually_async
 from tests.redis_server import RedisServer, redis_server
+from tests.unit.test_limits_cli import token_of
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 SIZE = len(BODY)
@@ -177,3 +180,26 @@ async def test_subject_streams_are_one_slot_for_the_subject_across_links_and_gat
         assert await fetch(a, first, "198.51.100.7") == (200, BODY)
         assert await fetch(b, second, "203.0.113.9") == (429, error("too_many_streams"))
         assert await fetch(b, second, "198.51.100.7") == (200, BODY)
+
+
+async def test_the_limits_commands_show_and_reset_the_fleets_counts_in_redis(
+    objects: Path,
+    keys: Keys,
+    redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_REDIS_URL", redis.url)
+    link = keys.sign("/film.mp4", max_uses=2)
+    async with fleet(objects, keys, redis) as (a, b):
+        assert await fetch(a, link) == (200, BODY)
+        assert await fetch(b, link) == (200, BODY)
+        assert await fetch(a, link) == (403, error("uses_exhausted"))
+        assert await asyncio.to_thread(main, ["limits", "show", link]) == 0
+        shown = capsys.readouterr().out.splitlines()
+        assert shown[:2] == [f"link {token_of(link)} (store: redis)", "  uses      2 of 2"]
+        assert await asyncio.to_thread(main, ["limits", "reset", token_of(link)]) == 0
+        assert await fetch(b, link) == (200, BODY)
