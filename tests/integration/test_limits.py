@@ -203,3 +203,35 @@ async def test_the_limits_commands_show_and_reset_the_fleets_counts_in_redis(
         assert shown[:2] == [f"link {token_of(link)} (store: redis)", "  uses      2 of 2"]
         assert await asyncio.to_thread(main, ["limits", "reset", token_of(link)]) == 0
         assert await fetch(b, link) == (200, BODY)
+
+
+RATE = 200_000  # bytes per second, for the whole link
+WINDOW = 10.0  # seconds the bytes are counted over
+
+
+@pytest.mark.long
+async def test_rate_paces_two_downloads_on_two_gateways_to_r_together(
+    objects: Path, keys: Keys, redis: RedisServer
+) -> None:
+    """One Rate link, one download through each gateway at once: the bytes both receive over a
+    10 s window add up to Rate x 10 s within 10 %. The link's one schedule in Redis paces them
+    together (each alone would get R; unpaced, both would be done in milliseconds)."""
+    (objects / "big.bin").write_bytes(os.urandom(4 * RATE * int(WINDOW) // 2))  # outlasts it
+    link = keys.sign("/big.bin", rate=RATE)
+    arrivals: list[tuple[float, int]] = []
+    started = time.monotonic()
+
+    async def download(gw: RunningGateway, client: str) -> None:
+        headers = {"X-Forwarded-For": client}
+        async with gw.session.get(gw.url(link), headers=headers) as response:
+            assert response.status == 200
+            async for data in response.content.iter_any():
+                arrivals.append((time.monotonic(), len(data)))
+                if time.monotonic() > started + WINDOW:
+                    return
+
+    async with fleet(objects, keys, redis, chunk_size="16384") as (a, b):
+        started = time.monotonic()
+        await asyncio.gather(download(a, "198.51.100.1"), download(b, "198.51.100.2"))
+    counted = sum(size for at, size in arrivals if at <= started + WINDOW)
+    assert abs(counted - RATE * WINDOW) <= 0.1 * RATE * WINDOW, counted
