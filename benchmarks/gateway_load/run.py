@@ -77,6 +77,7 @@ class Options:
     profile: Profile
     settings: dict[str, str] = field(default_factory=dict)  # extra gateway settings
     profile_dir: Path | None = None  # --profile: py-spy output
+    limits: bool = False  # --limits: only the usage-limit comparison (`limits.py`)
 
 
 @dataclass(frozen=True)
