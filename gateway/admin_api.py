@@ -6,6 +6,9 @@
     POST /admin/keyring/reload   reload the keyring now
     POST /admin/purge            {"key": "/videos/a.mp4"} | {"prefix": "/videos/ep1/"}: drop
                                  cached copies (request paths; `gateway.cache.purges`)
+    GET  /admin/limits/{token_id}    a limited link's uses, bytes served and open streams
+    GET  /admin/limits?sub=SUB       a subject's shared streams (SubjectStreams)
+    POST | DELETE  the same paths    reset them: an exhausted link is usable again
 
 Every call needs `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`, compared in constant time.
 Without a configured token the routes do not exist (404): disabled, never open.
@@ -25,6 +28,8 @@ from aiohttp import web
 
 from gateway.cache.purges import Purge, PurgeError, PurgeFailed, PurgeResult, from_body
 from gateway.errors import Refusal, Refused, answer
+from gateway.limits import LimitStore, LimitStoreError
+from gateway.limits import commands as limit_commands
 from gateway.revocation import Revocation, RevocationError, RevocationStore, from_request
 from gateway.revocation.entries import REQUEST_KINDS
 
@@ -42,6 +47,7 @@ class AdminActions:
     reload_keyring: Callable[[], Awaitable[tuple[int, str]]]  # -> (HTTP status, message)
     on_revoked: Callable[[Revocation], None] = lambda entry: None
     purge: Callable[[Purge], Awaitable[PurgeResult]] | None = None  # None: no purge route
+    limits: Callable[[], LimitStore | None] | None = None  # None: no limits routes
 
 
 def add_admin_api(app: web.Application, token: str | None, actions: AdminActions) -> None:
@@ -129,12 +135,39 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
             },
         )
 
+    async def limits(request: web.Request) -> web.Response:
+        assert actions.limits is not None
+        store = actions.limits()
+        if store is None:
+            raise Refused(Refusal.STORE_UNAVAILABLE, detail="usage limits are not enforced here")
+        link = request.match_info.get("token_id")
+        if link is not None and not limit_commands.TOKEN_ID.fullmatch(link):
+            raise Refused(Refusal.INVALID_REQUEST, detail="a token id is 32 hex digits")
+        sub = request.query.get("sub") if link is None else None
+        if link is None and not sub:
+            raise Refused(Refusal.INVALID_REQUEST, detail="/admin/limits/{token_id} or ?sub=")
+        wanted = limit_commands.target(link, sub=sub)
+        try:
+            if request.method == "GET":
+                return _json(200, (await limit_commands.show(store, wanted)).as_dict())
+            await limit_commands.reset(store, wanted)
+        except LimitStoreError as exc:
+            log.error("admin API: limit store %s failed: %s", store.name, exc)
+            raise Refused(Refusal.STORE_UNAVAILABLE) from None
+        log.info("admin API: %s", limit_commands.describe_reset(wanted, store.name))
+        return _json(200, {"reset": {"token_id": link} if link is not None else {"sub": sub}})
+
     app.middlewares.append(authenticate)
     app.router.add_post("/admin/revocations", revoke)
     app.router.add_get("/admin/revocations", list_entries)
     app.router.add_post("/admin/keyring/reload", reload)
     if actions.purge is not None:
         app.router.add_post("/admin/purge", purge)
+    if actions.limits is not None:
+        for path in ("/admin/limits", "/admin/limits/{token_id}"):
+            app.router.add_get(path, limits)
+            app.router.add_post(path, limits)
+            app.router.add_delete(path, limits)
 
 
 async def _json_body(request: web.Request) -> object:

@@ -175,4 +175,5 @@ def _admin_actions(public: web.Application, settings: Settings) -> AdminActions:
         reload_keyring=reload_keyring,
         on_revoked=on_revoked,
         purge=purge,
+        limits=lambda: None if (on := public[SERVICES].limits) is None else on.store,
     )

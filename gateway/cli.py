@@ -22,12 +22,14 @@ examples:
   gateway revocations list
   gateway purge /videos/a.mp4                   # drop cached copies of one object
   gateway purge --prefix /videos/ep1/           # ... of everything under a path prefix
+  gateway limits show 'https://media.example.com/v.mp4?Expires=...'   # what a link has used
+  gateway limits reset 3f1c0a9e5b7d2c4e8f6a1b3c5d7e9f01                # make it usable again
 
 Settings come from the TOML file, then GATEWAY_* environment variables, then flags.
 AWS credentials and region come from the usual AWS_* variables, profiles or instance roles.
 Signals: SIGTERM drains and exits, SIGHUP reloads the keyring. Exit status 2: bad settings.
-The revocation commands use the store the gateways use: GATEWAY_REDIS_URL if set, else the
-SQLite file GATEWAY_REVOCATION_DB. `gateway purge` calls the local gateway's admin API
+The revocation and limits commands use the store the gateways use: GATEWAY_REDIS_URL if set,
+else the SQLite file GATEWAY_REVOCATION_DB. `gateway purge` calls the local gateway's admin API
 (GATEWAY_ADMIN_LISTEN, GATEWAY_ADMIN_TOKEN), which with Redis publishes it to the fleet.
 """
 
@@ -121,6 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     revocations.add_argument("action", choices=("list", "prune"))
     revocations.add_argument("--json", action="store_true", help="list as JSON")
     revocations.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    limits = commands.add_parser(
+        "limits",
+        help="show or reset what a link with usage limits has used",
+        description="A link's uses, bytes served and open streams (client address, lease "
+        "end), and with a URL its limits; or reset them, which makes an exhausted link usable "
+        "again. Over the store the gateways count in (GATEWAY_REDIS_URL, else "
+        "GATEWAY_REVOCATION_DB).",
+    )
+    limits.add_argument("action", choices=("show", "reset"))
+    limited = limits.add_mutually_exclusive_group(required=True)
+    limited.add_argument(
+        "link", nargs="?", metavar="URL|TOKEN_ID", help="a signed link, or its token id as logged"
+    )
+    limited.add_argument("--sub", help="the shared streams of a subject (SubjectStreams)")
+    limits.add_argument("--json", action="store_true", help="show as JSON")
+    limits.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     args = parser.parse_args(argv)
 
     if args.command == "settings":
@@ -132,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "purge":
         return _purge(args)
+    if args.command == "limits":
+        return _limits(args)
     overrides = {
         name: value
         for name in ("workers", "listen", "admin_listen", "origin", "keyring")
@@ -194,6 +214,27 @@ def _operate(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:  # the store is unreachable or refused: say so, no traceback
         print(f"gateway: error: revocation store: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _limits(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.limits import LimitStoreError
+    from gateway.limits import commands as limit_commands
+
+    try:
+        wanted = limit_commands.target(args.link, sub=args.sub)
+        message = asyncio.run(
+            limit_commands.command(args.config, args.action, wanted, as_json=args.json)
+        )
+    except (SettingsError, limit_commands.TargetError) as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    except LimitStoreError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
         return 1
     print(message)
     return 0

@@ -2,7 +2,8 @@
 
     client address -> locate token -> verify token -> lifetime -> object key -> revocation
         -> usage limits (links that carry them) -> (PUT: gateway/uploads.py)
-        -> plan from metadata -> storage -> [limits admit the body] -> stream (paced: Rate)
+        -> [limits admit a plain GET] -> plan from metadata -> storage
+        -> [limits admit the body, when its length is needed] -> stream (paced: Rate)
 
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
 one `verify` call below. A link of another scheme (an S3 presigned URL, `signer.schemes`) is
@@ -205,10 +206,21 @@ class Pipeline:
     ) -> web.StreamResponse:
         """GET or HEAD. A conditional request (or a HEAD) asks storage for metadata first, so
         a 304 or 412 moves no bytes; a plain GET asks for the body at once (one round trip)
-        and plans from the metadata that comes with it."""
-        if self.cache is not None:
-            return await self._read_cached(self.cache, request, key, record, granted, admission)
-        return await self._read_uncached(request, key, record, granted, admission)
+        and plans from the metadata that comes with it. A limited plain GET is admitted before
+        storage is asked, unless MaxServed needs the body's length (then in `_stream`)."""
+        if admission is None:
+            if self.cache is not None:
+                return await self._read_cached(self.cache, request, key, record, granted)
+            return await self._read_uncached(request, key, record, granted)
+        if admission.early and request.method == "GET" and not is_conditional(request.headers):
+            spec = parse_range(request.headers.get("Range"))
+            await admission.admit(0, from_start=spec is None or spec.first == 0)
+        try:
+            if self.cache is not None:
+                return await self._read_cached(self.cache, request, key, record, granted, admission)
+            return await self._read_uncached(request, key, record, granted, admission)
+        finally:
+            await admission.finish(0, streamed=False)  # no-op once `_stream` settled it
 
     async def _read_uncached(
         self,

@@ -35,6 +35,7 @@ from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
 from gateway.app import create_admin_app, create_app, runner_options
 from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
 from gateway.drain import InFlight
+from gateway.limits.backends import open_store as open_limit_store
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
@@ -243,6 +244,7 @@ class Supervisor:
         admin.router.add_get("/metrics", metrics)
         revocations = open_revocation_store(self.settings.revocation.store_url)
         await revocations.open()
+        limits = open_limit_store(self.settings.revocation.store_url)  # the workers' counts
 
         async def reload_keyring() -> tuple[int, str]:
             self._signal_all(signal.SIGHUP)
@@ -267,6 +269,7 @@ class Supervisor:
                 skew=self.settings.links.clock_skew,
                 reload_keyring=reload_keyring,
                 purge=purge,
+                limits=lambda: limits,
             ),
         )
         runner = web.AppRunner(
@@ -292,6 +295,7 @@ class Supervisor:
             await fleet.close()
             await runner.cleanup()
             await revocations.close()
+            await limits.close()
             await purges.close()
 
     async def _supervise(self, stop: asyncio.Event) -> None:

@@ -243,6 +243,13 @@ VALID: list[Case] = [
         claims(prefix="/hls/ep3/", sub="u-9", max_streams=2, rate=1_000_000),
         {"path": "/hls/ep3/720p/seg002.ts", "method": "HEAD"},
     ),
+    # --- 1.4: MaxStreams of a subject (§12) ---
+    Case(
+        "subject-streams",
+        "/series/ep4.mp4",
+        "",
+        claims(sub="household-7", max_streams=2, subject_streams=True),
+    ),
 ]
 
 
@@ -467,6 +474,22 @@ INVALID: list[tuple[str, str, dict[str, Any]]] = [
     ("limit-with-put", raw_signed(f"/u.png?{PUT_BLOCK}&MaxUses=3"), {"method": "PUT"}),
     ("limit-out-of-order", raw_signed(f"/v.mp4?{BLOCK}&Rate=1000&MaxServed=10"), {}),
     ("rate-leading-zero", raw_signed(f"/v.mp4?{BLOCK}&Rate=01000"), {}),
+    # --- 1.4: SubjectStreams ---
+    (
+        "subject-streams-without-sub",
+        raw_signed(f"/v.mp4?{BLOCK}&MaxStreams=1&SubjectStreams=1"),
+        {},
+    ),
+    (
+        "subject-streams-without-max-streams",
+        raw_signed(f"/v.mp4?{BLOCK}&Sub=u&SubjectStreams=1"),
+        {},
+    ),
+    (
+        "subject-streams-zero",
+        raw_signed(f"/v.mp4?{BLOCK}&Sub=u&MaxStreams=1&SubjectStreams=0"),
+        {},
+    ),
 ]
 
 
@@ -567,6 +590,9 @@ EXPECTED = {
     "limit-with-put": "malformed_token",
     "limit-out-of-order": "malformed_token",
     "rate-leading-zero": "malformed_token",
+    "subject-streams-without-sub": "malformed_token",
+    "subject-streams-without-max-streams": "malformed_token",
+    "subject-streams-zero": "malformed_token",
 }
 
 BASE = {"Expires": str(EXPIRES), "KeyID": "tv-hmac", "Issued": str(ISSUED)}
@@ -630,6 +656,14 @@ UNSIGNABLE: list[tuple[str, str, str, dict[str, str], str]] = [
     # --- 1.3: usage limits ---
     ("limit-zero", "/v.mp4", "", {**BASE, "MaxUses": "0"}, "a usage limit is at least 1 (§12)"),
     ("limit-with-put", "/u.png", "", {**PUT, "MaxStreams": "1"}, "limits are for reading (§2)"),
+    # --- 1.4: SubjectStreams ---
+    (
+        "subject-streams-without-sub",
+        "/v.mp4",
+        "",
+        {**BASE, "MaxStreams": "1", "SubjectStreams": "1"},
+        "a subject's streams need a Sub (§12)",
+    ),
 ]
 
 CONTENT_DISPOSITIONS: list[tuple[str, bool]] = [

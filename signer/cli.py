@@ -454,6 +454,11 @@ def _verify(args: argparse.Namespace) -> int:
             "  usage limits are counted by the gateways together (refusals too_many_streams,"
             " uses_exhausted, bytes_exhausted); `gateway limits show` gives what is used"
         )
+    if claims.subject_streams:
+        print(
+            f"  MaxStreams {claims.max_streams} counts the streams of every link of subject"
+            f" {claims.sub!r} together, not of this link alone"
+        )
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
     return EXIT_OK
 

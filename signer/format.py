@@ -149,6 +149,7 @@ class Claims:
     max_uses: int | None = None
     max_served: int | None = None
     rate: int | None = None
+    subject_streams: bool = False
 
     def validate(self) -> Claims:
         """Check every value and the rules between them; raise Rejected(MALFORMED) naming the
@@ -175,6 +176,8 @@ class Claims:
             and self.min_bytes > self.max_bytes
         ):
             raise malformed("MinBytes must not exceed MaxBytes")
+        if self.subject_streams and (self.max_streams is None or self.sub is None):
+            raise malformed("SubjectStreams needs MaxStreams and Sub")
         return self
 
     @property

@@ -8,7 +8,8 @@
 A row names the parameter on the wire, its `Claims` field (and signing keyword), its codec (how
 its text is read and written), the rule its decoded value obeys, the methods it may be used
 with, and whether it is a usage limit (counted by the gateways, not by a verifier). Relations
-between parameters (Issued < Expires, MinBytes <= MaxBytes) are in `Claims.validate`. `Claims`
+between parameters (Issued < Expires, MinBytes <= MaxBytes, SubjectStreams needs MaxStreams and
+Sub) are in `Claims.validate`. `Claims`
 and `signer.SignOptions` still declare each field with its type, for mypy;
 tests/unit/test_format.py fails when either disagrees with this table.
 """
@@ -252,6 +253,9 @@ PARAMS: Final[tuple[Param, ...]] = (
           _positive, methods=READ, limit=True),
     Param("Rate", "rate", COUNT_CODEC, "pace the link to N bytes per second, fleet-wide",
           _positive, methods=READ, limit=True),
+    Param("SubjectStreams", "subject_streams", FLAG_CODEC,
+          "MaxStreams counts the streams of every link of this Sub together (needs both)",
+          methods=READ, limit=True),
 )
 # fmt: on
 

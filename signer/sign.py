@@ -53,6 +53,7 @@ class SignOptions(TypedDict, total=False):
     max_uses: int | None  # GET/HEAD: at most N downloads (requests from byte 0)
     max_served: int | None  # GET/HEAD: at most N bytes served over the link's life
     rate: int | None  # GET/HEAD: paced to N bytes per second
+    subject_streams: bool  # GET/HEAD: MaxStreams counts every link of this Sub together
     now: float | None  # the signing time (default: the clock)
     max_lifetime: int  # refuse longer lifetimes (default DEFAULT_MAX_LIFETIME)
     window: int | None  # round Issued/Expires to this many seconds: one URL per window

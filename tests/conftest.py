@@ -28,6 +28,13 @@ def keyring(request: pytest.FixtureRequest) -> Keyring:
     return Keyring([new_key("k1", request.param, Status.ACTIVE, now=NOW)])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "long: a measurement that needs its window of seconds (Rate over 10 s); runs by default",
+    )
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:

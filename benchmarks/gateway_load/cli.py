@@ -6,7 +6,9 @@ TLS costs it as ratios to plain HTTP (about a minute more in a full run).
 `--setting NAME=VALUE` passes another gateway setting (see `gateway settings`), e.g.
 chunk_size=1048576. `--profile DIR` records the one-worker gateway with py-spy during its
 timed runs (`pip install py-spy`); sampling costs CPU, so such a run's
-figures are a little lower.
+figures are a little lower. `--limits` measures only what a usage limit costs a request
+(`benchmarks/gateway_load/limits.py`): limited vs unlimited links, embedded store and Valkey;
+`make load` does not run it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         metavar="DIR",
         help="record the one-worker gateway with py-spy during its timed runs, into DIR",
     )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="only this: limited vs unlimited links, with the embedded store and with Valkey",
+    )
     args = parser.parse_args(argv)
     if args.profile is not None and args.profile.exists() and not args.profile.is_dir():
         parser.error(f"--profile {args.profile}: not a directory")
@@ -79,6 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         settings=dict(args.setting),
         profile_dir=args.profile,
         tls=args.tls,
+        limits=args.limits,
     )
 
 
@@ -132,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.profile_dir is not None:
         options.profile_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if options.limits:
+        return _limits(options, started)
     try:
         with (
             tempfile.TemporaryDirectory(prefix="gateway-load-") as tmp,
@@ -147,3 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(report(results, header(results))))
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
     return exit_status(results)
+
+
+def _limits(options: Options, started: float) -> int:
+    """`--limits`: the cost of a usage limit, alone."""
+    from benchmarks.gateway_load.limits import limits_exit_status, limits_report, run_limits
+
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="gateway-load-") as tmp,
+            processes.storage(Path(tmp)) as s3,
+        ):
+            results = run_limits(Path(tmp), s3, options.profile, options.settings)
+    except (BenchError, ServerError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"gateway_load: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(limits_report(results)))
+    print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    return limits_exit_status(results)

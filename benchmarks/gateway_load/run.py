@@ -86,6 +86,7 @@ class Options:
     settings: dict[str, str] = field(default_factory=dict)  # extra gateway settings
     profile_dir: Path | None = None  # --profile: py-spy output
     tls: bool = False  # --tls: the one-worker gateway over TLS too, in (a), (b) and (d)
+    limits: bool = False  # --limits: only the usage-limit comparison (`limits.py`)
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,7 @@ export const PARAMS = Object.freeze([
   { name: "MaxUses", option: "maxUses", codec: COUNT, methods: READ, limit: true, rule: positive("MaxUses") },
   { name: "MaxServed", option: "maxServed", codec: COUNT, methods: READ, limit: true, rule: positive("MaxServed") },
   { name: "Rate", option: "rate", codec: COUNT, methods: READ, limit: true, rule: positive("Rate") },
+  { name: "SubjectStreams", option: "subjectStreams", codec: FLAG, methods: READ, limit: true },
 ]);
 const TOKEN_NAMES = new Set([...PARAMS.map((p) => p.name), "Signature"].map(asciiLower));
 const OTHER_OPTIONS = ["expiresIn", "expiresAt", "now", "maxLifetime", "window", "query"];
@@ -362,7 +363,8 @@ function signBytes(key, data) {
  * Sign a decoded object path (`/videos/a b.mp4`): returns the request target to append to the
  * gateway's origin. `keyOrKeyring` is a keyring (its active key signs) or one of its keys.
  * Options: expiresIn | expiresAt, startsAt, ip, prefix, method, sub, responseContentType,
- * responseContentDisposition, contentType, minBytes, maxBytes, noOverwrite, oneTime, and
+ * responseContentDisposition, contentType, minBytes, maxBytes, noOverwrite, oneTime, maxStreams,
+ * maxUses, maxServed, rate, subjectStreams, and
  * query (application parameters, already percent-encoded), now, maxLifetime, window.
  */
 export function signPath(path, keyOrKeyring, options = {}) {
@@ -391,6 +393,9 @@ export function signPath(path, keyOrKeyring, options = {}) {
   if (values.has("Starts") && values.get("Starts") >= expires) refuse("Starts must be before Expires");
   if (values.has("MinBytes") && values.has("MaxBytes") && values.get("MinBytes") > values.get("MaxBytes")) {
     refuse("MinBytes must not exceed MaxBytes");
+  }
+  if (values.has("SubjectStreams") && !(values.has("MaxStreams") && values.has("Sub"))) {
+    refuse("SubjectStreams needs MaxStreams and Sub");
   }
   const prefix = values.get("Prefix");
   if (prefix !== undefined && !path.startsWith(prefix)) refuse("the path is not under the prefix");

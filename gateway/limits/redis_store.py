@@ -3,7 +3,9 @@
 Layout, per link (its token id): a hash `<ns>:<id>` (`uses`, `served`), a sorted set
 `<ns>:<id>:streams` (client address -> lease end, ms on Redis's clock) and a string
 `<ns>:<id>:rate` (when the link's schedule is next free, ms). Every key expires at the link's
-Expires (plus skew), so nothing outlives the link. `admit` judges all limits and then takes
+Expires (plus skew), so nothing outlives the link; a subject's leases (SubjectStreams,
+`<ns>:sub-<digest>:streams`) expire with the last of them instead, and a key's life is only
+ever extended. `admit` judges all limits and then takes
 the lease, counts the use and reserves the bytes in one script (scripts run atomically), so
 twenty gateways racing for the last use get exactly one. A lease is an expiry, not a holder:
 a gateway that dies stops renewing and its client's slot lapses on Redis's clock within the
@@ -24,7 +26,7 @@ NAMESPACE: Final = "edge-gateway:limits"
 
 _NOW: Final = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 # KEYS: counts, streams. ARGV: client, max_streams, lease ms, max_uses, use (0/1), max_served,
-# reserve, expire-at ms.
+# reserve, expire-at ms, streams of a subject (0/1).
 _ADMIT: Final = (
     _NOW
     + """
@@ -51,7 +53,10 @@ if max_served > 0 then
 end
 if max_streams > 0 then
     redis.call('ZADD', KEYS[2], 'GT', now + lease, client)  -- GT still adds a new client
-    redis.call('PEXPIREAT', KEYS[2], expire)
+    local at = expire
+    if ARGV[9] == '1' then at = now + lease end
+    local ttl = redis.call('PTTL', KEYS[2])
+    if ttl < 0 or now + ttl < at then redis.call('PEXPIREAT', KEYS[2], at) end
 end
 local counted = false
 if max_uses > 0 and use == 1 then redis.call('HINCRBY', KEYS[1], 'uses', 1) counted = true end
@@ -67,16 +72,23 @@ _RENEW: Final = (
     _NOW
     + """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-    redis.call('ZADD', KEYS[1], 'GT', 'XX', now + tonumber(ARGV[2]), ARGV[1])
+    local at = now + tonumber(ARGV[2])
+    redis.call('ZADD', KEYS[1], 'GT', 'XX', at, ARGV[1])
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl >= 0 and now + ttl < at then redis.call('PEXPIREAT', KEYS[1], at) end
 end
 return 0
 """
 )
-# KEYS: counts. ARGV: unsent.
+# KEYS: counts. ARGV: unsent, uses.
 _REFUND: Final = """
 local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
-if served > 0 then
+if served > 0 and tonumber(ARGV[1]) > 0 then
     redis.call('HSET', KEYS[1], 'served', string.format('%d', math.max(0, served - ARGV[1])))
+end
+local uses = tonumber(redis.call('HGET', KEYS[1], 'uses') or '0')
+if uses > 0 and tonumber(ARGV[2]) > 0 then
+    redis.call('HSET', KEYS[1], 'uses', string.format('%d', math.max(0, uses - ARGV[2])))
 end
 return 0
 """
@@ -123,7 +135,8 @@ class RedisLimitStore:
         await self._client.aclose()
 
     async def admit(self, link: str, ask: Ask) -> str:
-        counts, streams, _ = self._keys(link)
+        counts = self._keys(link)[0]
+        streams = self._keys(ask.streams_of or link)[1]
         verdict = await self._call(
             self._admit,
             [counts, streams],
@@ -136,6 +149,7 @@ class RedisLimitStore:
                 ask.max_served,
                 ask.reserve,
                 int(ask.expires * 1000),
+                1 if ask.streams_of else 0,
             ],
         )
         return str(verdict)
@@ -143,8 +157,8 @@ class RedisLimitStore:
     async def renew(self, link: str, client: str, lease: float, expires: float) -> None:
         await self._call(self._renew, [self._keys(link)[1]], [client, int(lease * 1000)])
 
-    async def refund(self, link: str, unsent: int) -> None:
-        await self._call(self._refund, [self._keys(link)[0]], [unsent])
+    async def refund(self, link: str, unsent: int, uses: int = 0) -> None:
+        await self._call(self._refund, [self._keys(link)[0]], [unsent, uses])
 
     async def pace(self, link: str, rate: int, count: int, expires: float) -> float:
         waited = await self._call(

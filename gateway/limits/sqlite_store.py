@@ -2,7 +2,8 @@
 
 Every call is one `BEGIN IMMEDIATE` transaction, so the workers of one node (processes sharing
 the file) judge and count atomically, as Redis's scripts do for a fleet. Rows carry the link's
-expiry and are dropped with it. Leases and the Rate schedule run on this node's clock.
+expiry and are dropped with it. Leases and the Rate schedule run on this node's clock. A
+subject's leases (SubjectStreams) are rows of `limit_streams` under its `subject_key`.
 """
 
 from __future__ import annotations
@@ -88,13 +89,15 @@ class SQLiteLimitStore:
         await asyncio.to_thread(shut)
 
     async def admit(self, link: str, ask: Ask) -> str:
+        owner = ask.streams_of or link
+
         def work(db: sqlite3.Connection, now: float) -> str:
             if ask.max_streams:
-                db.execute("DELETE FROM limit_streams WHERE link = ? AND until <= ?", (link, now))
+                db.execute("DELETE FROM limit_streams WHERE link = ? AND until <= ?", (owner, now))
                 held = {
                     c
                     for (c,) in db.execute(
-                        "SELECT client FROM limit_streams WHERE link = ?", (link,)
+                        "SELECT client FROM limit_streams WHERE link = ?", (owner,)
                     )
                 }
                 if ask.client not in held and len(held) >= ask.max_streams:
@@ -110,8 +113,9 @@ class SQLiteLimitStore:
             if ask.max_streams:
                 db.execute(
                     "INSERT INTO limit_streams VALUES (?, ?, ?, ?) ON CONFLICT (link, client) "
-                    "DO UPDATE SET until = max(until, excluded.until)",
-                    (link, ask.client, now + ask.lease, ask.expires),
+                    "DO UPDATE SET until = max(until, excluded.until), "
+                    "expires = max(expires, excluded.expires)",
+                    (owner, ask.client, now + ask.lease, max(ask.expires, now + ask.lease)),
                 )
             counted = 1 if ask.max_uses and ask.use else 0
             reserved = ask.reserve if ask.max_served else 0
@@ -128,16 +132,18 @@ class SQLiteLimitStore:
     async def renew(self, link: str, client: str, lease: float, expires: float) -> None:
         await self._run(
             lambda db, now: db.execute(
-                "UPDATE limit_streams SET until = max(until, ?) WHERE link = ? AND client = ?",
-                (now + lease, link, client),
+                "UPDATE limit_streams SET until = max(until, ?), expires = max(expires, ?) "
+                "WHERE link = ? AND client = ?",
+                (now + lease, now + lease, link, client),
             )
         )
 
-    async def refund(self, link: str, unsent: int) -> None:
+    async def refund(self, link: str, unsent: int, uses: int = 0) -> None:
         await self._run(
             lambda db, now: db.execute(
-                "UPDATE limit_counts SET served = max(0, served - ?) WHERE link = ?",
-                (unsent, link),
+                "UPDATE limit_counts SET served = max(0, served - ?), uses = max(0, uses - ?) "
+                "WHERE link = ?",
+                (unsent, uses, link),
             )
         )
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.limits import Ask
 from gateway.limits.redis_store import RedisLimitStore
 from tests.integration.harness import (
@@ -23,6 +25,7 @@ from tests.integration.harness import (
 )
 from tests.polling import eventually, eventually_async
 from tests.redis_server import RedisServer, redis_server
+from tests.unit.test_limits_cli import token_of
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 SIZE = len(BODY)
@@ -166,3 +169,69 @@ async def test_with_redis_stopped_a_limited_link_fails_closed_unless_told_and_ot
         redis.stop()
         assert await fetch(a, link) == limited
         assert await fetch(a, keys.sign("/film.mp4")) == (200, BODY)
+
+
+async def test_subject_streams_are_one_slot_for_the_subject_across_links_and_gateways(
+    objects: Path, keys: Keys, redis: RedisServer
+) -> None:
+    scope = {"sub": "household-7", "max_streams": 1, "subject_streams": True}
+    first, second = (keys.sign("/film.mp4", **scope, expires_in=e) for e in (300, 301))
+    async with fleet(objects, keys, redis) as (a, b):
+        assert await fetch(a, first, "198.51.100.7") == (200, BODY)
+        assert await fetch(b, second, "203.0.113.9") == (429, error("too_many_streams"))
+        assert await fetch(b, second, "198.51.100.7") == (200, BODY)
+
+
+async def test_the_limits_commands_show_and_reset_the_fleets_counts_in_redis(
+    objects: Path,
+    keys: Keys,
+    redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_REDIS_URL", redis.url)
+    link = keys.sign("/film.mp4", max_uses=2)
+    async with fleet(objects, keys, redis) as (a, b):
+        assert await fetch(a, link) == (200, BODY)
+        assert await fetch(b, link) == (200, BODY)
+        assert await fetch(a, link) == (403, error("uses_exhausted"))
+        assert await asyncio.to_thread(main, ["limits", "show", link]) == 0
+        shown = capsys.readouterr().out.splitlines()
+        assert shown[:2] == [f"link {token_of(link)} (store: redis)", "  uses      2 of 2"]
+        assert await asyncio.to_thread(main, ["limits", "reset", token_of(link)]) == 0
+        assert await fetch(b, link) == (200, BODY)
+
+
+RATE = 200_000  # bytes per second, for the whole link
+WINDOW = 10.0  # seconds the bytes are counted over
+
+
+@pytest.mark.long
+async def test_rate_paces_two_downloads_on_two_gateways_to_r_together(
+    objects: Path, keys: Keys, redis: RedisServer
+) -> None:
+    """One Rate link, one download through each gateway at once: the bytes both receive over a
+    10 s window add up to Rate x 10 s within 10 %. The link's one schedule in Redis paces them
+    together (each alone would get R; unpaced, both would be done in milliseconds)."""
+    (objects / "big.bin").write_bytes(os.urandom(4 * RATE * int(WINDOW) // 2))  # outlasts it
+    link = keys.sign("/big.bin", rate=RATE)
+    arrivals: list[tuple[float, int]] = []
+    started = time.monotonic()
+
+    async def download(gw: RunningGateway, client: str) -> None:
+        headers = {"X-Forwarded-For": client}
+        async with gw.session.get(gw.url(link), headers=headers) as response:
+            assert response.status == 200
+            async for data in response.content.iter_any():
+                arrivals.append((time.monotonic(), len(data)))
+                if time.monotonic() > started + WINDOW:
+                    return
+
+    async with fleet(objects, keys, redis, chunk_size="16384") as (a, b):
+        started = time.monotonic()
+        await asyncio.gather(download(a, "198.51.100.1"), download(b, "198.51.100.2"))
+    counted = sum(size for at, size in arrivals if at <= started + WINDOW)
+    assert abs(counted - RATE * WINDOW) <= 0.1 * RATE * WINDOW, counted

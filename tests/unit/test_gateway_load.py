@@ -19,6 +19,7 @@ from benchmarks.gateway_load.measure import (
     on_loopback,
     parse_wrk,
 )
+from benchmarks.gateway_load.limits import LimitResults, limits_exit_status, limits_report
 from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
 from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
 from benchmarks.gateway_load.processes import TLS_PEER
@@ -264,3 +265,27 @@ def test_memory_over_tls_must_stay_flat_too(growth: int, verdict: str, status: i
     rows = {measure: verdict for measure, _, _, verdict in summary(found)}
     assert rows["(d) peak RSS over TLS, 1024 MiB vs 256 MiB"] == verdict
     assert exit_status(found) == status
+def paced_row(name: str, requests: int, p50: float, p99: float, non_2xx: int = 0) -> Row:
+    run = WrkRun(requests, requests * 4096, 1.0, p50, p99, non_2xx, 0)
+    return Row(name, [Measured(run, {"wrk": 0.01, "storage": 0.1, "proxy": 0.2})])
+
+
+def test_the_limits_report_gives_what_a_limit_adds_per_store() -> None:
+    found = LimitResults(QUICK)
+    for store, base in (("sqlite", 1000), ("redis", 2000)):
+        found.rows[(store, "unlimited")] = paced_row(store, base, 0.010, 0.020)
+        found.rows[(store, "limited")] = paced_row(store, base // 2, 0.012, 0.025)
+    lines = limits_report(found)
+    assert lines[3].split() == ["sqlite", "limited", "500", "12.00", "25.00", "+2.00", "+5.00",
+                                "x0.50"]  # fmt: skip
+    assert lines[5].split()[-3:] == ["+2.00", "+5.00", "x0.50"]
+    assert limits_exit_status(found) == 0
+
+
+def test_a_limited_run_with_refusals_measured_nothing() -> None:
+    found = LimitResults(QUICK)
+    for store in ("sqlite", "redis"):
+        found.rows[(store, "unlimited")] = paced_row(store, 1000, 0.01, 0.02)
+        found.rows[(store, "limited")] = paced_row(store, 1000, 0.01, 0.02, non_2xx=3)
+    assert limits_exit_status(found) == 2
+    assert "FAILED: 3 non-2xx" in "\n".join(limits_report(found))

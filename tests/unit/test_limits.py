@@ -194,3 +194,42 @@ async def test_reset_forgets_a_links_uses_bytes_and_streams(tmp_path: Path) -> N
     usage = await store.usage("t1")
     assert (usage.uses, usage.served, usage.streams) == (0, 0, {})
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("subject_streams", "other_viewer", "first_viewer"), [(True, 429, 200), (False, 200, 429)]
+)
+async def test_subject_streams_makes_max_streams_count_every_link_of_the_subject_together(
+    site: tuple[RunningGateway, Keys], subject_streams: bool, other_viewer: int, first_viewer: int
+) -> None:
+    """Two links of one subject: with the flag the first viewer's lease is the subject's one
+    slot (and lets them use the second link too); without, each link has its own slot."""
+    gw, keys = site
+    scope = {"sub": "household-7", "max_streams": 1, "subject_streams": subject_streams}
+    first, second = (keys.sign("/film.mp4", **scope, expires_in=e) for e in (300, 301))
+    assert await fetch(gw, first, "198.51.100.7") == (200, BODY)
+    assert (await fetch(gw, second, "203.0.113.9"))[0] == other_viewer
+    assert (await fetch(gw, second, "198.51.100.7"))[0] == first_viewer
+
+
+async def test_subject_streams_of_another_subject_are_not_counted(
+    site: tuple[RunningGateway, Keys],
+) -> None:
+    gw, keys = site
+    a, b = (
+        keys.sign("/film.mp4", sub=sub, max_streams=1, subject_streams=True)
+        for sub in ("household-7", "household-8")
+    )
+    assert await fetch(gw, a, "198.51.100.7") == (200, BODY)
+    assert await fetch(gw, b, "203.0.113.9") == (200, BODY)
+
+
+async def test_a_use_taken_before_storage_is_given_back_when_storage_has_no_body(
+    site: tuple[RunningGateway, Keys], tmp_path: Path
+) -> None:
+    gw, keys = site
+    link = keys.sign("/later.mp4", max_uses=1)
+    assert (await fetch(gw, link))[0] == 404
+    (tmp_path / "objects" / "later.mp4").write_bytes(BODY)
+    assert await fetch(gw, link) == (200, BODY)
+    assert await fetch(gw, link) == (403, error("uses_exhausted"))

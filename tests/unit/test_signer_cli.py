@@ -134,6 +134,42 @@ def test_verify_of_an_unlimited_link_says_nothing_of_limits(
     assert "usage limits" not in out
 
 
+def test_a_subject_scoped_stream_limit_is_signed_and_verify_says_whose_streams_count(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "sign",
+        "/trial/film.mp4",
+        *("--keyring", str(keys), "--expires-in", "600", "--sub", "user-42"),
+        *("--max-streams", "2", "--subject-streams"),
+    )
+    assert code == 0
+    assert "&Sub=user-42&MaxStreams=2&SubjectStreams=1&Signature=" in url
+
+    code, out, _ = run(capsys, "verify", url.strip(), "--keyring", str(keys))
+
+    assert code == 0
+    assert "  subject streams yes\n" in out
+    assert "MaxStreams 2 counts the streams of every link of subject 'user-42' together" in out
+
+
+@pytest.mark.parametrize(
+    "extra", [["--sub", "user-42"], ["--max-streams", "2"], ["--max-uses", "2", "--sub", "u"]]
+)
+def test_subject_streams_without_max_streams_and_sub_is_refused(
+    keys: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    code, _, err = run(
+        capsys,
+        "sign",
+        "/trial/film.mp4",
+        *("--keyring", str(keys), "--expires-in", "600", "--subject-streams", *extra),
+    )
+    assert code != 0
+    assert "SubjectStreams needs MaxStreams and Sub" in err
+
+
 @pytest.mark.parametrize("flag", ["--max-streams", "--max-uses", "--max-served", "--rate"])
 def test_a_limit_on_an_upload_link_is_refused(
     keys: Path, capsys: pytest.CaptureFixture[str], flag: str
