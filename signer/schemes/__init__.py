@@ -4,6 +4,7 @@
     edge     our token (`Expires=…&Signature=`, path form)  signer.verify
     sigv4    X-Amz-Algorithm, X-Amz-Credential or          signer.schemes.sigv4_query
              X-Amz-Signature (any case)
+    akamai   __token__ (carried: an hdnts cookie or header)  signer.schemes.akamai
 
 A scheme's verifier checks the link as its own system would and yields the claims our tokens
 have (key id, expiry, issued time, path, method, overrides), so that everything after
@@ -20,11 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
+from signer.schemes.akamai import AKAMAI
 from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.sigv4_query import SIGV4
 
 #: Every scheme by name: detection -> verifier.
 SCHEMES: Final[dict[str, Scheme]] = {SIGV4.name: SIGV4}
+SCHEMES[AKAMAI.name] = AKAMAI
 
 
 class Ambiguous(Exception):
