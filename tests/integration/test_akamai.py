@@ -394,6 +394,14 @@ async def test_a_token_lifetime_beyond_max_link_lifetime_is_refused(
         await refused(gw, "/videos/hello.txt", long, "lifetime_exceeded")
 
 
+async def test_a_key_window_beyond_max_link_lifetime_refuses_tokens_without_st(
+    make_gateway: Callable[..., Any],
+) -> None:
+    async with make_gateway(max_link_lifetime="3600") as gw:  # the key's window: 86400
+        token = acl_token("/videos/*", window_seconds=60)
+        await refused(gw, "/videos/hello.txt", token, "lifetime_exceeded")
+
+
 @pytest.mark.parametrize(
     ("key", "keys", "reason"),
     [

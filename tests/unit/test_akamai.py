@@ -121,6 +121,7 @@ def test_the_parser_refuses_or_accepts_but_never_fails_otherwise(text: str) -> N
         ("exp=2~acl=videos/*~hmac=" + "0" * 64, "starts with '/'"),
         ("exp=2~acl=/a?~hmac=" + "0" * 64, "wildcard '?'"),
         ("exp=2~data=a~b~hmac=" + "0" * 64, "not a field"),
+        ("exp=2~acl=" + "!".join(["/a"] * 17) + "~hmac=" + "0" * 64, "more than 16"),
     ],
     ids=[
         "empty",
@@ -140,6 +141,7 @@ def test_the_parser_refuses_or_accepts_but_never_fails_otherwise(text: str) -> N
         "relative-acl",
         "question-mark",
         "tilde-in-a-value",
+        "seventeen-acls",
     ],
 )
 def test_a_malformed_token_names_what_is_wrong(text: str, said: str) -> None:
@@ -288,6 +290,26 @@ def test_without_st_the_token_is_taken_as_issued_one_window_before_exp(
         "/videos/",
         "GET",
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"ip": "203.0.113.0/24"}, "ip is not one IPv4 or IPv6 address"),
+        ({"session_id": "a\u0007b"}, "Sub must be"),  # escaped early: %07 in the token
+    ],
+    ids=["ip-network", "control-in-id"],
+)
+def test_an_authentic_token_with_an_unusable_value_is_malformed(
+    options: dict[str, str], said: str
+) -> None:
+    key = new_key(
+        "e", Algorithm.HMAC_SHA256, Status.VERIFY, scheme=LinkScheme.AKAMAI, escape_early=True
+    )
+    auth = EdgeAuth(key=hex_of(key), end_time=NOW + 60, escape_early=True, **options)
+    with pytest.raises(Rejected) as caught:
+        verify(Keyring([key]), request(auth.generate_acl_token("/v/*"), "/v/a"), now=NOW)
+    assert (caught.value.reason, said in caught.value.detail) == (Reason.MALFORMED, True)
 
 
 def test_every_usable_key_is_tried() -> None:
