@@ -91,6 +91,7 @@ def test_every_token_edgeauth_writes_parses_into_its_fields(
 
 @given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80))
 def test_the_parser_refuses_or_accepts_but_never_fails_otherwise(text: str) -> None:
+    reason: Reason | None
     try:
         token = parse_token(text)
     except Rejected as exc:
