@@ -6,9 +6,11 @@ next to its baseline, the bare cryptographic primitive on the same bytes.
 Prints microseconds per call and the ratio full/primitive, for HMAC-SHA256 and Ed25519, on a
 plain link and on a link carrying every optional binding; and for S3 presigned URLs (scheme
 sigv4, presigned by botocore here, verified by `signer.schemes.sigv4_query`), whose primitive is
-the SHA-256 of the canonical request and the HMAC of the string to sign; and for nginx
+the SHA-256 of the canonical request and the HMAC of the string to sign; for nginx
 `secure_link` links (`signer.schemes.secure_link`), whose primitive is the MD5 of the
-expression's text and the comparison.
+expression's text and the comparison; and for Akamai EdgeAuth 2.0 tokens (scheme akamai, made
+by `akamai-edgeauth` here, verified by `signer.schemes.akamai`, parsing included), whose
+primitive is the HMAC of the token's fields.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, verify
 from signer.format import b64encode, parse_link
 from signer.keys import LinkScheme, secure_link_key
-from signer.schemes import LinkRequest, secure_link, sigv4_query
+from signer.schemes import LinkRequest, akamai, secure_link, sigv4_query
 
 
 def per_call(fn: Callable[[], object], seconds: float) -> float:
@@ -86,6 +88,10 @@ def main() -> None:
         t_full, t_parse, t_prim = measure_secure_link(target, now, args.seconds)
         name = f"secure_link / {label}"
         print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
+    for label, request in akamai_requests(now).items():
+        t_full, t_parse, t_prim = measure_akamai(request, now, args.seconds)
+        name = f"akamai / {label}"
+        print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
 
 
 SIGV4_KEY = new_key("GWLINKS01", Algorithm.HMAC_SHA256, Status.VERIFY, scheme=LinkScheme.SIGV4)
@@ -122,6 +128,54 @@ def presigned_urls() -> dict[str, str]:
             ResponseContentDisposition='attachment; filename="intro.mp4"',
         ),
     }
+
+
+AKAMAI_KEY = new_key("akamai-1", Algorithm.HMAC_SHA256, Status.VERIFY, scheme=LinkScheme.AKAMAI)
+AKAMAI_KEYRING = Keyring([new_key("edge", Algorithm.ED25519, Status.ACTIVE), AKAMAI_KEY])
+
+
+def akamai_requests(now: float) -> dict[str, LinkRequest]:
+    """What a backend's EdgeAuth makes: a url token, and an acl token with ip and id."""
+    from akamai.edgeauth import EdgeAuth
+
+    assert AKAMAI_KEY.secret is not None
+    path = "/videos/2026/intro-1080p.mp4"
+    auth = EdgeAuth(key=AKAMAI_KEY.secret.hex(), start_time=int(now) - 10, end_time=int(now) + 600)
+    url_token = auth.generate_url_token(path)
+    auth.ip, auth.session_id = "203.0.113.7", "user-4711"
+    acl_token = auth.generate_acl_token("/videos/*")
+    client = ipaddress.ip_address("203.0.113.7")
+    return {
+        "url token": LinkRequest("GET", path, f"__token__={url_token}"),
+        "acl + ip, id (cookie)": LinkRequest(
+            "GET",
+            path,
+            "",
+            header=lambda name: [f"hdnts={acl_token}"] if name == "Cookie" else [],
+            client_ip=client,
+        ),
+    }
+
+
+def measure_akamai(request: LinkRequest, now: float, seconds: float) -> tuple[float, float, float]:
+    """(full verify, parse only, HMAC-SHA256) in microseconds per call."""
+    token = akamai.parse_token(akamai.token_text(request))
+    signed = akamai.string_to_sign(token, request.raw_path, escape_early=False).encode()
+    assert AKAMAI_KEY.secret is not None
+    secret = AKAMAI_KEY.secret
+
+    def primitive() -> object:
+        expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, token.hmac)
+
+    def full() -> object:
+        return akamai.verify(AKAMAI_KEYRING, request, now=now)
+
+    def parse() -> object:
+        return akamai.parse_token(akamai.token_text(request))
+
+    assert full()
+    return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
 
 
 def measure_sigv4(url: str, seconds: float) -> tuple[float, float, float]:

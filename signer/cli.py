@@ -17,10 +17,20 @@ from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
 from signer.format import FORMAT_VERSION, METHODS, has_token, is_path_form, parse_link, path_form
-from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key, secure_link_key
+from signer.keys import (
+    AKAMAI_DIGESTS,
+    DEFAULT_AKAMAI_WINDOW,
+    DEFAULT_REGION,
+    Keyring,
+    LinkScheme,
+    Status,
+    new_key,
+    secure_link_key,
+)
 from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
 from signer.schemes import secure_link
 from signer.schemes.secure_link import SECURE_LINK
+from signer.schemes.sigv4_query import NAME as SIGV4_NAME
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
 from signer.verify import DEFAULT_SKEW, verify_url
@@ -39,6 +49,10 @@ examples:
       --window 300                             # the same URL for five minutes: cacheable
   signer verify 'https://media.example.com/videos/intro.mp4?Expires=...' --keyring public.json
   signer keygen --keyring gateway-keyring.json --key-id GWLINKS01 --scheme sigv4   # S3 presign
+  signer keygen --keyring gateway-keyring.json --key-id akamai-1 --scheme akamai \
+      --key-file akamai-key.hex            # Akamai EdgeAuth: the backends' existing hex key
+  signer verify 'https://media.example.com/videos/a.mp4' --keyring gateway-keyring.json \
+      --header 'Cookie: hdnts=exp=...~acl=/videos/*~hmac=...'
   signer verify 'https://media.example.com/media/a.jpg?X-Amz-Algorithm=...' --keyring \
       gateway-keyring.json --method PUT --header 'Content-Type: image/jpeg'
   signer keygen --keyring gateway-keyring.json --key-id nginx-media --scheme secure_link \
@@ -124,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(LinkScheme),
         help="a key for another system's links: sigv4 = S3 presigned URLs (the key id is the "
         "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md); secure_link = "
-        "nginx secure_link MD5 links (docs/nginx-secure-link.md)",
+        "nginx secure_link MD5 links (docs/nginx-secure-link.md); akamai = Akamai EdgeAuth 2.0 "
+        "tokens (docs/akamai.md)",
     )
     keygen.add_argument("--region", help=f"sigv4: the credential scope region ({DEFAULT_REGION})")
     keygen.add_argument(
@@ -133,6 +148,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="secure_link: nginx's secure_link_md5 value, copied from its configuration "
         "(the text between the quotes); '-' reads it from the first line of stdin, which keeps "
         "the secret out of the shell history",
+    )
+    keygen.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="akamai: import the backends' existing hex key from FILE ('-': stdin) instead of "
+        "making one",
+    )
+    keygen.add_argument(
+        "--digest",
+        choices=AKAMAI_DIGESTS,
+        help="akamai: the token's HMAC, Akamai's 'algorithm' (default sha256)",
+    )
+    keygen.add_argument(
+        "--escape-early",
+        action="store_true",
+        help="akamai: the backends sign with escape_early=True ('Escape token inputs')",
+    )
+    keygen.add_argument(
+        "--window",
+        type=int,
+        metavar="SECONDS",
+        help=f"akamai: the lifetime assumed for a token without st (default "
+        f"{DEFAULT_AKAMAI_WINDOW})",
     )
 
     activate = command(
@@ -301,6 +340,10 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
         return _keygen_secure_link(args, keyring)
     if args.expression is not None:
         raise SignerError("--expression belongs to a secure_link key")
+    if args.scheme is LinkScheme.AKAMAI:
+        return _keygen_akamai(args, keyring)
+    if args.key_file or args.digest or args.escape_early or args.window is not None:
+        raise SignerError("--key-file, --digest, --escape-early and --window are for akamai keys")
     key = new_key(
         args.key_id, Algorithm.HMAC_SHA256, Status.VERIFY, scheme=args.scheme, region=args.region
     )
@@ -324,6 +367,35 @@ def _keygen_secure_link(args: argparse.Namespace, keyring: Keyring) -> int:
     keyring.with_key(key).save(args.keyring)
     print(f"added secure_link key {key.id!r} to {args.keyring}: the gateways verify nginx's")
     print("secure_link links with it once they load the file (docs/nginx-secure-link.md)")
+    return EXIT_OK
+
+
+def _keygen_akamai(args: argparse.Namespace, keyring: Keyring) -> int:
+    """An Akamai key: made here, or the backends' existing one imported (read from a file, never
+    from the command line, which shell histories and process lists keep)."""
+    secret = None
+    if args.key_file is not None:
+        text = sys.stdin.read() if str(args.key_file) == "-" else args.key_file.read_text()
+        try:
+            secret = bytes.fromhex(text.strip())
+        except ValueError:
+            raise SignerError("--key-file: not an even number of hex digits") from None
+    key = new_key(
+        args.key_id,
+        Algorithm.HMAC_SHA256,
+        Status.VERIFY,
+        scheme=LinkScheme.AKAMAI,
+        digest=args.digest,
+        escape_early=args.escape_early,
+        window=args.window,
+        secret=secret,
+    )
+    keyring.with_key(key).save(args.keyring)
+    print(f"added akamai key {key.id!r} ({key.digest}) to {args.keyring}")
+    print(
+        f"backends sign with EdgeAuth(key=<the key's 'key' text in {args.keyring}>, "
+        f"algorithm={key.digest!r}, escape_early={key.escape_early}) (docs/akamai.md)"
+    )
     return EXIT_OK
 
 
@@ -486,9 +558,10 @@ def _verify_scheme(
         elif exc.reason in (Reason.BAD_SIGNATURE, Reason.WRONG_METHOD):
             for line in scheme.explain(request):
                 print(f"  {line}")
-            print("  check that the backend signed for this host, method and headers, with the")
-            print("  same key; the signature covers the string to sign, whose last line is the")
-            print("  SHA-256 of the canonical request")
+            if scheme.name == SIGV4_NAME:
+                print("  check that the backend signed for this host, method and headers, with")
+                print("  the same key; the signature covers the string to sign, whose last line")
+                print("  is the SHA-256 of the canonical request")
         return EXIT_REJECTED
     claims, verified = link.verified.claims, link.verified
     where = f"path {verified.path!r}"
@@ -500,10 +573,13 @@ def _verify_scheme(
     else:
         print(f"  issued  {describe(claims.issued, now)}")
         print(f"  expires {describe(claims.expires, now)}")
-    if claims.ip is not None:
+    if claims.ip is not None and scheme is SECURE_LINK:
         print(f"  ip           {claims.ip} (the expression hashes $remote_addr)")
     for label, value in (
         ("method", claims.method),
+        ("prefix", claims.prefix),
+        ("ip", None if scheme is SECURE_LINK else claims.ip),
+        ("sub", claims.sub),
         ("type", claims.response_content_type),
         ("disposition", claims.response_content_disposition),
     ):

@@ -23,6 +23,10 @@ A `secure_link` key holds an nginx `secure_link_md5` expression, secret and all,
 
     {"id": "nginx-media", "scheme": "secure_link", "status": "verify", "created": 1767139200,
      "expression": "$secure_link_expires$uri$remote_addr <secret>"}
+An `akamai` key holds Akamai's hex key as it is, and Akamai's settings (docs/akamai.md):
+
+    {"id": "akamai-1", "alg": "hmac-sha1", "scheme": "akamai", "status": "verify",
+     "created": 1767139200, "key": "<even number of hex digits>", "escape_early": true}
 """
 
 from __future__ import annotations
@@ -66,11 +70,23 @@ class LinkScheme(enum.StrEnum):
 
     SIGV4 = "sigv4"  # S3 presigned URLs: the key id is the access key id (docs/s3-presigned.md)
     SECURE_LINK = "secure_link"  # nginx secure_link MD5 links (docs/nginx-secure-link.md)
+    AKAMAI = "akamai"  # Akamai EdgeAuth 2.0 tokens: tried in turn, no key id (docs/akamai.md)
 
 
 #: The credential scope region of a `sigv4` key without one: botocore's default.
 DEFAULT_REGION = "us-east-1"
 _REGION = re.compile(r"[a-z0-9-]{1,32}")
+#: Akamai's HMAC variants (its "algorithm"), as the entry's `alg` names them.
+AKAMAI_DIGESTS = ("sha256", "sha1", "md5")
+#: An `akamai` key's `window` when the entry has none: one day.
+DEFAULT_AKAMAI_WINDOW = 86400
+#: Akamai keys tried per token (it carries no key id), so at most this many are not retired.
+MAX_AKAMAI_KEYS = 4
+#: Akamai's key: hex digits, even in number; at least 16 bytes here.
+_AKAMAI_KEY = re.compile(r"(?:[0-9a-fA-F]{2}){16,}")
+_AKAMAI_FIELDS = frozenset(
+    ("id", "alg", "status", "created", "comment", "scheme", "key", "escape_early", "window")
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,9 @@ class Key:
     public: bytes | None = None
     scheme: LinkScheme | None = None
     region: str | None = None  # `sigv4` only
+    digest: str | None = None  # `akamai` only: one of AKAMAI_DIGESTS (sha256 when None)
+    escape_early: bool = False  # `akamai` only: Akamai's "Escape token inputs"
+    window: int | None = None  # `akamai` only: assumed lifetime of a token without `st`
 
     @property
     def can_sign(self) -> bool:
@@ -126,9 +145,18 @@ class Key:
             entry["scheme"] = self.scheme.value
         if self.region is not None:
             entry["region"] = self.region
+        if self.scheme is LinkScheme.AKAMAI:
+            entry["alg"] = f"hmac-{self.digest or AKAMAI_DIGESTS[0]}"
+            if self.escape_early:
+                entry["escape_early"] = True
+            if self.window is not None:
+                entry["window"] = self.window
         if self.status is Status.RETIRED and public_only:
             return entry
-        if self.alg is Algorithm.HMAC_SHA256:
+        if self.scheme is LinkScheme.AKAMAI:
+            if self.secret is not None:
+                entry["key"] = self.secret.hex()
+        elif self.alg is Algorithm.HMAC_SHA256:
             if self.secret is not None:
                 entry["secret"] = b64encode(self.secret)
         else:
@@ -147,10 +175,28 @@ def new_key(
     now: float | None = None,
     scheme: LinkScheme | None = None,
     region: str | None = None,
+    digest: str | None = None,
+    escape_early: bool = False,
+    window: int | None = None,
+    secret: bytes | None = None,
 ) -> Key:
-    secret, public = generate(alg)
+    """A new key; `secret` imports existing HMAC material (an Akamai key) instead of a fresh
+    one."""
+    made, public = generate(alg)
     created = int(time.time() if now is None else now)
-    key = Key(key_id, alg, status, created, secret, public, scheme, region)
+    key = Key(
+        key_id,
+        alg,
+        status,
+        created,
+        made if secret is None else secret,
+        public,
+        scheme,
+        region,
+        digest,
+        escape_early,
+        window,
+    )
     return _checked(key, f"key {key_id!r}")
 
 
@@ -177,6 +223,11 @@ class Keyring:
         active = [key.id for key in self._keys.values() if key.status is Status.ACTIVE]
         if len(active) > 1:
             raise KeyringError(f"more than one active key: {', '.join(active)}")
+        akamai = [k.id for k in self if k.scheme is LinkScheme.AKAMAI and k.status is Status.VERIFY]
+        if len(akamai) > MAX_AKAMAI_KEYS:
+            raise KeyringError(
+                f"more than {MAX_AKAMAI_KEYS} akamai keys to try ({', '.join(akamai)}): retire some"
+            )
         self._verifiers: dict[str, Verifier] = {
             key.id: key.verifier()
             for key in self._keys.values()
@@ -308,7 +359,7 @@ class Keyring:
     def save(self, path: str | os.PathLike[str], *, public_only: bool = False) -> None:
         """Write atomically (temp file + rename); 0600 whenever the file holds a secret."""
         text = self.dumps(public_only=public_only)
-        held = ("secret", "private", "expression")
+        held = ("secret", "private", "expression", "key")
         secret = any(name in e for e in json.loads(text)["keys"] for name in held)
         write_atomically(Path(path), text, 0o600 if secret else 0o644)
 
@@ -342,6 +393,8 @@ def _parse_entry(entry: object, where: str) -> Key:
     where = f"{where} (id {key_id!r})"
     if entry.get("scheme") == LinkScheme.SECURE_LINK.value:
         return _parse_secure_link(entry, key_id, where)
+    if entry.get("scheme") == LinkScheme.AKAMAI.value:
+        return _parse_akamai(entry, key_id, where)
     try:
         alg = Algorithm(str(entry.get("alg")))
     except ValueError:
@@ -403,6 +456,43 @@ def _parse_secure_link(entry: dict[str, Any], key_id: str, where: str) -> Key:
     return _checked(replace(key, scheme=LinkScheme.SECURE_LINK), where)
 
 
+def _parse_akamai(entry: dict[str, Any], key_id: str, where: str) -> Key:
+    """An `akamai` entry: Akamai's own settings, its key in Akamai's hex."""
+    digests = [f"hmac-{name}" for name in AKAMAI_DIGESTS]
+    alg = entry.get("alg")
+    if alg not in digests:
+        raise KeyringError(f"{where}: an akamai key's 'alg' is one of {', '.join(digests)}")
+    unknown = set(entry) - _AKAMAI_FIELDS
+    if unknown:
+        raise KeyringError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for akamai")
+    status, created = _status_and_created(entry, where)
+    escape_early = entry.get("escape_early", False)
+    if not isinstance(escape_early, bool):
+        raise KeyringError(f"{where}: 'escape_early' must be true or false")
+    window = entry.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool)):
+        raise KeyringError(f"{where}: 'window' must be whole seconds")
+    hex_key = entry.get("key")
+    if hex_key is not None and not (isinstance(hex_key, str) and _AKAMAI_KEY.fullmatch(hex_key)):
+        raise KeyringError(f"{where}: 'key' must be an even number (32 or more) of hex digits")
+    secret = None if hex_key is None else bytes.fromhex(hex_key)
+    digest = str(alg).removeprefix("hmac-")
+    key = Key(
+        key_id,
+        Algorithm.HMAC_SHA256,
+        status,
+        created,
+        secret,
+        None,
+        LinkScheme.AKAMAI,
+        None,
+        digest,
+        escape_early,
+        window,
+    )
+    return _checked(key, where)
+
+
 def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
     value = entry.get(name)
     if value is None:
@@ -430,6 +520,19 @@ def _checked_secure_link(key: Key, where: str) -> Key:
     return key
 
 
+def _check_akamai(key: Key, where: str) -> None:
+    if key.region is not None:
+        raise KeyringError(f"{where}: 'region' belongs to a sigv4 key only")
+    if key.digest is not None and key.digest not in AKAMAI_DIGESTS:
+        raise KeyringError(f"{where}: an akamai key's digest is one of {', '.join(AKAMAI_DIGESTS)}")
+    if key.window is not None and not 0 < key.window <= 10**9:
+        raise KeyringError(f"{where}: 'window' must be 1 to 1000000000 seconds")
+    if key.secret is not None and len(key.secret) < 16:
+        raise KeyringError(f"{where}: 'key' must be at least 16 bytes (32 hex digits)")
+    if key.secret is None and key.status is not Status.RETIRED:
+        raise KeyringError(f"{where}: an akamai key that is not retired needs 'key'")
+
+
 def _checked(key: Key, where: str) -> Key:
     """Material lengths and consistency; messages name the field, never its value."""
     if key.scheme is not None:
@@ -446,6 +549,11 @@ def _checked(key: Key, where: str) -> Key:
             return _checked_secure_link(key, where)
     elif key.region is not None:
         raise KeyringError(f"{where}: 'region' belongs to a sigv4 key only")
+    if key.scheme is LinkScheme.AKAMAI:
+        _check_akamai(key, where)
+        return replace(key, digest=key.digest or AKAMAI_DIGESTS[0])
+    if key.digest is not None or key.escape_early or key.window is not None:
+        raise KeyringError(f"{where}: 'escape_early', 'window' and hmac-sha1/md5 are akamai's")
     if key.alg is Algorithm.HMAC_SHA256:
         if key.secret is not None and len(key.secret) < HMAC_SECRET_BYTES:
             raise KeyringError(f"{where}: 'secret' must be at least {HMAC_SECRET_BYTES} bytes")

@@ -5,6 +5,7 @@
     sigv4    X-Amz-Algorithm, X-Amz-Credential or          signer.schemes.sigv4_query
              X-Amz-Signature (any case)
     secure_link  md5= and expires= (in this case)          signer.schemes.secure_link
+    akamai   __token__ (carried: an hdnts cookie or header)  signer.schemes.akamai
 
 A scheme's verifier checks the link as its own system would and yields the claims our tokens
 have (key id, expiry, issued time, path, method, overrides), so that everything after
@@ -21,12 +22,17 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
+from signer.schemes.akamai import AKAMAI
 from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.secure_link import SECURE_LINK
 from signer.schemes.sigv4_query import SIGV4
 
 #: Every scheme by name: detection -> verifier.
-SCHEMES: Final[dict[str, Scheme]] = {SIGV4.name: SIGV4, SECURE_LINK.name: SECURE_LINK}
+SCHEMES: Final[dict[str, Scheme]] = {
+    SIGV4.name: SIGV4,
+    SECURE_LINK.name: SECURE_LINK,
+    AKAMAI.name: AKAMAI,
+}
 
 
 class Ambiguous(Exception):

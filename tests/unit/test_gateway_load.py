@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchmarks.gateway_load.limits import LimitResults, limits_exit_status, limits_report
 from benchmarks.gateway_load.measure import (
     BenchError,
     Load,
@@ -19,7 +20,6 @@ from benchmarks.gateway_load.measure import (
     on_loopback,
     parse_wrk,
 )
-from benchmarks.gateway_load.limits import LimitResults, limits_exit_status, limits_report
 from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
 from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
 from benchmarks.gateway_load.processes import TLS_PEER
@@ -265,6 +265,8 @@ def test_memory_over_tls_must_stay_flat_too(growth: int, verdict: str, status: i
     rows = {measure: verdict for measure, _, _, verdict in summary(found)}
     assert rows["(d) peak RSS over TLS, 1024 MiB vs 256 MiB"] == verdict
     assert exit_status(found) == status
+
+
 def paced_row(name: str, requests: int, p50: float, p99: float, non_2xx: int = 0) -> Row:
     run = WrkRun(requests, requests * 4096, 1.0, p50, p99, non_2xx, 0)
     return Row(name, [Measured(run, {"wrk": 0.01, "storage": 0.1, "proxy": 0.2})])
