@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
+from signer.schemes import sigv4_post
 from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.sigv4_query import SIGV4
 
@@ -54,7 +55,10 @@ def carried_by(header: Callable[[str], Sequence[str]]) -> list[Scheme]:
 
 
 def scheme_words(scheme: str | None, reason: str) -> str | None:
-    """`Scheme.words` by scheme name; None for our own token and for no scheme."""
+    """`Scheme.words` by scheme name; None for our own token and for no scheme. (A POST form's
+    policy, `sigv4_post`, travels in the body, not the target: no scheme, but S3's words.)"""
+    if scheme == sigv4_post.NAME:
+        return sigv4_post.words(reason)
     found = SCHEMES.get(scheme) if scheme is not None else None
     return None if found is None else found.words(reason)
 
