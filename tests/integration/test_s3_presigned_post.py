@@ -28,7 +28,13 @@ from gateway.observability.access_log import configure
 from signer import Key, token_id
 from signer.schemes.sigv4_post import WORDS
 from tests.integration.conftest import PRIVATE_BUCKET
-from tests.integration.harness import RunningGateway, running_gateway, s3_gateway_settings
+from tests.integration.harness import (
+    RunningGateway,
+    running_gateway,
+    s3_gateway_settings,
+    use_credentials,
+)
+from tests.integration.test_process import serve, stop
 from tests.integration.test_s3_presigned import (
     ADMIN_TOKEN,
     EDGE,
@@ -41,6 +47,7 @@ from tests.integration.test_s3_presigned import (
     revoke,
     secret,
 )
+from tests.integration.test_upload_memory import high_water_mark
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
@@ -576,3 +583,72 @@ async def test_the_access_log_names_the_key_and_token_id_and_never_the_policy(
     assert fields["x-amz-signature"] not in logged
     assert fields["policy"] not in logged
     assert secret(LINK) not in logged
+
+
+# --- streamed, never held: a file past the range is cut mid-stream ---------------------------
+
+PART = 5 * MIB  # the smallest upload_part_size S3 allows
+
+
+async def counted(total: int, sent: list[int]) -> AsyncIterator[bytes]:
+    """`total` bytes (sent chunked), counting what the client handed over so far."""
+    block = bytes(range(256)) * (MIB // 256)
+    for _ in range(total // MIB):
+        sent[0] += MIB
+        yield block
+
+
+async def test_a_file_past_the_range_is_cut_mid_stream_and_the_gateway_never_holds_it(
+    tmp_path: Path,
+    s3_server: S3Server,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`gateway serve` (its own process, so its memory is its own): a 96 MiB file against a
+    32 MiB content-length-range is refused 413 before the client has sent it all; the parts
+    streamed meanwhile are aborted; and the gateway's peak memory grew by less than the 32 MiB
+    it read, so it never held them."""
+    use_credentials(monkeypatch, s3_server)
+    (tmp_path / "keys").mkdir()
+    keyring = keyring_file(tmp_path / "keys", EDGE, LINK)
+    served = serve(
+        tmp_path,
+        f"s3://{PRIVATE_BUCKET}/{PREFIX}",
+        keyring=str(keyring),
+        s3_endpoint_url=s3_server.endpoint_url,
+        upload_part_size=str(PART),
+        access_log="false",
+    )
+    try:
+        signer = presigner(f"http://127.0.0.1:{served.port}")
+        conditions = [["content-length-range", 1, 32 * MIB], ["starts-with", "$key", "big/"]]
+        post = signer.generate_presigned_post(
+            PRIVATE_BUCKET, "big/${filename}", Conditions=conditions, ExpiresIn=600
+        )
+        url = post["url"]
+        async with aiohttp.ClientSession() as session:
+            warm = aiohttp.FormData(post["fields"])
+            warm.add_field("file", bytes(3 * PART), filename="warm-up.bin")
+            async with session.post(url, data=warm) as response:  # every code path loaded
+                assert response.status == 204, await response.text()
+            before = high_water_mark(served.process.pid)
+
+            sent = [0]
+            big = aiohttp.FormData(post["fields"])
+            big.add_field("file", counted(96 * MIB, sent), filename="big.bin")
+            async with session.post(url, data=big) as response:
+                assert (response.status, (await response.json())["error"]) == (413, "too_large")
+
+            peak = high_water_mark(served.process.pid)
+    finally:
+        stop(served)
+    with capsys.disabled():
+        print(
+            f"\n  POST of 96 MiB against a 32 MiB range: refused after the client sent "
+            f"{sent[0] / MIB:.0f} MiB; gateway VmHWM +{(peak - before) / MIB:.1f} MiB"
+        )
+    assert sent[0] < 96 * MIB  # cut while the client was still sending
+    assert await bucket.head("big/big.bin") is None
+    assert await bucket.pending_uploads() == []
+    assert peak - before < 4 * PART < 32 * MIB
