@@ -263,6 +263,37 @@ async def test_a_redirect_that_is_not_an_http_url_is_ignored_as_s3_does(
     assert headers["Location"].startswith(f"http://127.0.0.1:{gw.server.port}/private/uploads/")
 
 
+@pytest.mark.parametrize(
+    ("fields", "stored_type"),
+    [({"Content-Type": "image/webp"}, "image/webp"), ({}, "application/octet-stream")],
+    ids=["the-field", "none"],
+)
+async def test_the_stored_type_is_the_content_type_field_not_the_file_parts(
+    gw: RunningGateway, bucket: Bucket, fields: dict[str, str], stored_type: str
+) -> None:
+    conditions = [CONDITIONS[0], *({k: v} for k, v in fields.items())]
+    path, signed = presign_post(gw, fields=fields, conditions=conditions)
+
+    name = f"typed-{len(fields)}.bin"  # SeaweedFS types a .png without a type as image/png
+
+    status, _, _ = await post(gw, path, form(signed, filename=name))  # the part: image/png
+
+    assert status == 204
+    stored = await bucket.head(f"uploads/{name}")
+    assert stored is not None
+    assert stored["ContentType"] == stored_type
+
+
+async def test_a_post_replaces_an_object_already_under_the_key_as_s3_does(
+    gw: RunningGateway, bucket: Bucket
+) -> None:
+    path, fields = presign_post(gw)
+    for data in (b"first", b"second"):
+        status, _, _ = await post(gw, path, form(fields, data, filename="again.png"))
+        assert status == 204
+    assert await bucket.read("uploads/again.png") == b"second"
+
+
 async def test_requests_posts_the_form_as_a_backend_script_would(
     gw: RunningGateway, bucket: Bucket
 ) -> None:
@@ -537,6 +568,71 @@ async def test_fields_past_the_bounds_or_not_honoured_are_400(
 ) -> None:
     path, fields = presign_post(gw)
     await refused(gw, path, {**extra, **fields}, 400, reason)
+
+
+def raw_form(fields: dict[str, str], *parts: bytes) -> bytes:
+    """A multipart/form-data body written by hand: the fields, then `parts` as they are."""
+    lines = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    return "".join(lines).encode() + b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+BOUNDARY = "form-boundary-7MA4YWxk"
+NOT_UTF8 = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="x-ignore-a"\r\n\r\n'.encode()
+    + b"\xff\r\n"
+)
+FILE_PART = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="raw.png"\r\n'
+    "\r\nPNG bytes\r\n"
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("parts", "headers", "status", "reason"),
+    [
+        (
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="KEY"\r\n\r\nx\r\n'.encode(),
+                FILE_PART,
+            ),
+            {},
+            400,
+            "invalid_form",
+        ),
+        (
+            (NOT_UTF8, FILE_PART),
+            {},
+            400,
+            "invalid_form",
+        ),
+        (
+            (FILE_PART.replace(b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: base64\r\n\r\n", 1),),
+            {},
+            415,
+            "unsupported_content_encoding",
+        ),
+        ((FILE_PART,), {"Content-Encoding": "gzip"}, 415, "unsupported_content_encoding"),
+        ((FILE_PART[: -len("\r\n")],), {}, 400, "invalid_form"),
+    ],
+    ids=["field-repeated", "not-utf-8", "transfer-encoded-part", "content-encoded", "cut-short"],
+)
+async def test_a_form_the_gateway_cannot_read_as_sent_is_refused(
+    gw: RunningGateway,
+    bucket: Bucket,
+    parts: tuple[bytes, ...],
+    headers: dict[str, str],
+    status: int,
+    reason: str,
+) -> None:
+    path, fields = presign_post(gw)
+    body = raw_form(fields, *parts)
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    answered, _, reply = await post(gw, path, body, **{"Content-Type": content_type, **headers})
+    assert (answered, json.loads(reply)["error"]) == (status, reason)
+    assert await bucket.head("uploads/raw.png") is None
 
 
 async def test_a_form_without_a_file_is_400(gw: RunningGateway) -> None:
