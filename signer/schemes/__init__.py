@@ -5,6 +5,9 @@
     sigv4    X-Amz-Algorithm, X-Amz-Credential or          signer.schemes.sigv4_query
              X-Amz-Signature (any case)
 
+An S3 presigned POST form (`sigv4_post`, label `sigv4-post`) carries its policy in the body, not
+the target: it is no entry here, and the gateway's form upload verifies it.
+
 A scheme's verifier checks the link as its own system would and yields the claims our tokens
 have (key id, expiry, issued time, path, method, overrides), so that everything after
 verification (revocation, key mapping, cache, storage, metrics, access log) is the same whoever
