@@ -46,7 +46,7 @@ from signer.verify import Verified
 log = logging.getLogger("gateway.uploads")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONTINUED = "gateway.uploads.continued"  # the request's 100 Continue went out
+_CONTINUED = web.RequestKey("continued", bool)  # the request's 100 Continue went out
 
 
 class Uploads:
