@@ -77,6 +77,10 @@ class Refusal(enum.Enum):
     CLIENT_DISCONNECTED = (400, "client_disconnected")  # sent to nobody; logged
     SHUTDOWN = (503, "shutdown")  # the shutdown deadline cut the upload (sent to nobody)
     CANCELLED = (503, "cancelled")  # cancelled otherwise (neither the client nor the deadline)
+    # S3 presigned POST form uploads (gateway/form_upload.py)
+    INVALID_FORM = (400, "invalid_form")  # not multipart/form-data the gateway can read
+    FORM_FIELDS_TOO_LARGE = (400, "form_fields_too_large")  # the fields before the file
+    POLICY_CONDITION_FAILED = (403, "policy_condition_failed")  # the signed policy says no
     # the admin API
     UNAUTHORIZED = (401, "unauthorized", {"WWW-Authenticate": "Bearer"})
     BODY_TOO_LARGE = (413, "body_too_large")

@@ -5,6 +5,10 @@
         -> [limits admit a plain GET] -> plan from metadata -> storage
         -> [limits admit the body, when its length is needed] -> stream (paced: Rate)
 
+A POST is an S3 presigned POST form (gateway/form_upload.py): its policy travels in the body,
+so it is verified there, and comes back here for the same key mapping and revocation check
+(`_admitted`) before its file reaches storage.
+
 The token may travel in the query, the path or a cookie (`token_source`); all three end in the
 one `verify` call below. A link of another scheme (an S3 presigned URL, `signer.schemes`) is
 verified by its scheme into the same claims, and from there on is treated alike. Nothing
@@ -33,6 +37,7 @@ from gateway.cache.tiers import Cached
 from gateway.client_address import client_address, forwarded_host
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
+from gateway.form_upload import FormUploads
 from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range, unsatisfiable_content_range
@@ -84,6 +89,7 @@ class Pipeline:
         # origin the directory's name.
         self.bucket = origin.bucket or (origin.path.name if origin.path is not None else "")
         self.limits = services.limits
+        self.form_uploads = FormUploads(services, self.uploads, self.bucket, self._admitted)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -121,6 +127,8 @@ class Pipeline:
                 raise Refused(Refusal.CORS_REFUSED)
             return _answered(record, web.Response(status=204, headers=allowed), Outcome.PREFLIGHT)
         if method not in METHODS:
+            if method == "POST":
+                return await self.form_uploads.post(request, record, client)
             raise Refused(Refusal.METHOD_NOT_ALLOWED)
         if expectation_failed(request):
             raise Refused(Refusal.EXPECTATION_FAILED)
@@ -153,14 +161,7 @@ class Pipeline:
         presented, verified = first_verified(found, check)
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
-        try:
-            key = object_key(verified.path, self.prefix)
-        except InvalidKey:
-            raise Refused(Refusal.INVALID_PATH) from None
-        if not self.revocations.loaded and not self.fail_open:
-            raise Refused(Refusal.REVOCATIONS_UNAVAILABLE)  # a miss would mean nothing yet
-        if self.revocations.revoked(claims, verified.token_id, verified.path) is not None:
-            raise Rejected(Reason.REVOKED)
+        key = self._admitted(verified)
         if method == "PUT":
             return await self.uploads.put(request, verified, key, record)
         limits = self.limits
@@ -173,6 +174,18 @@ class Pipeline:
         )
         granted = _granted_headers(claims, self.cookies.set_cookie(request, presented, claims))
         return await self._read(request, key, record, granted, admission)
+
+    def _admitted(self, verified: Verified) -> str:
+        """The object key of a verified link, once it is known not to be revoked."""
+        try:
+            key = object_key(verified.path, self.prefix)
+        except InvalidKey:
+            raise Refused(Refusal.INVALID_PATH) from None
+        if not self.revocations.loaded and not self.fail_open:
+            raise Refused(Refusal.REVOCATIONS_UNAVAILABLE)  # a miss would mean nothing yet
+        if self.revocations.revoked(verified.claims, verified.token_id, verified.path) is not None:
+            raise Rejected(Reason.REVOKED)
+        return key
 
     def _link_request(
         self, request: web.Request, presented: Presented, client: IPAddress | None

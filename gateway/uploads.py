@@ -46,6 +46,7 @@ from signer.verify import Verified
 log = logging.getLogger("gateway.uploads")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUED = web.RequestKey("continued", bool)  # the request's 100 Continue went out
 
 
 class Uploads:
@@ -89,8 +90,14 @@ class Uploads:
                         raise Refused(Refusal.OBJECT_EXISTS)
                 if claims.one_time:
                     await leases.claim(token, Refusal.TOKEN_IN_USE)
-                stored = await self._accepted_body(
-                    request, key, body_plan, claims.no_overwrite, leases, record
+                stored = await self.receive(
+                    request,
+                    key,
+                    self._counted_chunks(request, body_plan, record),
+                    content_type=body_plan.content_type,
+                    no_overwrite=claims.no_overwrite,
+                    leases=leases,
+                    record=record,
                 )
             if self.cache is not None:  # the next read, here and across the fleet, sees it
                 with contextlib.suppress(PurgeFailed):  # dropped here; logged; others revalidate
@@ -102,20 +109,25 @@ class Uploads:
             await asyncio.shield(leases.release())
         return _created(record, verified.path, stored)
 
-    async def _accepted_body(
+    async def receive(
         self,
         request: web.Request,
         key: str,
-        body_plan: BodyPlan,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str,
         no_overwrite: bool,
         leases: Leases,
         record: AccessRecord,
     ) -> StoredObject:
-        """Receive the accepted body into storage, recording how the upload ended: the stored
-        object, or a refusal saying why not."""
+        """Receive an accepted body (`chunks`, counted and judged by the caller: a PUT's body,
+        a POST form's file) into storage, recording how the upload ended: the stored object,
+        or a refusal saying why not."""
         self.metrics.uploads.inc()
         try:
-            return await self._into_storage(request, key, body_plan, no_overwrite, leases, record)
+            return await self._into_storage(
+                request, key, chunks, content_type, no_overwrite, leases
+            )
         except StorageError as exc:
             log.warning("upload failed in storage: %s", exc)
             raise
@@ -143,26 +155,22 @@ class Uploads:
         self,
         request: web.Request,
         key: str,
-        body_plan: BodyPlan,
+        chunks: AsyncIterator[bytes],
+        content_type: str,
         no_overwrite: bool,
         leases: Leases,
-        record: AccessRecord,
     ) -> StoredObject:
         """Send `100 Continue` if asked, then stream the body into an upload that is aborted
         (nothing left behind) unless it completes."""
-        if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT, "").lower() == (
-            "100-continue"
-        ):
-            await request.writer.write(CONTINUE)
-            request.writer.output_size = 0  # the 100 is not part of the response
+        await send_continue(request)
         sink = await self.store.begin_upload(
             key,
-            content_type=body_plan.content_type,
+            content_type=content_type,
             no_overwrite=no_overwrite,
             registry=leases,
         )
         try:
-            async for chunk in self._counted_chunks(request, body_plan, record):
+            async for chunk in chunks:
                 await sink.write(chunk)
             return await sink.complete()
         except BaseException:
@@ -199,6 +207,19 @@ class Uploads:
             await self.claims.add(entry)
         except Exception as exc:
             log.error("could not record a used one-time link: %s", type(exc).__name__)
+
+
+async def send_continue(request: web.Request) -> None:
+    """Send `100 Continue` if the client asked for it, once per request (a POST form sends it
+    before reading its fields, the upload then finds it sent)."""
+    if request.get(_CONTINUED) or not (
+        request.version >= HttpVersion11
+        and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+    ):
+        return
+    request[_CONTINUED] = True
+    await request.writer.write(CONTINUE)
+    request.writer.output_size = 0  # the 100 is not part of the response
 
 
 async def defer_expect(request: web.Request) -> web.Response | None:

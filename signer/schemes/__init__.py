@@ -7,6 +7,9 @@
     secure_link  md5= and expires= (in this case)          signer.schemes.secure_link
     akamai   __token__ (carried: an hdnts cookie or header)  signer.schemes.akamai
 
+An S3 presigned POST form (`sigv4_post`, label `sigv4-post`) carries its policy in the body, not
+the target: it is no entry here, and the gateway's form upload verifies it.
+
 A scheme's verifier checks the link as its own system would and yields the claims our tokens
 have (key id, expiry, issued time, path, method, overrides), so that everything after
 verification (revocation, key mapping, cache, storage, metrics, access log) is the same whoever
@@ -23,6 +26,7 @@ from typing import Final
 
 from signer.format import has_token, is_path_form
 from signer.schemes.akamai import AKAMAI
+from signer.schemes import sigv4_post
 from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.secure_link import SECURE_LINK
 from signer.schemes.sigv4_query import SIGV4
@@ -62,7 +66,10 @@ def carried_by(header: Callable[[str], Sequence[str]]) -> list[Scheme]:
 
 
 def scheme_words(scheme: str | None, reason: str) -> str | None:
-    """`Scheme.words` by scheme name; None for our own token and for no scheme."""
+    """`Scheme.words` by scheme name; None for our own token and for no scheme. (A POST form's
+    policy, `sigv4_post`, travels in the body, not the target: no scheme, but S3's words.)"""
+    if scheme == sigv4_post.NAME:
+        return sigv4_post.words(reason)
     found = SCHEMES.get(scheme) if scheme is not None else None
     return None if found is None else found.words(reason)
 

@@ -160,9 +160,9 @@ def parse(raw_path: str, raw_query: str) -> Presigned:
     _check_names(values)
     if values["X-Amz-Algorithm"] != ALGORITHM:
         raise _malformed(f"X-Amz-Algorithm must be {ALGORITHM}")
-    key_id, date, region = _credential(values["X-Amz-Credential"])
+    key_id, date, region = credential(values["X-Amz-Credential"])
     amz_date = values["X-Amz-Date"]
-    issued = _amz_time(amz_date)
+    issued = amz_time(amz_date)
     if amz_date[:8] != date:
         raise _malformed("the X-Amz-Credential date is not the date of X-Amz-Date")
     lifetime = values["X-Amz-Expires"]
@@ -219,6 +219,23 @@ def signing_key(secret_access_key: str, date: str, region: str) -> bytes:
     return key
 
 
+def link_signing_key(keyring: Keyring, key_id: str, date: str, region: str) -> bytes:
+    """The signing key of a credential scope, from the keyring's `sigv4` key `key_id`, or
+    `Rejected`: no such key (the scheme is off without any), retired, or another region.
+    Presigned URLs and POST policies (`sigv4_post`) alike."""
+    key = keyring.get(key_id)
+    if key is None or key.scheme is not LinkScheme.SIGV4:
+        if not any(k.scheme is LinkScheme.SIGV4 for k in keyring):
+            raise Rejected(Reason.UNKNOWN_KEY, "no sigv4 key in the keyring: SigV4 links are off")
+        raise Rejected(Reason.UNKNOWN_KEY, f"no sigv4 key {key_id!r} in the keyring")
+    if key.status is Status.RETIRED or key.secret is None:
+        raise Rejected(Reason.RETIRED_KEY, f"key {key_id!r} is retired")
+    own = key.region or DEFAULT_REGION
+    if region != own:
+        raise _malformed(f"the credential's region is {region!r}, the key's {own!r}")
+    return signing_key(b64encode(key.secret), date, own)
+
+
 def signature(signing: bytes, link: Presigned, method: str, headers: dict[str, str]) -> str:
     text = string_to_sign(link, canonical_request(link, method, headers))
     return hmac.digest(signing, text.encode("utf-8"), hashlib.sha256).hex()
@@ -252,18 +269,8 @@ def verify(
     link = parse(request.raw_path, request.raw_query)
     if request.method not in METHODS:
         raise _malformed(f"a presigned URL is for {', '.join(METHODS)}")
-    key = keyring.get(link.key_id)
-    if key is None or key.scheme is not LinkScheme.SIGV4:
-        if not any(k.scheme is LinkScheme.SIGV4 for k in keyring):
-            raise Rejected(Reason.UNKNOWN_KEY, "no sigv4 key in the keyring: SigV4 links are off")
-        raise Rejected(Reason.UNKNOWN_KEY, f"no sigv4 key {link.key_id!r} in the keyring")
-    if key.status is Status.RETIRED or key.secret is None:
-        raise Rejected(Reason.RETIRED_KEY, f"key {link.key_id!r} is retired")
-    region = key.region or DEFAULT_REGION
-    if link.region != region:
-        raise _malformed(f"the credential's region is {link.region!r}, the key's {region!r}")
+    signing = link_signing_key(keyring, link.key_id, link.date, link.region)
     headers = header_values(link, request)
-    signing = signing_key(b64encode(key.secret), link.date, region)
     if not hmac.compare_digest(signature(signing, link, request.method, headers), link.signature):
         for other in METHODS:
             if other != request.method and hmac.compare_digest(
@@ -375,7 +382,7 @@ def _check_names(values: dict[str, str]) -> None:
         raise _malformed(f"the parameter {name} is not one the gateway serves")
 
 
-def _credential(value: str) -> tuple[str, str, str]:
+def credential(value: str) -> tuple[str, str, str]:
     parts = value.split("/")
     if len(parts) != 5:
         raise _malformed("X-Amz-Credential must be <key id>/<date>/<region>/s3/aws4_request")
@@ -389,7 +396,7 @@ def _credential(value: str) -> tuple[str, str, str]:
     return key_id, date, region
 
 
-def _amz_time(value: str) -> int:
+def amz_time(value: str) -> int:
     match = _AMZ_DATE.fullmatch(value)
     if match is None:
         raise _malformed("X-Amz-Date must be YYYYMMDDTHHMMSSZ")

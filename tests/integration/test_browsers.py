@@ -13,6 +13,8 @@ Chromium does not buffer all of it before a seek, and a short HLS rendition with
 from __future__ import annotations
 
 import hashlib
+import html
+import json
 import re
 import subprocess
 from collections import Counter
@@ -36,9 +38,18 @@ from tests.chromium import (
     pinned_hls_js,
 )
 from tests.chromium import element_text as text_of
-from tests.integration.harness import Keys, RunningGateway, gateway_settings, make_keys
+from tests.integration import test_s3_presigned as presigned
+from tests.integration.conftest import PRIVATE_BUCKET
+from tests.integration.harness import (
+    Keys,
+    RunningGateway,
+    gateway_settings,
+    make_keys,
+    s3_gateway_settings,
+)
 from tests.integration.harness import running_gateway as start_gateway
 from tests.polling import eventually
+from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -529,3 +540,211 @@ async def test_the_readme_upload_page_shows_the_gateways_refusal(
     assert text_of(dom, "result") == "refused: object_exists"
     assert taken.read_bytes() == b"already here"
     assert answers(gw, "PUT") == {("412", "object_exists"): 1}
+
+
+# --- S3 presigned uploads: an HTML form POST with a policy, and a fetch PUT --------------------
+
+S3_PREFIX = "browser/"
+
+
+@pytest.fixture
+async def s3_gw(
+    s3_server: S3Server, site: PageSite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunningGateway]:
+    """A gateway in front of SeaweedFS with a `sigv4` link key, letting the page's origin read
+    its answers."""
+    keyring = presigned.keyring_file(tmp_path, presigned.LINK)
+    origin = f"s3://{PRIVATE_BUCKET}/{S3_PREFIX}"
+    settings = s3_gateway_settings(
+        monkeypatch, s3_server, origin, keyring, cors_origins=site.origin
+    )
+    async with start_gateway(settings) as running:
+        yield running
+
+
+def stored_object(s3_server: S3Server, key: str) -> tuple[str, bytes] | None:
+    """(content type, bytes) of an object under the gateway's prefix, or None."""
+    client = s3_server.client()
+    try:
+        found = client.get_object(Bucket=PRIVATE_BUCKET, Key=S3_PREFIX + key)
+    except client.exceptions.NoSuchKey:
+        return None
+    return found["ContentType"], found["Body"].read()
+
+
+def form_page(url: str, fields: dict[str, str], name: str) -> str:
+    """A plain HTML form with the backend's policy fields and a file input; a person picks
+    `name` (the site's /files/NAME) and presses the button: the browser posts the form."""
+    hidden = "\n".join(
+        f'  <input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields.items()
+    )
+    return f"""<!doctype html><meta charset="utf-8"><title>form upload</title>
+<form id="form" action="{html.escape(url)}" method="post" enctype="multipart/form-data">
+{hidden}
+  <input id="file" type="file" name="file">
+  <button>Upload</button>
+</form>
+<script>
+(async () => {{
+  const bytes = await (await fetch("/files/{name}")).blob();
+  const picked = new DataTransfer();
+  picked.items.add(new File([bytes], "{name}", {{ type: "image/png" }}));
+  document.getElementById("file").files = picked.files;
+  document.getElementById("form").requestSubmit();
+}})();
+</script>"""
+
+
+#: Where the gateway sends the browser after the upload: the page shows what S3's redirect
+#: told it (bucket, key, etag).
+DONE_PAGE = """<!doctype html><meta charset="utf-8"><title>done</title><pre id="result"></pre>
+<script>
+const query = new URLSearchParams(location.search);
+document.getElementById("result").textContent =
+  ["bucket", "key", "etag"].map((name) => name + "=" + query.get(name)).join("\\n");
+</script>"""
+
+
+def post_policy(
+    gw: RunningGateway, max_bytes: int, extra: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """The issue's policy, signed by botocore: the URL and fields a backend hands its page."""
+    fields = {"Content-Type": "image/png", **(extra or {})}
+    conditions: list[object] = [
+        ["content-length-range", 1, max_bytes],
+        ["starts-with", "$key", "uploads/"],
+        *({name: value} for name, value in fields.items()),
+    ]
+    client = presigned.presigner(f"http://127.0.0.1:{gw.server.port}")
+    post = client.generate_presigned_post(
+        PRIVATE_BUCKET, "uploads/${filename}", Fields=fields, Conditions=conditions, ExpiresIn=600
+    )
+    return post["url"], post["fields"]
+
+
+async def test_an_html_form_posts_a_file_with_a_policy_and_follows_the_redirect(
+    chromium: Chromium, site: PageSite, s3_gw: RunningGateway, s3_server: S3Server
+) -> None:
+    """A form on another origin posts the policy and the file (a navigation: no CORS); the
+    gateway stores it under `uploads/${filename}` and redirects to the site's page, which
+    shows the bucket, key and ETag S3's redirect carries."""
+    photo = png(b"form")
+    site.files["photo.png"] = photo
+    done = site.page("done.html", DONE_PAGE)
+    url, fields = post_policy(s3_gw, 2**20, {"success_action_redirect": done})
+
+    dom = await chromium.dump_dom(site.page("form.html", form_page(url, fields, "photo.png")))
+
+    found = stored_object(s3_server, "uploads/photo.png")
+    assert found == ("image/png", photo)
+    etag = s3_server.client().head_object(
+        Bucket=PRIVATE_BUCKET, Key=f"{S3_PREFIX}uploads/photo.png"
+    )["ETag"]
+    assert lines(dom, "result") == [
+        f"bucket={PRIVATE_BUCKET}",
+        "key=uploads/photo.png",
+        f"etag={etag}",
+    ]
+    assert answers(s3_gw, "POST") == {("303", "ok"): 1}
+
+
+async def test_an_html_form_with_a_file_too_large_shows_the_refusal_and_stores_nothing(
+    chromium: Chromium, site: PageSite, s3_gw: RunningGateway, s3_server: S3Server
+) -> None:
+    """The file (256 KiB) is above the policy's content-length-range (64 KiB): the upload is
+    aborted while it streams and the browser shows the gateway's answer."""
+    site.files["large.png"] = png(b"large")
+    url, fields = post_policy(s3_gw, 64 * 1024)
+
+    dom = await chromium.dump_dom(site.page("form.html", form_page(url, fields, "large.png")))
+
+    assert '"error":"too_large"' in html.unescape(dom)
+    assert stored_object(s3_server, "uploads/large.png") is None
+    assert answers(s3_gw, "POST") == {("413", "too_large"): 1}
+
+
+FETCH_PUT_PAGE = """<!doctype html><meta charset="utf-8"><title>fetch put</title>
+<pre id="result"></pre>
+<script>
+(async () => {
+  const body = await (await fetch("/files/photo.jpg")).blob();
+  let shown;
+  try {
+    const headers = { "Content-Type": "image/jpeg" };
+    const answer = await fetch(URL, { method: "PUT", headers, body });
+    shown = answer.status + " " + (await answer.json()).size;
+  } catch (error) {
+    shown = String(error);
+  }
+  document.getElementById("result").textContent = shown;
+})();
+</script>"""
+
+
+async def test_a_fetch_put_with_a_botocore_presigned_url_stores_the_jpeg(
+    chromium: Chromium, site: PageSite, s3_gw: RunningGateway, s3_server: S3Server
+) -> None:
+    """The seeds' example: `fetch(url, {method: 'PUT', headers: {'Content-Type':
+    'image/jpeg'}, body})` from another origin, with the URL of botocore's
+    `generate_presigned_url('put_object', ContentType='image/jpeg')`: a preflight, then the
+    upload; the object is stored with that type."""
+    photo = b"\xff\xd8\xff\xe0" + hashlib.sha256(b"jpeg").digest() * 4096
+    site.files["photo.jpg"] = photo
+    client = presigned.presigner(f"http://127.0.0.1:{s3_gw.server.port}")
+    url = client.generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": PRIVATE_BUCKET,
+            "Key": "uploads/fetched.jpg",
+            "ContentType": "image/jpeg",
+        },
+        ExpiresIn=600,
+    )
+    page = FETCH_PUT_PAGE.replace("URL", json.dumps(url), 1)
+
+    dom = await chromium.dump_dom(site.page("put.html", page))
+
+    assert text_of(dom, "result") == f"201 {len(photo)}"
+    assert stored_object(s3_server, "uploads/fetched.jpg") == ("image/jpeg", photo)
+    assert answers(s3_gw, "OPTIONS") == {("204", "preflight"): 1}
+    assert answers(s3_gw, "PUT") == {("201", "ok"): 1}
+
+
+FETCH_POST_PAGE = """<!doctype html><meta charset="utf-8"><title>fetch post</title>
+<pre id="result"></pre>
+<script>
+(async () => {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(FIELDS)) form.append(name, value);
+  form.append("file", new File([await (await fetch("/files/photo.png")).blob()], "via-fetch.png"));
+  let shown;
+  try {
+    const answer = await fetch(URL, { method: "POST", body: form });
+    const xml = new DOMParser().parseFromString(await answer.text(), "application/xml");
+    shown = answer.status + " " + xml.querySelector("Key").textContent;
+  } catch (error) {
+    shown = String(error);
+  }
+  document.getElementById("result").textContent = shown;
+})();
+</script>"""
+
+
+async def test_a_fetch_post_of_form_data_reads_s3s_xml_answer_across_origins(
+    chromium: Chromium, site: PageSite, s3_gw: RunningGateway, s3_server: S3Server
+) -> None:
+    """A FormData POST is a simple request (no preflight); the page reads the 201's XML
+    because the gateway's answer allows its origin."""
+    photo = png(b"fetch-post")
+    site.files["photo.png"] = photo
+    url, fields = post_policy(s3_gw, 2**20, {"success_action_status": "201"})
+    page = FETCH_POST_PAGE.replace("FIELDS", json.dumps(fields), 1).replace(
+        "URL", json.dumps(url), 1
+    )
+
+    dom = await chromium.dump_dom(site.page("post.html", page))
+
+    assert text_of(dom, "result") == "201 uploads/via-fetch.png"
+    assert stored_object(s3_server, "uploads/via-fetch.png") == ("image/png", photo)
+    assert answers(s3_gw, "OPTIONS") == {}
