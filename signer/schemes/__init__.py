@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
-from signer.schemes.akamai import AKAMAI
 from signer.schemes import sigv4_post
+from signer.schemes.akamai import AKAMAI
 from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.secure_link import SECURE_LINK
 from signer.schemes.sigv4_query import SIGV4
