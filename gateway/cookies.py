@@ -18,6 +18,7 @@ from gateway.client_address import TrustedProxies
 from gateway.settings import Cookie
 from gateway.token_source import COOKIE_NAME, Form, Presented
 from signer.format import Claims, canonical, encode_payload
+from signer.schemes import EDGE
 
 
 class CookieIssuer:
@@ -30,6 +31,8 @@ class CookieIssuer:
     def set_cookie(self, request: web.Request, presented: Presented, claims: Claims) -> str | None:
         """The `Set-Cookie` value for a verified token, or None when no cookie is due."""
         if not self.enabled or presented.form is not Form.QUERY or claims.prefix is None:
+            return None
+        if presented.scheme != EDGE:  # another scheme's prefix link: its cookies are its own
             return None
         return cookie_header(
             encode_payload(presented.raw_query),

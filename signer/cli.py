@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
+
 from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
 from signer.format import FORMAT_VERSION, METHODS, has_token, is_path_form, parse_link, path_form
-from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, new_key
+from signer.keys import DEFAULT_REGION, Keyring, LinkScheme, Status, cloudfront_key, new_key
 from signer.params import COUNT_CODEC, FLAG_CODEC, METHOD_CODEC, PARAMS, TIME_CODEC, UPLOAD, Param
 from signer.sign import DEFAULT_MAX_LIFETIME, content_disposition, sign_url
 from signer.timeparse import describe, parse_time
@@ -39,6 +45,10 @@ examples:
   signer keygen --keyring gateway-keyring.json --key-id GWLINKS01 --scheme sigv4   # S3 presign
   signer verify 'https://media.example.com/media/a.jpg?X-Amz-Algorithm=...' --keyring \
       gateway-keyring.json --method PUT --header 'Content-Type: image/jpeg'
+  signer keygen --keyring gateway-keyring.json --key-id K2JCJMDEHXQW5F --scheme cloudfront \
+      --public-pem public_key.pem              # CloudFront signed URLs and cookies
+  signer verify https://media.example.com/hls/ep1/seg001.ts --keyring gateway-keyring.json \
+      --header 'Cookie: CloudFront-Policy=...; CloudFront-Signature=...; CloudFront-Key-Pair-Id=...'
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
   signer retire --keyring keys.json k1
@@ -119,9 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=LinkScheme,
         choices=list(LinkScheme),
         help="a key for another system's links: sigv4 = S3 presigned URLs (the key id is the "
-        "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md)",
+        "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md); cloudfront = "
+        "CloudFront signed URLs and cookies (the key id is the key-pair id; needs --public-pem; "
+        "docs/cloudfront.md)",
     )
     keygen.add_argument("--region", help=f"sigv4: the credential scope region ({DEFAULT_REGION})")
+    keygen.add_argument(
+        "--public-pem",
+        type=Path,
+        metavar="FILE",
+        help="cloudfront: the key pair's RSA public key (PEM, as CloudFront takes it); nothing "
+        "is generated",
+    )
 
     activate = command(
         "activate",
@@ -285,6 +304,19 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
     """A link-signing key for another system's links: the backends sign, the gateways verify."""
     if args.status is Status.ACTIVE:
         raise SignerError(f"a {args.scheme} key is never active: backends sign with it")
+    if (args.scheme is LinkScheme.CLOUDFRONT) != (args.public_pem is not None):
+        raise SignerError("--public-pem goes with --scheme cloudfront, and it needs one")
+    if args.scheme is LinkScheme.CLOUDFRONT:
+        if args.region is not None:
+            raise SignerError("--region is a sigv4 key's; a cloudfront key has none")
+        key = cloudfront_key(args.key_id, _public_der(args.public_pem))
+        keyring.with_key(key).save(args.keyring)
+        print(f"added cloudfront key {key.id!r} (RSA public key) to {args.keyring}")
+        print(
+            f"backends sign with the key pair's private key and Key-Pair-Id={key.id!r} "
+            "(docs/cloudfront.md)"
+        )
+        return EXIT_OK
     key = new_key(
         args.key_id, Algorithm.HMAC_SHA256, Status.VERIFY, scheme=args.scheme, region=args.region
     )
@@ -295,6 +327,19 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
         f"key's 'secret' text in {args.keyring} (docs/s3-presigned.md)"
     )
     return EXIT_OK
+
+
+def _public_der(path: Path) -> bytes:
+    """The DER SubjectPublicKeyInfo of a PEM public key file (what CloudFront is given)."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise SignerError(f"--public-pem {path}: cannot read ({exc.strerror})") from None
+    try:
+        public = load_pem_public_key(pem)
+    except ValueError:
+        raise SignerError(f"--public-pem {path}: not a PEM public key") from None
+    return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _activate(args: argparse.Namespace) -> int:
@@ -309,7 +354,9 @@ def _activate(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     keyring = _load(args.keyring)
     previous = keyring.active
-    alg = args.alg or (previous.alg if previous else Algorithm.ED25519)
+    alg = args.alg or (
+        previous.alg if previous and isinstance(previous.alg, Algorithm) else Algorithm.ED25519
+    )
     key_id = args.key_id or datetime.now(UTC).strftime("k-%Y%m%d-%H%M%S")
     key = new_key(key_id, alg, Status.ACTIVE)
     keyring.with_key(key).save(args.keyring)
@@ -447,16 +494,25 @@ def _verify_scheme(
         if exc.reason in (Reason.BAD_SIGNATURE, Reason.WRONG_METHOD):
             for line in scheme.explain(request):
                 print(f"  {line}")
-            print("  check that the backend signed for this host, method and headers, with the")
-            print("  same key; the signature covers the string to sign, whose last line is the")
-            print("  SHA-256 of the canonical request")
+            if scheme.name == LinkScheme.SIGV4:
+                print("  check that the backend signed for this host, method and headers, with")
+                print("  the same key; the signature covers the string to sign, whose last line")
+                print("  is the SHA-256 of the canonical request")
         return EXIT_REJECTED
     claims, verified = link.verified.claims, link.verified
-    where = f"bucket {link.bucket!r}, path {verified.path!r}"
+    where = f"path {verified.path!r}"
+    if link.bucket is not None:
+        where = f"bucket {link.bucket!r}, {where}"
     print(f"valid ({scheme.name}): key {claims.key_id!r}, {where}")
-    print(f"  issued  {describe(claims.issued, now)}")
+    if claims.issued == schemes.NO_ISSUE_TIME:
+        print("  issued  not stated by the link")
+    else:
+        print(f"  issued  {describe(claims.issued, now)}")
     print(f"  expires {describe(claims.expires, now)}")
     for label, value in (
+        ("starts", None if claims.starts is None else describe(claims.starts, now)),
+        ("prefix", claims.prefix),
+        ("ip", claims.ip),
         ("method", claims.method),
         ("type", claims.response_content_type),
         ("disposition", claims.response_content_disposition),
@@ -464,7 +520,8 @@ def _verify_scheme(
         if value is not None:
             print(f"  {label:12} {value}")
     print(f"  token id {verified.token_id} (identifies this link for revocation)")
-    print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
+    if link.bucket is not None:
+        print("  a gateway also requires the bucket to be its origin's (docs/s3-presigned.md)")
     return EXIT_OK
 
 

@@ -4,6 +4,7 @@
     edge     our token (`Expires=…&Signature=`, path form)  signer.verify
     sigv4    X-Amz-Algorithm, X-Amz-Credential or          signer.schemes.sigv4_query
              X-Amz-Signature (any case)
+    cloudfront  Key-Pair-Id (any case); or its cookies      signer.schemes.cloudfront
 
 A scheme's verifier checks the link as its own system would and yields the claims our tokens
 have (key id, expiry, issued time, path, method, overrides), so that everything after
@@ -20,11 +21,12 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from signer.format import has_token, is_path_form
-from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
+from signer.schemes.base import EDGE, NO_ISSUE_TIME, LinkRequest, Scheme, SchemeLink
+from signer.schemes.cloudfront import CLOUDFRONT, carries_edge_token
 from signer.schemes.sigv4_query import SIGV4
 
 #: Every scheme by name: detection -> verifier.
-SCHEMES: Final[dict[str, Scheme]] = {SIGV4.name: SIGV4}
+SCHEMES: Final[dict[str, Scheme]] = {SIGV4.name: SIGV4, CLOUDFRONT.name: CLOUDFRONT}
 
 
 class Ambiguous(Exception):
@@ -40,11 +42,19 @@ def detect(raw_path: str, raw_query: str) -> Scheme | None:
     if not found:
         return None
     names = [scheme.name for scheme in found]
-    if is_path_form(raw_path) or has_token(raw_query):
+    if is_path_form(raw_path) or _has_our_token(raw_query, found):
         names.insert(0, EDGE)
     if len(names) > 1:
         raise Ambiguous(f"the target carries links of more than one scheme: {', '.join(names)}")
     return found[0]
+
+
+def _has_our_token(raw_query: str, found: list[Scheme]) -> bool:
+    """Whether the query also carries our token. A CloudFront link has `Expires=` and
+    `Signature=` of its own: beside it, our token is one of our other parameters (KeyID, ...)."""
+    if not has_token(raw_query):
+        return False
+    return found != [CLOUDFRONT] or carries_edge_token(raw_query)
 
 
 def carried_by(header: Callable[[str], Sequence[str]]) -> list[Scheme]:
@@ -61,6 +71,7 @@ def scheme_words(scheme: str | None, reason: str) -> str | None:
 
 __all__ = [
     "EDGE",
+    "NO_ISSUE_TIME",
     "SCHEMES",
     "Ambiguous",
     "LinkRequest",
