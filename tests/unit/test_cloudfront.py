@@ -475,6 +475,7 @@ def test_verify_accepts_a_cloudfront_url(
     assert "issued  not stated by the link" in out
     assert "prefix       /docs/" in out
     assert "ip           203.0.113.0/24" in out
+    assert "token id " in out
 
 
 def test_verify_shows_the_signed_policy_of_a_bad_signature_never_the_signature(
@@ -527,3 +528,43 @@ def test_verify_reads_the_cookie_trio_from_header(
     forged = cookie.replace("CloudFront-Key-Pair-Id=K1", "CloudFront-Key-Pair-Id=K2")
     code, out, _ = run(capsys, "verify", url, "--keyring", str(cli_keyring), "--header", forged)
     assert (code, "rejected (cloudfront): unknown_key" in out) == (1, True)
+
+
+def cookies_for(text: str) -> str:
+    encode = SIGNER._url_b64encode
+    signature = encode(SIGNER.rsa_signer(text.encode())).decode()
+    return (
+        f"CloudFront-Policy={encode(text.encode()).decode()}; "
+        f"CloudFront-Signature={signature}; CloudFront-Key-Pair-Id=K1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "cookie", "accepted"),
+    [
+        ("https://h/hls/a.ts", None, True),
+        ("https://H/hls/a.ts", None, True),
+        ("https://h/hls/a.ts?v=2", None, False),
+        ("https://h/hls/a.ts", "CloudFront-Policy=x", False),
+    ],
+    ids=["as-signed", "host-in-upper-case", "a-query-beside-cookies", "policy-twice"],
+)
+def test_cookies_are_verified_against_the_requests_own_url(
+    url: str, cookie: str | None, accepted: bool
+) -> None:
+    header = cookies_for(SIGNER.build_policy("https://h/hls/*", EXPIRY))
+    if cookie is not None:
+        header += "; " + cookie
+    if accepted:
+        assert verify(KEYRING, request(url, cookie=header), now=NOW)
+    else:
+        with pytest.raises(Rejected) as caught:
+            verify(KEYRING, request(url, cookie=header), now=NOW)
+        assert caught.value.reason is Reason.MALFORMED
+
+
+def test_a_link_without_expires_or_policy_is_malformed() -> None:
+    url = SIGNER.generate_presigned_url("https://h/a.txt", date_less_than=EXPIRY)
+    without = "&".join(p for p in urlsplit(url).query.split("&") if not p.startswith("Expires="))
+    with pytest.raises(Rejected, match="give Expires"):
+        verify(KEYRING, LinkRequest("GET", "/a.txt", without, host="h"), now=NOW)
