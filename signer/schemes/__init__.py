@@ -12,7 +12,8 @@ verification (revocation, key mapping, cache, storage, metrics, access log) is t
 signed the link; the scheme's name is only a label. A scheme is off unless the keyring holds a
 key of that scheme (`signer.keys.LinkScheme`): its verifier then refuses every link with
 `unknown_key`. A target that more than one scheme claims is `Ambiguous`: refused whole, never
-verified by one scheme and acted on by another. Standard library only, like all of `signer`.
+verified by one scheme and acted on by another. Standard library and `cryptography` only, like
+all of `signer`.
 """
 
 from __future__ import annotations

@@ -637,3 +637,14 @@ async def test_the_access_log_names_the_scheme_and_never_the_signature_or_cookie
         name, _, value = pair.partition("=")
         if name != "CloudFront-Key-Pair-Id":  # the key id is logged, as for every scheme
             assert value not in logged
+
+
+async def test_a_wildcard_url_hands_out_no_edge_token_cookie(
+    make_gateway: Callable[..., Any],
+) -> None:
+    """`token_cookie` turns our Prefix tokens into cookies; a CloudFront link's cookies are
+    CloudFront's to set, so its wildcard URL is served without one."""
+    async with make_gateway(token_cookie="true") as gw:
+        response, body = await gw.request("GET", custom(gw, resource=origin(gw) + "/docs/*"))
+        assert (response.status, body) == (200, HELLO)
+        assert "Set-Cookie" not in response.headers
