@@ -8,9 +8,11 @@ plain link and on a link carrying every optional binding; and for S3 presigned U
 sigv4, presigned by botocore here, verified by `signer.schemes.sigv4_query`), whose primitive is
 the SHA-256 of the canonical request and the HMAC of the string to sign; for nginx
 `secure_link` links (`signer.schemes.secure_link`), whose primitive is the MD5 of the
-expression's text and the comparison; and for Akamai EdgeAuth 2.0 tokens (scheme akamai, made
+expression's text and the comparison; for Akamai EdgeAuth 2.0 tokens (scheme akamai, made
 by `akamai-edgeauth` here, verified by `signer.schemes.akamai`, parsing included), whose
-primitive is the HMAC of the token's fields.
+primitive is the HMAC of the token's fields; and for CloudFront signed URLs (scheme cloudfront,
+canned and custom, signed by botocore's CloudFrontSigner here, verified by
+`signer.schemes.cloudfront`), whose primitive is the RSA-2048 PKCS #1 v1.5 check.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hmac
 import ipaddress
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, verify
 from signer.format import b64encode, parse_link
 from signer.keys import LinkScheme, secure_link_key
-from signer.schemes import LinkRequest, akamai, secure_link, sigv4_query
+from signer.schemes import LinkRequest, akamai, cloudfront, secure_link, sigv4_query
 
 
 def per_call(fn: Callable[[], object], seconds: float) -> float:
@@ -91,6 +94,10 @@ def main() -> None:
     for label, request in akamai_requests(now).items():
         t_full, t_parse, t_prim = measure_akamai(request, now, args.seconds)
         name = f"akamai / {label}"
+        print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
+    for label, (url, keyring, public) in cloudfront_urls().items():
+        t_full, t_parse, t_prim = measure_cloudfront(url, keyring, public, args.seconds)
+        name = f"cloudfront / {label}"
         print(f"{name:34} {t_full:10.2f} {t_parse:9.2f} {t_prim:13.2f} {t_full / t_prim:5.1f}x")
 
 
@@ -241,6 +248,71 @@ def measure_secure_link(target: str, now: float, seconds: float) -> tuple[float,
 
     assert full()
     assert primitive()
+    return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
+
+
+def cloudfront_urls() -> dict[str, tuple[str, Keyring, Any]]:
+    """A canned link, and a custom one with a wildcard, DateGreaterThan and IpAddress, as a
+    backend's botocore signs them (RSA-2048, SHA-1)."""
+    from botocore.signers import CloudFrontSigner
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from signer.keys import cloudfront_key
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    keyring = Keyring([cloudfront_key("K2JCJMDEHXQW5F", der)])
+    signer: Any = CloudFrontSigner(
+        "K2JCJMDEHXQW5F", lambda m: private.sign(m, padding.PKCS1v15(), hashes.SHA1())
+    )
+    url = "https://media.example.com/videos/2026/intro-1080p.mp4"
+    expiry = datetime.now(UTC) + timedelta(hours=1)
+    policy = signer.build_policy(
+        "https://media.example.com/videos/*",
+        expiry,
+        date_greater_than=datetime.now(UTC) - timedelta(minutes=1),
+        ip_address="203.0.113.0/24",
+    )
+    public = private.public_key()
+    return {
+        "canned": (signer.generate_presigned_url(url, date_less_than=expiry), keyring, public),
+        "custom wildcard+IP": (
+            signer.generate_presigned_url(url, policy=policy),
+            keyring,
+            public,
+        ),
+    }
+
+
+def measure_cloudfront(
+    url: str, keyring: Keyring, public: Any, seconds: float
+) -> tuple[float, float, float]:
+    """(full verify, parse only, RSA verify of the policy) in microseconds per call."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    parts = urlsplit(url)
+    client = ipaddress.ip_address("203.0.113.7")
+    request = LinkRequest("GET", parts.path, parts.query, host=parts.netloc, client_ip=client)
+    link = cloudfront.parse(parts.query, request.header)
+    signed = link.policy_bytes or cloudfront.canned_policy(
+        f"https://{parts.netloc}{parts.path}", link.expiry
+    )
+
+    def primitive() -> object:
+        public.verify(link.signature, signed, padding.PKCS1v15(), hashes.SHA1())
+        return None
+
+    def full() -> object:
+        return cloudfront.verify(keyring, request)
+
+    def parse() -> object:
+        return cloudfront.parse(parts.query, request.header)
+
+    assert full()
     return per_call(full, seconds), per_call(parse, seconds), per_call(primitive, seconds)
 
 

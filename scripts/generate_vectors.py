@@ -268,6 +268,7 @@ def raw_signed(target_without_signature: str, key_id: str = "tv-hmac") -> str:
     data = string_to_sign(path, query, prefixed="&Prefix=" in query)
     key = BY_ID[key_id]
     assert key.secret is not None
+    assert isinstance(key.alg, algorithms.Algorithm)  # a token key, never a link scheme's
     signature = b64encode(algorithms.sign(key.alg, key.secret, data))
     return f"{target_without_signature}&Signature={signature}"
 

@@ -1,11 +1,14 @@
 """HMAC-SHA256 and Ed25519 behind one small interface.
 
 The algorithm is a property of the key, chosen by the keyring; nothing in a token selects it.
+`LinkAlgorithm` names the keys that verify only other systems' links (`signer.schemes`): an RSA
+public key verifies CloudFront's.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -13,7 +16,12 @@ from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 
 #: Returns True when `signature` is valid for `data`. Built once per key, called per request.
 Verifier = Callable[[bytes, bytes], bool]
@@ -29,6 +37,26 @@ class Algorithm(enum.StrEnum):
     @property
     def signature_length(self) -> int:
         return 32 if self is Algorithm.HMAC_SHA256 else 64
+
+
+class LinkAlgorithm(enum.StrEnum):
+    """Keys of other systems' links only: they never sign or verify our tokens."""
+
+    RSA = "rsa-pkcs1"  # a CloudFront public key: PKCS #1 v1.5 signatures, SHA-1 or SHA-256
+
+
+#: CloudFront's key groups take RSA-2048 keys; a smaller one is refused by the keyring.
+RSA_MIN_BITS = 2048
+
+
+@functools.lru_cache(maxsize=64)
+def rsa_public(der: bytes) -> RSAPublicKey:
+    """An RSA public key from its DER SubjectPublicKeyInfo, loaded once per key (cached: the
+    keyring holds the bytes, every CloudFront link needs the key). Raises ValueError."""
+    key = load_der_public_key(der)
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key
 
 
 def generate(alg: Algorithm) -> tuple[bytes, bytes | None]:

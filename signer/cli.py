@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
+
 from signer import schemes
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected, SignerError
@@ -24,6 +30,7 @@ from signer.keys import (
     Keyring,
     LinkScheme,
     Status,
+    cloudfront_key,
     new_key,
     secure_link_key,
 )
@@ -57,6 +64,10 @@ examples:
       gateway-keyring.json --method PUT --header 'Content-Type: image/jpeg'
   signer keygen --keyring gateway-keyring.json --key-id nginx-media --scheme secure_link \
       --expression -     # reads nginx's secure_link_md5 value from stdin (it holds the secret)
+  signer keygen --keyring gateway-keyring.json --key-id K2JCJMDEHXQW5F --scheme cloudfront \
+      --public-pem public_key.pem              # CloudFront signed URLs and cookies
+  signer verify https://media.example.com/hls/ep1/seg001.ts --keyring gateway-keyring.json \
+      --header 'Cookie: CloudFront-Policy=...; CloudFront-Signature=...; CloudFront-Key-Pair-Id=...'
   signer rotate --keyring keys.json            # new active key, old one kept as 'verify'
   signer export-public --keyring keys.json --output gateway-keyring.json
   signer retire --keyring keys.json k1
@@ -139,9 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a key for another system's links: sigv4 = S3 presigned URLs (the key id is the "
         "backend's access key id; HMAC, always 'verify'; docs/s3-presigned.md); secure_link = "
         "nginx secure_link MD5 links (docs/nginx-secure-link.md); akamai = Akamai EdgeAuth 2.0 "
-        "tokens (docs/akamai.md)",
+        "tokens (docs/akamai.md); cloudfront = CloudFront signed URLs and cookies (the key id "
+        "is the key-pair id; needs --public-pem; docs/cloudfront.md)",
     )
     keygen.add_argument("--region", help=f"sigv4: the credential scope region ({DEFAULT_REGION})")
+    keygen.add_argument(
+        "--public-pem",
+        type=Path,
+        metavar="FILE",
+        help="cloudfront: the key pair's RSA public key (PEM, as CloudFront takes it); nothing "
+        "is generated",
+    )
     keygen.add_argument(
         "--expression",
         metavar="TEXT",
@@ -336,6 +355,19 @@ def _keygen_scheme(args: argparse.Namespace, keyring: Keyring) -> int:
     """A link-signing key for another system's links: the backends sign, the gateways verify."""
     if args.status is Status.ACTIVE:
         raise SignerError(f"a {args.scheme} key is never active: backends sign with it")
+    if (args.scheme is LinkScheme.CLOUDFRONT) != (args.public_pem is not None):
+        raise SignerError("--public-pem goes with --scheme cloudfront, and it needs one")
+    if args.scheme is LinkScheme.CLOUDFRONT:
+        if args.region is not None:
+            raise SignerError("--region is a sigv4 key's; a cloudfront key has none")
+        key = cloudfront_key(args.key_id, _public_der(args.public_pem))
+        keyring.with_key(key).save(args.keyring)
+        print(f"added cloudfront key {key.id!r} (RSA public key) to {args.keyring}")
+        print(
+            f"backends sign with the key pair's private key and Key-Pair-Id={key.id!r} "
+            "(docs/cloudfront.md)"
+        )
+        return EXIT_OK
     if args.scheme is LinkScheme.SECURE_LINK:
         return _keygen_secure_link(args, keyring)
     if args.expression is not None:
@@ -399,6 +431,19 @@ def _keygen_akamai(args: argparse.Namespace, keyring: Keyring) -> int:
     return EXIT_OK
 
 
+def _public_der(path: Path) -> bytes:
+    """The DER SubjectPublicKeyInfo of a PEM public key file (what CloudFront is given)."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise SignerError(f"--public-pem {path}: cannot read ({exc.strerror})") from None
+    try:
+        public = load_pem_public_key(pem)
+    except ValueError:
+        raise SignerError(f"--public-pem {path}: not a PEM public key") from None
+    return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def _activate(args: argparse.Namespace) -> int:
     keyring = _load(args.keyring)
     previous = keyring.active
@@ -411,7 +456,9 @@ def _activate(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     keyring = _load(args.keyring)
     previous = keyring.active
-    alg = args.alg or (previous.alg if previous else Algorithm.ED25519)
+    alg = args.alg or (
+        previous.alg if previous and isinstance(previous.alg, Algorithm) else Algorithm.ED25519
+    )
     key_id = args.key_id or datetime.now(UTC).strftime("k-%Y%m%d-%H%M%S")
     key = new_key(key_id, alg, Status.ACTIVE)
     keyring.with_key(key).save(args.keyring)
@@ -571,14 +618,18 @@ def _verify_scheme(
     if scheme is SECURE_LINK:  # the link carries no issue time
         print(f"  expires {describe(claims.expires, now)} (nginx: valid through the second before)")
     else:
-        print(f"  issued  {describe(claims.issued, now)}")
+        if claims.issued == schemes.NO_ISSUE_TIME:
+            print("  issued  not stated by the link")
+        else:
+            print(f"  issued  {describe(claims.issued, now)}")
         print(f"  expires {describe(claims.expires, now)}")
     if claims.ip is not None and scheme is SECURE_LINK:
         print(f"  ip           {claims.ip} (the expression hashes $remote_addr)")
     for label, value in (
-        ("method", claims.method),
+        ("starts", None if claims.starts is None else describe(claims.starts, now)),
         ("prefix", claims.prefix),
         ("ip", None if scheme is SECURE_LINK else claims.ip),
+        ("method", claims.method),
         ("sub", claims.sub),
         ("type", claims.response_content_type),
         ("disposition", claims.response_content_disposition),

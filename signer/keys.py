@@ -27,6 +27,11 @@ An `akamai` key holds Akamai's hex key as it is, and Akamai's settings (docs/aka
 
     {"id": "akamai-1", "alg": "hmac-sha1", "scheme": "akamai", "status": "verify",
      "created": 1767139200, "key": "<even number of hex digits>", "escape_early": true}
+A `cloudfront` key is the public half of a CloudFront key pair, its id the key-pair id, its
+`public` the DER SubjectPublicKeyInfo in base64url (docs/cloudfront.md):
+
+    {"id": "K2JCJMDEHXQW5F", "alg": "rsa-pkcs1", "scheme": "cloudfront", "status": "verify",
+     "created": 1767139200, "public": "<base64url DER>"}
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ from typing import Any
 from signer.algorithms import (
     ED25519_KEY_BYTES,
     HMAC_SECRET_BYTES,
+    RSA_MIN_BITS,
     Algorithm,
+    LinkAlgorithm,
     Verifier,
     ed25519_public,
     generate,
+    rsa_public,
     verifier,
 )
 from signer.errors import KeyringError, Rejected
@@ -71,6 +79,7 @@ class LinkScheme(enum.StrEnum):
     SIGV4 = "sigv4"  # S3 presigned URLs: the key id is the access key id (docs/s3-presigned.md)
     SECURE_LINK = "secure_link"  # nginx secure_link MD5 links (docs/nginx-secure-link.md)
     AKAMAI = "akamai"  # Akamai EdgeAuth 2.0 tokens: tried in turn, no key id (docs/akamai.md)
+    CLOUDFRONT = "cloudfront"  # CloudFront signed URLs and cookies: the id is the key-pair id
 
 
 #: The credential scope region of a `sigv4` key without one: botocore's default.
@@ -99,7 +108,7 @@ class Key:
     """
 
     id: str
-    alg: Algorithm
+    alg: Algorithm | LinkAlgorithm
     status: Status
     created: int
     secret: bytes | None = field(default=None, repr=False)
@@ -119,6 +128,8 @@ class Key:
         return self.secret is not None if self.alg is Algorithm.HMAC_SHA256 else bool(self.public)
 
     def verifier(self) -> Verifier:
+        if isinstance(self.alg, LinkAlgorithm):
+            raise ValueError(f"a {self.alg} key verifies {self.scheme} links, not our tokens")
         return verifier(self.alg, secret=self.secret, public=self.public)
 
     @property
@@ -207,6 +218,16 @@ def secure_link_key(
     created = int(time.time() if now is None else now)
     key = Key(key_id, Algorithm.HMAC_SHA256, status, created, expression.encode(), None)
     return _checked(replace(key, scheme=LinkScheme.SECURE_LINK), f"key {key_id!r}")
+
+
+def cloudfront_key(key_id: str, public_der: bytes, *, now: float | None = None) -> Key:
+    """A `cloudfront` key: the public half of a CloudFront key pair (DER SubjectPublicKeyInfo),
+    by its key-pair id. Its private half stays with the backends that sign."""
+    created = int(time.time() if now is None else now)
+    key = Key(
+        key_id, LinkAlgorithm.RSA, Status.VERIFY, created, None, public_der, LinkScheme.CLOUDFRONT
+    )
+    return _checked(key, f"key {key_id!r}")
 
 
 class Keyring:
@@ -395,10 +416,7 @@ def _parse_entry(entry: object, where: str) -> Key:
         return _parse_secure_link(entry, key_id, where)
     if entry.get("scheme") == LinkScheme.AKAMAI.value:
         return _parse_akamai(entry, key_id, where)
-    try:
-        alg = Algorithm(str(entry.get("alg")))
-    except ValueError:
-        raise KeyringError(f"{where}: 'alg' must be one of {', '.join(Algorithm)}") from None
+    alg = _algorithm(entry.get("alg"), where)
     status, created = _status_and_created(entry, where)
     scheme = None
     if "scheme" in entry:
@@ -412,7 +430,10 @@ def _parse_entry(entry: object, where: str) -> Key:
     if region is not None and not isinstance(region, str):
         raise KeyringError(f"{where}: 'region' must be a string")
     allowed = {"id", "alg", "status", "created", "comment"}
-    allowed |= {"secret"} if alg is Algorithm.HMAC_SHA256 else {"private", "public"}
+    if alg is LinkAlgorithm.RSA:
+        allowed |= {"public", "scheme"}
+    else:
+        allowed |= {"secret"} if alg is Algorithm.HMAC_SHA256 else {"private", "public"}
     allowed |= {"scheme", "region"} if scheme is LinkScheme.SIGV4 else set()
     unknown = set(entry) - allowed
     if unknown:
@@ -493,6 +514,16 @@ def _parse_akamai(entry: dict[str, Any], key_id: str, where: str) -> Key:
     return _checked(key, where)
 
 
+def _algorithm(value: object, where: str) -> Algorithm | LinkAlgorithm:
+    for kind in (Algorithm, LinkAlgorithm):
+        try:
+            return kind(str(value))
+        except ValueError:
+            continue
+    names = ", ".join([*Algorithm, *LinkAlgorithm])
+    raise KeyringError(f"{where}: 'alg' must be one of {names}")
+
+
 def _material(entry: dict[str, Any], name: str, where: str) -> bytes | None:
     value = entry.get(name)
     if value is None:
@@ -535,6 +566,8 @@ def _check_akamai(key: Key, where: str) -> None:
 
 def _checked(key: Key, where: str) -> Key:
     """Material lengths and consistency; messages name the field, never its value."""
+    if key.scheme is LinkScheme.CLOUDFRONT or key.alg is LinkAlgorithm.RSA:
+        return _checked_cloudfront(key, where)
     if key.scheme is not None:
         if key.alg is not Algorithm.HMAC_SHA256:
             raise KeyringError(f"{where}: a {key.scheme} key is 'alg' {Algorithm.HMAC_SHA256}")
@@ -570,4 +603,32 @@ def _checked(key: Key, where: str) -> Key:
         key = replace(key, public=derived)
     if key.public is None and key.status is not Status.RETIRED:
         raise KeyringError(f"{where}: an Ed25519 key that is not retired needs 'public'")
+    return key
+
+
+def _checked_cloudfront(key: Key, where: str) -> Key:
+    """A CloudFront key: 'alg' rsa-pkcs1, an RSA public key of at least 2048 bits, never active."""
+    if key.scheme is not LinkScheme.CLOUDFRONT or key.alg is not LinkAlgorithm.RSA:
+        raise KeyringError(
+            f"{where}: a cloudfront key is 'alg' rsa-pkcs1, and such a key is cloudfront's"
+        )
+    if key.status is Status.ACTIVE:
+        raise KeyringError(
+            f"{where}: a cloudfront key is 'verify' or 'retired', never 'active' "
+            "(backends sign with its private half, not this keyring)"
+        )
+    if key.secret is not None:
+        raise KeyringError(f"{where}: a cloudfront key holds only the public key")
+    if key.public is None:
+        if key.status is not Status.RETIRED:
+            raise KeyringError(f"{where}: a cloudfront key that is not retired needs 'public'")
+        return key
+    try:
+        bits = rsa_public(key.public).key_size
+    except ValueError:
+        raise KeyringError(
+            f"{where}: 'public' must be an RSA public key (DER SubjectPublicKeyInfo)"
+        ) from None
+    if bits < RSA_MIN_BITS:
+        raise KeyringError(f"{where}: 'public' must be an RSA key of at least {RSA_MIN_BITS} bits")
     return key

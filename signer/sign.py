@@ -162,6 +162,8 @@ def sign_target(raw_path: str, app_query: str, claims: Claims, key: Key) -> str:
     """Sign an already canonical path: the format's signing rule with nothing else around it."""
     if key.secret is None:
         raise SigningError(f"key {key.id!r} has no private material")
+    if not isinstance(key.alg, algorithms.Algorithm):
+        raise SigningError(f"key {key.id!r} verifies {key.scheme} links; it signs no tokens")
     if claims.key_id != key.id:
         raise SigningError("the claims name another key")
     try:

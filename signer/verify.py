@@ -14,6 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from signer.addresses import IPAddress, unmapped, within
+from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected
 from signer.format import Claims, parse_link, under_prefix
 from signer.keys import Keyring, Status
@@ -70,8 +71,10 @@ def verify(
         if key is not None and key.status is Status.RETIRED:
             raise Rejected(Reason.RETIRED_KEY, f"key {claims.key_id!r} is retired")
         raise Rejected(Reason.UNKNOWN_KEY, f"no key {claims.key_id!r} in the keyring")
-    if len(link.signature) != key.alg.signature_length:
-        raise Rejected(Reason.MALFORMED, f"Signature is not {key.alg.signature_length} bytes")
+    alg = key.alg
+    assert isinstance(alg, Algorithm)  # only our tokens' keys have a verifier
+    if len(link.signature) != alg.signature_length:
+        raise Rejected(Reason.MALFORMED, f"Signature is not {alg.signature_length} bytes")
     if not check(link.signature, link.signed):
         raise Rejected(Reason.BAD_SIGNATURE)
     judge(

@@ -6,6 +6,7 @@
              X-Amz-Signature (any case)
     secure_link  md5= and expires= (in this case)          signer.schemes.secure_link
     akamai   __token__ (carried: an hdnts cookie or header)  signer.schemes.akamai
+    cloudfront  Key-Pair-Id (any case); or its cookies      signer.schemes.cloudfront
 
 An S3 presigned POST form (`sigv4_post`, label `sigv4-post`) carries its policy in the body, not
 the target: it is no entry here, and the gateway's form upload verifies it.
@@ -16,7 +17,8 @@ verification (revocation, key mapping, cache, storage, metrics, access log) is t
 signed the link; the scheme's name is only a label. A scheme is off unless the keyring holds a
 key of that scheme (`signer.keys.LinkScheme`): its verifier then refuses every link with
 `unknown_key`. A target that more than one scheme claims is `Ambiguous`: refused whole, never
-verified by one scheme and acted on by another. Standard library only, like all of `signer`.
+verified by one scheme and acted on by another. Standard library and `cryptography` only, like
+all of `signer`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Final
 from signer.format import has_token, is_path_form
 from signer.schemes import sigv4_post
 from signer.schemes.akamai import AKAMAI
-from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
+from signer.schemes.base import EDGE, NO_ISSUE_TIME, LinkRequest, Scheme, SchemeLink
+from signer.schemes.cloudfront import CLOUDFRONT, carries_edge_token
 from signer.schemes.secure_link import SECURE_LINK
 from signer.schemes.sigv4_query import SIGV4
 
@@ -36,6 +39,7 @@ SCHEMES: Final[dict[str, Scheme]] = {
     SIGV4.name: SIGV4,
     SECURE_LINK.name: SECURE_LINK,
     AKAMAI.name: AKAMAI,
+    CLOUDFRONT.name: CLOUDFRONT,
 }
 
 
@@ -52,11 +56,19 @@ def detect(raw_path: str, raw_query: str) -> Scheme | None:
     if not found:
         return None
     names = [scheme.name for scheme in found]
-    if is_path_form(raw_path) or has_token(raw_query):
+    if is_path_form(raw_path) or _has_our_token(raw_query, found):
         names.insert(0, EDGE)
     if len(names) > 1:
         raise Ambiguous(f"the target carries links of more than one scheme: {', '.join(names)}")
     return found[0]
+
+
+def _has_our_token(raw_query: str, found: list[Scheme]) -> bool:
+    """Whether the query also carries our token. A CloudFront link has `Expires=` and
+    `Signature=` of its own: beside it, our token is one of our other parameters (KeyID, ...)."""
+    if not has_token(raw_query):
+        return False
+    return found != [CLOUDFRONT] or carries_edge_token(raw_query)
 
 
 def carried_by(header: Callable[[str], Sequence[str]]) -> list[Scheme]:
@@ -76,6 +88,7 @@ def scheme_words(scheme: str | None, reason: str) -> str | None:
 
 __all__ = [
     "EDGE",
+    "NO_ISSUE_TIME",
     "SCHEMES",
     "Ambiguous",
     "LinkRequest",

@@ -12,6 +12,10 @@ from signer.verify import Verified
 
 #: The name of our own token's scheme, as labels and logs show it.
 EDGE: Final = "edge"
+#: `Claims.issued` of a link that states no issue time (a CloudFront policy without
+#: DateGreaterThan): earlier than any revocation's bound, so revocations by key and prefix
+#: cover it, and `max_link_lifetime` bounds what is left of it (Expires - now) instead.
+NO_ISSUE_TIME: Final = 0
 
 
 def _no_headers(name: str) -> Sequence[str]:

@@ -192,7 +192,7 @@ def test_a_sigv4_key_never_signs_or_verifies_our_tokens() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"scheme": "cloudfront"}, "'scheme' must be one of sigv4"),
+        ({"scheme": "fastly"}, "'scheme' must be one of sigv4"),
         ({"status": "active"}, "never 'active'"),
         ({"alg": "ed25519", "secret": None, "public": "A" * 43}, "is 'alg' hmac-sha256"),
         ({"region": "EU West"}, "'region' must be 1-32 of"),
