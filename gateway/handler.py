@@ -161,6 +161,7 @@ class Pipeline:
         )
         record.scheme = found[0].scheme
         presented, verified = first_verified(found, check)
+        record.scheme = presented.scheme  # the candidate that passed (an EdgeToken may not have)
         claims = verified.claims
         record.key_id, record.sub, record.token_id = claims.key_id, claims.sub, verified.token_id
         key = self._admitted(verified)

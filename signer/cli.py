@@ -478,7 +478,7 @@ def _list(args: argparse.Namespace) -> int:
     for key in keyring:
         material = "private" if key.secret is not None else "public" if key.public else "none"
         created = datetime.fromtimestamp(key.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        alg = "md5" if key.scheme is LinkScheme.SECURE_LINK else key.alg
+        alg = key.to_json().get("alg", "md5")  # as the file says it (nginx's has none: MD5)
         print(f"{key.id}\t{alg}\t{key.status}\tcreated {created}\tmaterial: {material}")
     return EXIT_OK
 

@@ -86,7 +86,7 @@ __all__ = [
     "valid_sub",
 ]
 
-FORMAT_VERSION: Final = "1.2.0"
+FORMAT_VERSION: Final = "1.4.0"
 SIGNING_LABEL: Final = b"EDGE-TOKEN-V1\n"
 
 #: The first path segment of the path form starts with this. A canonical object path never

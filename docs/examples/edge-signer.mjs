@@ -22,7 +22,7 @@ import {
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-export const FORMAT_VERSION = "1.2.0";
+export const FORMAT_VERSION = "1.4.0";
 export const DEFAULT_MAX_LIFETIME = 7 * 24 * 3600;
 const LABEL = "EDGE-TOKEN-V1";
 const MAX_TIME = 10 ** 12 - 1;

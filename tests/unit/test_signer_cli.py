@@ -565,3 +565,14 @@ def test_verify_refuses_a_url_with_two_schemes_links(
     url = presign(link_keys) + "&" + ours.strip().partition("?")[2]
     code, out, _ = run(capsys, "verify", url, "--keyring", str(link_keys))
     assert (code, out.startswith("rejected: ambiguous_link")) == (1, True)
+
+
+@pytest.mark.parametrize("digest", ["sha1", "md5", "sha256"])
+def test_list_shows_an_akamai_keys_hmac_as_its_entry_names_it(
+    keys: Path, capsys: pytest.CaptureFixture[str], digest: str
+) -> None:
+    args = ["--key-id", "ak1", "--scheme", "akamai", "--digest", digest]
+    assert run(capsys, "keygen", "--keyring", str(keys), *args)[0] == 0
+    code, out, _ = run(capsys, "list", "--keyring", str(keys))
+    assert code == 0
+    assert f"ak1\thmac-{digest}\tverify" in out
