@@ -23,6 +23,7 @@ from benchmarks.gateway_load.measure import (
     Load,
     MiB,
     RssSampler,
+    WakeProbe,
     WrkRun,
     client_session,
     download,
@@ -162,6 +163,7 @@ class Results:
     large: dict[str, Row] = field(default_factory=dict)
     paced: dict[str, Row] = field(default_factory=dict)
     paced_rate: float = 0.0  # the rate each paced run aimed at
+    wake: dict[str, float] | None = None  # the host's wake-up lateness during them (WakeProbe)
     memory: list[Memory] = field(default_factory=list)  # the large object, then the 4x one
     wrong: dict[str, list[str]] = field(default_factory=dict)  # peer -> wrong answers
     checked: int = 0  # answers the checking client compared
@@ -332,7 +334,9 @@ def run(workdir: Path, s3: S3Server, options: Options) -> Results:
         reference = results.small["gateway-1"]
         if not reference.failed:
             results.paced_rate = reference.rate / 2
-            results.paced = loader.paced(small, results.paced_rate, profile)
+            with WakeProbe() as probe:
+                results.paced = loader.paced(small, results.paced_rate, profile)
+            results.wake = probe.figures
     settings = gateway_settings(s3, keyring_file, 1, options.settings)
     for obj in (objects.large, objects.huge):
         results.memory.append(uvloop.run(measure_memory(workdir, s3, signers, settings, obj)))
