@@ -41,29 +41,27 @@ def create_app(settings: Settings) -> web.Application:
         app[SERVICES].in_flight.draining = True
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        request.app[SERVICES].in_flight.track()  # a shutdown waits for it (gateway.drain)
+        request.app[SERVICES].in_flight.track(request.task)  # a shutdown waits for it
         return await request.app[PIPELINE](request)
 
-    async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
-        if request.app[SERVICES].in_flight.draining:
+    cors_on = bool(settings.cors.origins)
+
+    async def before_answer(request: web.Request, response: web.StreamResponse) -> None:
+        # One receiver for every answer (objects, 304s, errors): each receiver costs a
+        # coroutine per answer. No software versions for scanners in `Server`.
+        response.headers["Server"] = SERVER
+        close_if_body_unread(request, response)
+        services = request.app[SERVICES]
+        if services.in_flight.draining:
             response.force_close()  # the connection ends after this answer...
             response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
-
-    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Server"] = SERVER  # no software versions for scanners
-
-    async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-        # Every answer (objects, 304s, errors) gets the CORS headers for an allowed origin; a
-        # preflight answer already has its own.
-        if "Access-Control-Allow-Methods" not in response.headers:
-            cors = request.app[SERVICES].cors
-            response.headers.update(cors.response_headers(request.headers.get("Origin")))
+        # The CORS headers for an allowed origin; a preflight answer already has its own.
+        if cors_on and "Access-Control-Allow-Methods" not in response.headers:
+            response.headers.update(services.cors.response_headers(request.headers.get("Origin")))
 
     app.cleanup_ctx.extend([*contexts(), pipeline])
     app.on_shutdown.append(on_shutdown)
-    app.on_response_prepare.extend([server_header, close_if_body_unread, close_when_draining])
-    if settings.cors.origins:
-        app.on_response_prepare.append(cors_headers)
+    app.on_response_prepare.append(before_answer)
     route = app.router.add_route("*", CATCH_ALL, handle, expect_handler=defer_expect)
     app[connections.REQUEST_HANDLER] = _routed_directly(app, route)
     return app

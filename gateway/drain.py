@@ -24,10 +24,12 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def track(self) -> None:
-        """Count the current task (aiohttp's task for one request) until it is done: that
-        includes writing the response after the handler returned it."""
-        task = asyncio.current_task()
+    def track(self, task: asyncio.Task[Any] | None = None) -> None:
+        """Count `task` (aiohttp's task for one request, `request.task`; by default the current
+        one) until it is done: that includes writing the response after the handler returned
+        it."""
+        if task is None:
+            task = asyncio.current_task()
         if task is None or task in self._tasks:
             return
         self._tasks.add(task)

@@ -237,7 +237,7 @@ def expectation_failed(request: web.Request) -> bool:
     )
 
 
-async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
+def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
     """A response sent before the request body was read closes the connection: the body that
     may still come must not be taken for the next request (RFC 9112 §9.3)."""
     if request.body_exists and not request.content.is_eof():

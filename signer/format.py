@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -108,8 +109,19 @@ _QUERY_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+#: One row of `_RULES`: field, name, absent value, check, rule, methods, required, restriction.
+_Rule = tuple[
+    str,
+    str,
+    Any,
+    Callable[[Any, str], None],
+    Callable[[Any], object] | None,
+    frozenset[str] | None,
+    bool,
+    str,
+]
 #: What `Claims.validate` checks, row by row: the table's columns it needs, looked up once.
-_RULES: Final = tuple(
+_RULES: Final[tuple[_Rule, ...]] = tuple(
     (
         p.field,
         p.name,
@@ -122,8 +134,12 @@ _RULES: Final = tuple(
     )
     for p in PARAMS
 )
-#: How `_claims` reads each parameter: its field and its codec's parser, by name.
-_READERS: Final = {p.name: (p.field, p.codec.parse) for p in PARAMS}
+#: How `_claims` reads each parameter, by name: its field, its codec's parser and its row of
+#: `_RULES` (a parsed token is checked on the rows of what it carries: `_token_block` has seen
+#: the required ones, and an absent parameter has nothing else to check).
+_READERS: Final = {
+    p.name: (p.field, p.codec.parse, rule) for p, rule in zip(PARAMS, _RULES, strict=True)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +167,11 @@ class Claims:
     rate: int | None = None
     subject_streams: bool = False
 
-    def validate(self) -> Claims:
+    def validate(self, rules: tuple[_Rule, ...] = _RULES) -> Claims:
         """Check every value and the rules between them; raise Rejected(MALFORMED) naming the
-        broken one."""
+        broken one. `rules`: only these rows of `_RULES` (those of the parameters present)."""
         method = self.method or "GET"
-        for field, name, absent, check, rule, methods, required, restriction in _RULES:
+        for field, name, absent, check, rule, methods, required, restriction in rules:
             value = getattr(self, field)
             if value is absent:
                 if required:
@@ -422,7 +438,9 @@ def _token_block(block: str) -> dict[str, str]:
 
 def _claims(values: dict[str, str]) -> Claims:
     fields: dict[str, Any] = {}
+    rules = []
     for name, raw in values.items():
-        field, parse = _READERS[name]
+        field, parse, rule = _READERS[name]
         fields[field] = parse(raw, name)
-    return Claims(**fields).validate()
+        rules.append(rule)
+    return Claims(**fields).validate(tuple(rules))

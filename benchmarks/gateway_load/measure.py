@@ -15,6 +15,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -132,6 +133,33 @@ class RssSampler:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+class WakeProbe:
+    """`wake_probe` in its own process for the block: how late the host wakes a sleeper
+    meanwhile. `figures` (p50, p99 in seconds, samples) is set on the way out."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, float] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> WakeProbe:
+        command = [sys.executable, str(Path(__file__).with_name("wake_probe.py"))]
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process is not None
+        try:
+            output, _ = self._process.communicate(timeout=WRK_EXIT_GRACE)  # closes its stdin
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return
+        if self._process.returncode == 0 and output.strip():
+            self.figures = json.loads(output)
 
 
 # wrk.

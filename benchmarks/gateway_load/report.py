@@ -139,6 +139,13 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
             "    percentiles: the median of the rounds'; added = path - direct"
         )
         lines += paced_table(results.paced)
+        if results.wake is not None:
+            wake = results.wake
+            lines.append(
+                f"    meanwhile the host woke a process sleeping 1 ms (`wake_probe`) "
+                f"{wake['p50'] * 1e3:.2f} ms late at p50,\n    {wake['p99'] * 1e3:.2f} ms at p99, "
+                f"over {wake['samples']:,.0f} sleeps: each hop a path adds waits like that"
+            )
         lines.append("")
     if results.memory:
         lines.append(
@@ -162,6 +169,15 @@ def _judged(results: Results, ok: bool) -> str:
     if not results.profile.judged:
         return "not judged (quick)"
     return "PASS" if ok else "FAIL"
+
+
+def _latency_judged(results: Results, ok: bool) -> str:
+    """(c) is judged only on a host that wakes a sleeper within the target: past that, the
+    host's own wake-up delay, paid once more per hop, is what a p99 difference shows."""
+    wake = results.wake
+    if results.profile.judged and wake is not None and wake["p99"] > ADDED_P99_TARGET:
+        return f"not judged (host wake-up p99 {wake['p99'] * 1e3:.1f} ms)"
+    return _judged(results, ok)
 
 
 def summary(results: Results) -> list[tuple[str, str, str, str]]:
@@ -197,12 +213,16 @@ def summary(results: Results) -> list[tuple[str, str, str, str]]:
     gateway, direct = results.paced.get(REFERENCE), results.paced.get("direct")
     if gateway and direct and not (gateway.failed or direct.failed):
         added = gateway.p99 - direct.p99
+        figure = f"{added * 1e3:+.2f} ms"
+        nginx = results.paced.get("nginx")
+        if nginx is not None and not nginx.failed:
+            figure += f" (nginx {(nginx.p99 - direct.p99) * 1e3:+.2f})"
         rows.append(
             (
                 "(c) added p99 at half load, 1 worker",
-                f"{added * 1e3:+.2f} ms",
+                figure,
                 f"<= {ADDED_P99_TARGET * 1e3:.0f} ms",
-                _judged(results, added <= ADDED_P99_TARGET),
+                _latency_judged(results, added <= ADDED_P99_TARGET),
             )
         )
     rows += tls_rows(results)

@@ -23,6 +23,7 @@ from benchmarks.gateway_load.measure import (
     Load,
     MiB,
     RssSampler,
+    WakeProbe,
     WrkRun,
     client_session,
     download,
@@ -172,6 +173,7 @@ class Results:
     large: dict[str, Row] = field(default_factory=dict)
     paced: dict[str, Row] = field(default_factory=dict)
     paced_rate: float = 0.0  # the rate each paced run aimed at
+    wake: dict[str, float] | None = None  # the host's wake-up lateness during them (WakeProbe)
     memory: list[Memory] = field(default_factory=list)  # the large object, then the 4x one
     tls_memory: list[Memory] = field(default_factory=list)  # the same over TLS (--tls)
     wrong: dict[str, list[str]] = field(default_factory=dict)  # peer -> wrong answers
@@ -356,7 +358,9 @@ def run(workdir: Path, s3: S3Server, options: Options) -> Results:
         if not reference.failed:
             results.paced_rate = reference.rate / 2
             plain = [peer for peer in small if peer.name != TLS_PEER]
-            results.paced = loader.paced(plain, results.paced_rate, profile)
+            with WakeProbe() as probe:
+                results.paced = loader.paced(plain, results.paced_rate, profile)
+            results.wake = probe.figures
     settings = gateway_settings(s3, keyring_file, 1, options.settings)
     for obj in (objects.large, objects.huge):
         results.memory.append(uvloop.run(measure_memory(workdir, s3, signers, settings, obj)))

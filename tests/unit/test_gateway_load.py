@@ -15,6 +15,7 @@ from benchmarks.gateway_load.limits import LimitResults, limits_exit_status, lim
 from benchmarks.gateway_load.measure import (
     BenchError,
     Load,
+    WakeProbe,
     WrkRun,
     loadable,
     on_loopback,
@@ -25,6 +26,7 @@ from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_
 from benchmarks.gateway_load.processes import TLS_PEER
 from benchmarks.gateway_load.report import exit_status, summary
 from benchmarks.gateway_load.run import FULL, QUICK, Measured, Memory, Profile, Results, Row
+from benchmarks.gateway_load.wake_probe import percentiles
 from signer import Algorithm, Keyring, Status, new_key
 from tests.servers import S3Server
 
@@ -291,3 +293,60 @@ def test_a_limited_run_with_refusals_measured_nothing() -> None:
         found.rows[(store, "limited")] = paced_row(store, 1000, 0.01, 0.02, non_2xx=3)
     assert limits_exit_status(found) == 2
     assert "FAILED: 3 non-2xx" in "\n".join(limits_report(found))
+
+
+def paced_results(gateway_p99: float, wake_p99: float | None) -> Results:
+    """Direct at p99 2 ms, nginx at 3 ms, the gateway at `gateway_p99`; the host's wake-up
+    lateness meanwhile (None: the probe gave nothing)."""
+    found = results(FULL, 900)
+
+    def paced(name: str, p99: float) -> Row:
+        return Row(name, [Measured(WrkRun(100, 409_600, 1.0, 0.001, p99, 0, 0), {})])
+
+    found.paced = {
+        "direct": paced("direct", 0.002),
+        "gateway-1": paced("gateway-1", gateway_p99),
+        "nginx": paced("nginx", 0.003),
+    }
+    found.wake = None if wake_p99 is None else {"p50": 0.0, "p99": wake_p99, "samples": 1000}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("gateway_p99", "wake_p99", "verdict"),
+    [
+        (0.0025, 0.0002, "PASS"),  # a quiet host: judged
+        (0.0090, 0.0002, "FAIL"),
+        (0.0090, None, "FAIL"),  # no probe figures: judged as before
+        (0.0090, 0.0040, "not judged (host wake-up p99 4.0 ms)"),  # a busy host: not judged
+        (0.0025, 0.0040, "not judged (host wake-up p99 4.0 ms)"),
+    ],
+)
+def test_added_p99_is_judged_only_on_a_host_that_wakes_within_the_target(
+    gateway_p99: float, wake_p99: float | None, verdict: str
+) -> None:
+    rows = {m: (f, v) for m, f, _, v in summary(paced_results(gateway_p99, wake_p99))}
+    figure, found = rows["(c) added p99 at half load, 1 worker"]
+    assert found == verdict
+    assert figure == f"{(gateway_p99 - 0.002) * 1e3:+.2f} ms (nginx +1.00)"
+
+
+def test_a_latency_not_judged_is_no_failure() -> None:
+    assert exit_status(paced_results(0.0090, 0.0040)) == 0
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=300))
+def test_wake_probe_percentiles_are_the_nearest_rank(lateness: list[float]) -> None:
+    found = percentiles(lateness)
+    assert found["samples"] == len(lateness)
+    for name, share in (("p50", 0.50), ("p99", 0.99)):
+        assert found[name] in lateness
+        assert sum(v <= found[name] for v in lateness) >= share * len(lateness)
+        assert sum(v < found[name] for v in lateness) < share * len(lateness)
+
+
+def test_the_wake_probe_reports_once_its_stdin_closes() -> None:
+    with WakeProbe() as probe:
+        pass
+    assert probe.figures is not None
+    assert probe.figures["p99"] >= probe.figures["p50"] >= 0
