@@ -376,7 +376,7 @@ class Cache:
 
     async def open(
         self, store: ObjectStore, cached: Cached, byte_range: ByteRange | None
-    ) -> CachedBody:
+    ) -> CachedBody | MemoryBody:
         """The body to stream for `byte_range` (None: the whole object). Waits until the first
         slice is known to be of this version, so that a version change found now can still be
         answered properly (VersionChanged: the caller starts over)."""
@@ -388,10 +388,35 @@ class Cache:
                 byte_range.end,
             )
         )
+        memory = cached.body
+        if memory is not None:  # a memory hit: nothing to check, wait for or close
+            self.tiers.hit(cached)
+            self.cache_bytes += end + 1 - start
+            data = memory if byte_range is None else memory[start : end + 1]
+            return MemoryBody(cached.meta, byte_range, data)
         body = CachedBody(self, store, cached, byte_range, start, end)
         if cached.meta.size:
             await body.check_first()
         return body
+
+
+class MemoryBody:
+    """A memory-tier hit: its bytes, in one piece (one write with the head)."""
+
+    __slots__ = ("_data", "meta", "range")
+
+    def __init__(self, meta: ObjectMeta, byte_range: ByteRange | None, data: bytes) -> None:
+        self.meta, self.range, self._data = meta, byte_range, data
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        if self._data:
+            yield self._data
+
+    def socket_body(self) -> SocketBody | None:
+        return None
+
+    async def release(self) -> None:
+        """Nothing is held open."""
 
 
 #: Where a slice's bytes come from: the memory tier (None), its slice file, or a fill.
