@@ -325,7 +325,7 @@ class Cache:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:  # a full disk, an I/O error: the response goes on uncached
-            log.warning("cache: cannot write a slice (%s): bypassing", exc)
+            self.tiers.disk_failed(exc)
             self.bypassed += 1
             os.close(fd)
             with contextlib.suppress(OSError):
