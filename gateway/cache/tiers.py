@@ -18,8 +18,9 @@ leaves no partial slice under a slice name; a slice whose size is not the one it
 metadata implies (checked at start-up and at every use), or whose CRC-32 does not match when
 first read by this process or read again after its file changed (`fingerprint`, one fstat per
 use), is treated as a miss and deleted. Checking the CRC at every read instead was measured at
-1.3 s of CPU per GiB (zlib, this host), eight times what sending the bytes costs. Writes go straight to the page
-cache (no fsync: a cache may lose what the kernel had not written, and detects it).
+1.3 s of CPU per GiB (zlib, this host), eight times what sending the bytes costs. Writes go
+straight to the page cache (no fsync: a cache may lose what the kernel had not written, and
+detects it).
 """
 
 from __future__ import annotations
