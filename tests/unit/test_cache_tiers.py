@@ -314,3 +314,60 @@ def test_a_failing_cache_directory_is_logged_once_until_a_write_succeeds(
 
     warnings = [r for r in caplog.records if "cannot write to the cache directory" in r.message]
     assert (len(warnings), tiers.disk_errors) == (2, 4)
+
+
+def meta_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("??/*.meta"))
+
+
+def written_earlier(path: Path) -> None:
+    """As a metadata file written well before the snapshot (file times tick coarsely)."""
+    status = path.stat()
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns - 1_000_000_000))
+
+
+def test_a_snapshot_taken_at_shutdown_is_read_instead_of_every_metadata_file(
+    tmp_path: Path,
+) -> None:
+    tiers = tiers_in(tmp_path)
+    put(tiers, KEY, FILM)
+    put(tiers, "films/other.mp4", FILM[:150])
+    for path in meta_files(tmp_path):
+        written_earlier(path)
+    assert tiers.save_snapshot() == 2
+    for path in meta_files(tmp_path):  # unreadable now, but unchanged since the snapshot
+        status = path.stat()
+        path.write_text("not read")
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+    again = tiers_in(tmp_path)
+
+    assert sorted(again.objects) == sorted(tiers.objects)
+    assert again.objects[KEY].meta == tiers.objects[KEY].meta
+    assert held(again, KEY) == {0: FILM[:100], 1: FILM[100:200], 2: FILM[200:]}
+
+
+@pytest.mark.parametrize("after", ["refreshed", "dropped", "added"])
+def test_the_directory_wins_over_a_snapshot_for_what_changed_after_it(
+    tmp_path: Path, after: str
+) -> None:
+    tiers = tiers_in(tmp_path)
+    cached = put(tiers, KEY, FILM)
+    for path in meta_files(tmp_path):
+        written_earlier(path)
+    tiers.save_snapshot()
+    if after == "refreshed":
+        tiers.refresh(cached, NOW + 30, 60.0)
+    elif after == "dropped":
+        tiers.drop(KEY)
+    else:
+        put(tiers, "films/new.mp4", FILM[:150])
+
+    again = tiers_in(tmp_path)
+
+    if after == "refreshed":
+        assert again.objects[KEY].fresh_until == NOW + 90
+    elif after == "dropped":
+        assert again.get(KEY) is None
+    else:
+        assert sorted(again.objects) == ["films/intro.mp4", "films/new.mp4"]
