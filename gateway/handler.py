@@ -31,7 +31,7 @@ from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDictProxy
 
 from gateway import relay
-from gateway.cache import Cache, CachedBody, FilePart, VersionChanged
+from gateway.cache import Cache, CachedBody, FilePart, Fill, FillBody, VersionChanged
 from gateway.cache import State as CacheState
 from gateway.cache.tiers import Cached
 from gateway.client_address import client_address, forwarded_host
@@ -285,12 +285,25 @@ class Pipeline:
         for _ in range(_READ_ATTEMPTS):
             now = time.time()
             try:
-                cached, state = await self._cached_entry(cache, key, method, headers, now)
+                cached, state, fill = await self._cached_entry(cache, key, method, headers, now)
             except VersionChanged:
                 continue  # a fill joined for the old version found the new one: judge it
             if cached is None:  # not to be cached (no-store, too large): straight through
                 record.cache = CacheState.BYPASS
                 self.metrics.cache_counter(CacheState.BYPASS).inc()
+                if fill is not None and fill.meta is not None:
+                    meta = fill.meta
+                    planned = plan(method, headers, meta)
+                    if planned.status not in _STREAMED:
+                        return self._without_body(meta, planned, record, granted)
+                    if FillBody.covering(fill, planned.range):  # what it holds: fetched once
+                        passed = FillBody(store, key, fill, meta, planned.range)
+                        try:
+                            return await self._stream(
+                                request, passed, planned, record, granted, admission
+                            )
+                        finally:
+                            await passed.release()
                 return await self._read_uncached(request, key, record, granted, admission)
             granted = {**granted, "Age": str(max(0, int(now - cached.validated)))}
             planned = plan(method, headers, cached.meta)
@@ -316,27 +329,30 @@ class Pipeline:
 
     async def _cached_entry(
         self, cache: Cache, key: str, method: str, headers: CIMultiDictProxy[str], now: float
-    ) -> tuple[Cached | None, CacheState]:
+    ) -> tuple[Cached | None, CacheState, Fill | None]:
         """The entry to answer from (fresh, revalidated or stale), fetched on a miss; None when
-        the object is not to be cached."""
+        the object is not to be cached, with the fill that found so if there was one."""
         cached, state = cache.entry(key), CacheState.HIT
         if cached is not None and not cache.fresh(cached, now):
             cached, state = await cache.revalidate(self.store, cached, now)
         if cached is not None:
-            return cached, state
+            return cached, state, None
         index = (
             None
             if method == "HEAD" or is_conditional(headers)
             else cache.first_slice(parse_range(headers.get("Range")))
         )
+        fill = None
         if index is None:
             cache.remember(key, await self.store.head(key), now)
         else:
             try:
-                await cache.fill(self.store, key, index, None).head()
+                fill = cache.fill(self.store, key, index, None)
+                await fill.head()
             except RangeNotSatisfiable:  # past the end: the size says what to answer
+                fill = None
                 cache.remember(key, await self.store.head(key), now)
-        return cache.entry(key), CacheState.MISS
+        return cache.entry(key), CacheState.MISS, fill
 
     def _count_cache(self, record: AccessRecord, state: CacheState) -> None:
         record.cache = state

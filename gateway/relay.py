@@ -16,6 +16,7 @@ anything still buffered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import socket
@@ -33,6 +34,14 @@ MIN_BYTES = 1024 * 1024  # below this the syscalls to set the relay up are not p
 PIPE_BYTES = (1024 * 1024, 256 * 1024)
 MIN_PIPE_BYTES = 64 * 1024
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+# Unsent bytes a `Sender` lets queue in the client's socket (TCP_NOTSENT_LOWAT; bytes in
+# flight are not limited, so a long fat path still fills). Without a bound, sendfile(2) queues
+# megabytes the receiver has no window for; each window update the receiver sends then pushes
+# them out inside the *receiver's* system call (on loopback, its whole TCP receive path too).
+# Bounded, the sender pushes them in its own calls. Measured with wrk -c1 on a warm 256 MiB disk
+# hit: wrk's CPU per GiB 650-700 -> 320-370 ms, the gateway's 150 -> 350 ms, on another core.
+NOTSENT_LOWAT = 512 * 1024
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number
 
 
 def plain_socket(transport: Any) -> int | None:
@@ -186,9 +195,16 @@ class Sender:
     @classmethod
     def open(cls, client_fd: int) -> Sender | None:
         try:
-            return cls(os.dup(client_fd))
+            sink = os.dup(client_fd)
         except OSError:
             return None
+        with contextlib.suppress(OSError):  # an optimisation: without it the body still goes
+            sock = socket.socket(fileno=sink)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+            finally:
+                sock.detach()
+        return cls(sink)
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)

@@ -268,6 +268,9 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await cache.close()
+        started = time.perf_counter()
+        saved = await asyncio.to_thread(tiers.save_snapshot)  # nothing else runs by now
+        log.info("cache: index of %d objects saved in %.2fs", saved, time.perf_counter() - started)
 
 
 async def _purges(app: web.Application) -> AsyncIterator[None]:

@@ -36,6 +36,7 @@ from gateway.cache.tiers import Cached, Tiers
 from gateway.http.ranges import ByteRange, RangeSpec
 from gateway.storage import (
     NotFound,
+    ObjectBody,
     ObjectMeta,
     ObjectStore,
     OriginError,
@@ -325,7 +326,7 @@ class Cache:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:  # a full disk, an I/O error: the response goes on uncached
-            log.warning("cache: cannot write a slice (%s): bypassing", exc)
+            self.tiers.disk_failed(exc)
             self.bypassed += 1
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -376,7 +377,7 @@ class Cache:
 
     async def open(
         self, store: ObjectStore, cached: Cached, byte_range: ByteRange | None
-    ) -> CachedBody:
+    ) -> CachedBody | MemoryBody:
         """The body to stream for `byte_range` (None: the whole object). Waits until the first
         slice is known to be of this version, so that a version change found now can still be
         answered properly (VersionChanged: the caller starts over)."""
@@ -388,10 +389,101 @@ class Cache:
                 byte_range.end,
             )
         )
+        memory = cached.body
+        if memory is not None:  # a memory hit: nothing to check, wait for or close
+            self.tiers.hit(cached)
+            self.cache_bytes += end + 1 - start
+            data = memory if byte_range is None else memory[start : end + 1]
+            return MemoryBody(cached.meta, byte_range, data)
         body = CachedBody(self, store, cached, byte_range, start, end)
         if cached.meta.size:
             await body.check_first()
         return body
+
+
+class MemoryBody:
+    """A memory-tier hit: its bytes, in one piece (one write with the head)."""
+
+    __slots__ = ("_data", "meta", "range")
+
+    def __init__(self, meta: ObjectMeta, byte_range: ByteRange | None, data: bytes) -> None:
+        self.meta, self.range, self._data = meta, byte_range, data
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        if self._data:
+            yield self._data
+
+    def socket_body(self) -> SocketBody | None:
+        return None
+
+    async def release(self) -> None:
+        """Nothing is held open."""
+
+
+class FillBody:
+    """An object found not to be cached (`no-store`, too large) by the fill of its first
+    slice: answered from that fill, and from storage for the rest, so that the bytes the fill
+    holds are not fetched twice. The rest must be of the fill's version, or the response is
+    cut (its head is gone by then), never stitched from two versions."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        fill: Fill,
+        meta: ObjectMeta,
+        byte_range: ByteRange | None,
+    ) -> None:
+        self.store, self.key, self.fill = store, key, fill
+        self.meta, self.range = meta, byte_range
+        self._rest: ObjectBody | None = None
+
+    @staticmethod
+    def spans(fill: Fill) -> tuple[ByteRange | None, ByteRange | None]:
+        """(what the fill holds, the whole object), both None for an empty object."""
+        meta = fill.meta
+        if meta is None or not meta.size:
+            return None, None
+        whole = ByteRange(0, meta.size - 1, meta.size)
+        return fill.range or whole, whole
+
+    @classmethod
+    def covering(cls, fill: Fill, byte_range: ByteRange | None) -> bool:
+        """Whether the fill holds the start of `byte_range` (None: the whole object), so that
+        a FillBody can answer it."""
+        held, whole = cls.spans(fill)
+        wanted = byte_range or whole
+        return held is not None and wanted is not None and held.start <= wanted.start <= held.end
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        held, whole = self.spans(self.fill)
+        wanted = self.range or whole
+        assert held is not None
+        assert wanted is not None
+        last = min(wanted.end, held.end)
+        async for chunk in self.fill.read(wanted.start - held.start, last + 1 - wanted.start):
+            yield chunk
+        if wanted.end > last:
+            rest = self._rest = await self.store.get(
+                self.key, RangeSpec(first=last + 1, last=wanted.end, suffix=None)
+            )
+            found = rest.range
+            if (
+                rest.meta.etag != self.meta.etag
+                or found is None
+                or (found.start, found.end) != (last + 1, wanted.end)
+            ):
+                raise VersionChanged("the object changed while it was being sent")
+            async for chunk in rest.chunks():
+                yield chunk
+
+    def socket_body(self) -> SocketBody | None:
+        return None
+
+    async def release(self) -> None:
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            await rest.release()
 
 
 #: Where a slice's bytes come from: the memory tier (None), its slice file, or a fill.

@@ -528,17 +528,40 @@ def flip_a_byte(path: Path) -> None:
         handle.write(bytes([byte[0] ^ 0x01]))
 
 
-DAMAGES = {"truncated": truncate, "flipped-byte": flip_a_byte}
+def flip_a_byte_later(path: Path) -> None:
+    """As a writer a tick of the file system's clock after the slice's own write leaves it
+    (one within that tick leaves no trace in the file's times: `tiers.fingerprint`)."""
+    written = path.stat()
+    flip_a_byte(path)
+    os.utime(path, ns=(written.st_atime_ns, written.st_mtime_ns + 1_000_000_000))
+
+
+DAMAGES = {
+    "truncated": truncate,
+    "flipped-byte": flip_a_byte,
+    "flipped-byte-later": flip_a_byte_later,
+}
 
 
 @pytest.mark.parametrize(
     ("damage", "restart"),
-    [("truncated", False), ("truncated", True), ("flipped-byte", True)],
-    ids=["truncated-while-running", "truncated-across-a-restart", "flipped-byte-across-a-restart"],
+    [
+        ("truncated", False),
+        ("truncated", True),
+        ("flipped-byte", True),
+        ("flipped-byte-later", False),
+    ],
+    ids=[
+        "truncated-while-running",
+        "truncated-across-a-restart",
+        "flipped-byte-across-a-restart",
+        "flipped-byte-while-running",
+    ],
 )
 async def test_a_damaged_slice_file_is_refetched(edge: Edge, damage: str, restart: bool) -> None:
-    """A slice is checked against its size whenever it is used, and against its CRC-32 once
-    per process: damage is a miss for that slice, refetched, never bytes served wrong."""
+    """A slice is checked against its size and file fingerprint whenever it is used, and
+    against its CRC-32 once per process and again whenever the file changed: damage is a miss
+    for that slice, refetched, never bytes served wrong."""
     edge.put("obj.bin", SLICED)
     async with edge.gateway() as gw:
         warm = await fetch(gw, edge.link("obj.bin"))

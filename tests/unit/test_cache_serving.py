@@ -380,6 +380,43 @@ async def test_an_object_larger_than_the_disk_tier_streams_through_uncached(
     assert e.states() == ["bypass", "bypass"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "asked", "expected"),
+    [
+        pytest.param({}, ["bytes=0-65535", f"bytes=65536-{len(FILM) - 1}"], FILM, id="whole"),
+        pytest.param({"Range": "bytes=10-99"}, ["bytes=0-65535"], FILM[10:100], id="in-slice-0"),
+        pytest.param(
+            {"Range": "bytes=65530-65545"},
+            ["bytes=0-65535", "bytes=65536-65545"],
+            FILM[65530:65546],
+            id="across-slices",
+        ),
+    ],
+)
+async def test_an_object_found_uncacheable_is_answered_from_the_slice_that_found_so(
+    edge: EdgeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    headers: dict[str, str],
+    asked: list[str],
+    expected: bytes,
+) -> None:
+    """Its first slice is not fetched a second time: storage is asked only for the rest."""
+    e = await edge(disk_bytes=str(len(FILM) - 1))
+    store, ranges = e.gw.services.store, []
+    spied = store.get
+
+    async def get(key: str, spec: RangeSpec | None) -> ObjectBody:
+        ranges.append(spec.header() if spec is not None else "")
+        return await spied(key, spec)
+
+    monkeypatch.setattr(store, "get", get)
+    status, _, body = await e.get("/film.bin", headers)
+
+    assert (status, body) == (206 if headers else 200, expected)
+    assert ranges == asked
+    assert e.states() == ["bypass"]
+
+
 async def test_with_no_disk_tier_small_objects_are_still_cached_in_memory(
     edge: EdgeFactory,
 ) -> None:

@@ -274,3 +274,16 @@ def test_a_pipe_too_small_to_pay_off_means_no_relay_and_no_descriptor_kept(
     before = open_fds()
     assert relay.Relay.open(wires.client_side.fileno()) is None
     assert open_fds() == before
+
+
+async def test_a_sender_bounds_the_unsent_bytes_a_client_socket_queues() -> None:
+    """So the sender, not the receiver's window updates, pushes a sendfile body out (see
+    `relay.NOTSENT_LOWAT`); bytes in flight stay unbounded."""
+    near, far = tcp_pair()
+    with near, far:
+        sender = relay.Sender.open(near.fileno())
+        assert sender is not None
+        sender.close()
+        lowat = near.getsockopt(socket.IPPROTO_TCP, relay._TCP_NOTSENT_LOWAT)
+
+    assert lowat == relay.NOTSENT_LOWAT
