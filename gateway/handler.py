@@ -53,7 +53,7 @@ from gateway.uploads import Uploads, expectation_failed
 from signer import Reason, Rejected, verify
 from signer.addresses import IPAddress
 from signer.format import METHODS, Claims, strip_path_token
-from signer.schemes import EDGE, NO_ISSUE_TIME, LinkRequest, scheme_words
+from signer.schemes import EDGE, LinkRequest, scheme_words
 from signer.verify import Verified
 
 log = logging.getLogger("gateway.handler")
@@ -140,9 +140,8 @@ class Pipeline:
                 link = self._link_request(request, p, client)
                 found = verify_scheme(p, keyring, link, bucket=self.bucket, skew=skew)
                 claims = found.claims
-                # As verify's step 10a; a link that states no issue time: what is left of it.
-                start = time.time() if claims.issued == NO_ISSUE_TIME else claims.issued
-                if claims.expires - start > lifetime:
+                # As verify's step 10a (a link stating no issue time holds it: `unstated_issue`).
+                if claims.expires - claims.issued > lifetime:
                     raise Rejected(Reason.LIFETIME_EXCEEDED, claims=claims)
                 return found
             return verify(

@@ -29,7 +29,7 @@ from typing import Final
 from signer.format import has_token, is_path_form
 from signer.schemes import sigv4_post
 from signer.schemes.akamai import AKAMAI
-from signer.schemes.base import EDGE, NO_ISSUE_TIME, LinkRequest, Scheme, SchemeLink
+from signer.schemes.base import EDGE, LinkRequest, Scheme, SchemeLink
 from signer.schemes.cloudfront import CLOUDFRONT, carries_edge_token
 from signer.schemes.secure_link import SECURE_LINK
 from signer.schemes.sigv4_query import SIGV4
@@ -88,7 +88,6 @@ def scheme_words(scheme: str | None, reason: str) -> str | None:
 
 __all__ = [
     "EDGE",
-    "NO_ISSUE_TIME",
     "SCHEMES",
     "Ambiguous",
     "LinkRequest",

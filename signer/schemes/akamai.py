@@ -30,7 +30,7 @@ from urllib.parse import quote_plus, unquote_plus
 from signer.errors import Reason, Rejected
 from signer.format import Claims, check_path, check_prefix, decode
 from signer.keys import DEFAULT_AKAMAI_WINDOW, Key, Keyring, LinkScheme, Status
-from signer.schemes.base import LinkRequest, SchemeLink
+from signer.schemes.base import LinkRequest, SchemeLink, unstated_issue
 from signer.verify import DEFAULT_SKEW, Verified, judge, token_id
 
 NAME: Final = "akamai"
@@ -43,6 +43,9 @@ FIELDS: Final = ("ip", "st", "exp", "acl", "id", "data", "hmac")
 DIGESTS: Final = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
 #: The digest a hmac's length names (hex digits): what a token can be checked with.
 DIGEST_BY_LENGTH: Final = {64: "sha256", 40: "sha1", 32: "md5"}
+#: What a token without `st` is counted as issued from (`signer.schemes.base.unstated_issue`):
+#: Akamai's own notion, the key's window (EdgeAuth's `window_seconds`), not max_link_lifetime.
+KEY_WINDOW: Final = "the key's window"
 MAX_TOKEN_LENGTH: Final = 4096
 MAX_ACLS: Final = 16
 
@@ -207,18 +210,23 @@ def verify(
     token = parse_token(token_text(request))
     path = check_path(decode(request.raw_path, "the path"))
     key = _signer(keyring, token, request.raw_path)
-    claims = _claims(token, key)
-    current = time.time() if now is None else now
-    if token.st is None and claims.issued > current + skew:
-        raise Rejected(
-            Reason.LIFETIME_EXCEEDED,
-            f"no st, and exp is more than the key's window ({_window(key)}s) ahead",
-            claims,
+    if token.st is not None:
+        claims = _claims(token, key, token.st)
+    else:  # the one rule for a link without an issue time, with Akamai's own lifetime
+        current = time.time() if now is None else now
+        claims = unstated_issue(
+            token.exp,
+            _window(key),
+            lambda issued: _claims(token, key, issued),
+            now=current,
+            skew=skew,
+            bound=KEY_WINDOW,
         )
     judge(claims, path, method=request.method, client_ip=request.client_ip, now=now, skew=skew)
     if token.acl is not None and not any(acl_covers(acl, request.raw_path) for acl in token.acl):
         raise Rejected(Reason.OUTSIDE_PREFIX, "no acl of the token covers the path", claims)
-    return SchemeLink(Verified(path=path, claims=claims, token_id=token.token_id))
+    verified = Verified(path=path, claims=claims, token_id=token.token_id)
+    return SchemeLink(verified, issued_from=None if token.st is not None else KEY_WINDOW)
 
 
 def explain(request: LinkRequest) -> list[str]:
@@ -299,8 +307,8 @@ def _signer(keyring: Keyring, token: Token, raw_path: str) -> Key:
     return found
 
 
-def _claims(token: Token, key: Key) -> Claims:
-    """What an authentic token says, as our token would say it."""
+def _claims(token: Token, key: Key, issued: int) -> Claims:
+    """What an authentic token says, as our token would say it, issued at `issued`."""
     ip = None
     if token.ip is not None:
         text = _value(token.ip, key, "ip")
@@ -308,7 +316,6 @@ def _claims(token: Token, key: Key) -> Claims:
             ip = ipaddress.ip_network(ipaddress.ip_address(text))
         except ValueError:
             raise _malformed("ip is not one IPv4 or IPv6 address") from None
-    issued = token.st if token.st is not None else max(0, token.exp - _window(key))
     return Claims(
         expires=token.exp,
         key_id=key.id,

@@ -26,6 +26,7 @@ import binascii
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
@@ -49,7 +50,7 @@ from signer.format import (
     resembles_token_parameter,
 )
 from signer.keys import Keyring, LinkScheme, Status
-from signer.schemes.base import NO_ISSUE_TIME, LinkRequest, SchemeLink
+from signer.schemes.base import MAX_LINK_LIFETIME, LinkRequest, SchemeLink, unstated_issue
 from signer.verify import DEFAULT_SKEW, Verified, judge, token_id
 
 NAME: Final = "cloudfront"
@@ -292,7 +293,7 @@ def verify(
         urls = [f"{scheme}://{request.host}{request.raw_path}" for scheme in URL_SCHEMES]
         if not any(check(canned_policy(url, link.expires)) for url in urls):
             raise Rejected(Reason.BAD_SIGNATURE)
-        claims = _claims(link.key_pair_id, link.expires)
+        policy = Policy(Resource(request.host.lower(), path=path), link.expires)  # as signed
     else:
         assert link.policy_bytes is not None
         if not check(link.policy_bytes):
@@ -306,11 +307,10 @@ def verify(
             )
         if resource.path is not None and resource.path != path:
             raise Rejected(Reason.BAD_SIGNATURE, "the policy's Resource names another path")
-        claims = _claims(
-            link.key_pair_id, policy.expires, policy.starts, policy.ip, resource.prefix
-        )
+    claims, issued_from = _claims(link.key_pair_id, policy, request.lifetime, now, skew)
     judge(claims, path, method=request.method, client_ip=request.client_ip, now=now, skew=skew)
-    return SchemeLink(Verified(path=path, claims=claims, token_id=link.token_id))
+    verified = Verified(path=path, claims=claims, token_id=link.token_id)
+    return SchemeLink(verified, issued_from=issued_from)
 
 
 def explain(request: LinkRequest) -> list[str]:
@@ -374,23 +374,27 @@ def _no_cookies(name: str) -> Sequence[str]:
 
 
 def _claims(
-    key_id: str,
-    expires: int,
-    starts: int | None = None,
-    ip: IPNetwork | None = None,
-    prefix: str | None = None,
-) -> Claims:
-    """The claims our token would have: GET (and so HEAD) only; the start is the issue time,
-    and without one the link states none (`NO_ISSUE_TIME`)."""
-    return Claims(
-        expires=expires,
-        key_id=key_id,
-        issued=NO_ISSUE_TIME if starts is None else starts,
-        starts=starts,
-        ip=ip,
-        prefix=prefix,
-        method="GET",
-    ).validate()
+    key_id: str, policy: Policy, lifetime: float, now: float | None, skew: float
+) -> tuple[Claims, str | None]:
+    """The claims our token would have, GET (and so HEAD) only, and what the issue time was
+    counted from: the start is the issue time; without one the link states none."""
+
+    def claims(issued: int) -> Claims:
+        return Claims(
+            expires=policy.expires,
+            key_id=key_id,
+            issued=issued,
+            starts=policy.starts,
+            ip=policy.ip,
+            prefix=policy.resource.prefix,
+            method="GET",
+        ).validate()
+
+    if policy.starts is not None:
+        return claims(policy.starts), None
+    current = time.time() if now is None else now
+    found = unstated_issue(policy.expires, lifetime, claims, now=current, skew=skew)
+    return found, MAX_LINK_LIFETIME
 
 
 def _checker(

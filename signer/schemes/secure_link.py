@@ -42,8 +42,7 @@ from signer.nginx import (
     parse_expires,
     parse_expression,
 )
-from signer.schemes.base import LinkRequest, SchemeLink
-from signer.sign import DEFAULT_MAX_LIFETIME
+from signer.schemes.base import MAX_LINK_LIFETIME, LinkRequest, SchemeLink, unstated_issue
 from signer.verify import DEFAULT_SKEW, Verified, judge, token_id
 
 NAME: Final = "secure_link"
@@ -145,25 +144,21 @@ def verify(
     if key.status is Status.RETIRED:
         raise Rejected(Reason.RETIRED_KEY, f"key {key.id!r} is retired")
     current = time.time() if now is None else now
-    lifetime = DEFAULT_MAX_LIFETIME if request.max_lifetime is None else request.max_lifetime
     if link.expiry > MAX_TIME:
         raise Rejected(Reason.LIFETIME_EXCEEDED, f"expires {link.expires} is beyond any lifetime")
-    claims = Claims(
-        expires=link.expiry,
-        key_id=key.id,
-        # The link carries no issue time: the earliest a link within `lifetime` could have been
-        # made, so that revoking the key (or a prefix) at T refuses every link valid at T.
-        issued=max(0, link.expiry - int(lifetime)),
-        ip=_binding(_expression(key), request.client_ip),
-    ).validate()
-    if link.expiry - current > lifetime:
-        # Revocations are kept for max_link_lifetime: a link living longer would outlive them.
-        detail = f"expires {link.expires} is more than {lifetime:g}s away"
-        raise Rejected(Reason.LIFETIME_EXCEEDED, detail, claims)
+    ip = _binding(_expression(key), request.client_ip)
+    claims = unstated_issue(  # the link carries no issue time
+        link.expiry,
+        request.lifetime,
+        lambda issued: Claims(expires=link.expiry, key_id=key.id, issued=issued, ip=ip).validate(),
+        now=current,
+        skew=0,
+    )
     judge(
         claims, link.path, method=request.method, client_ip=request.client_ip, now=current, skew=0
     )
-    return SchemeLink(Verified(path=link.path, claims=claims, token_id=link.token_id))
+    verified = Verified(path=link.path, claims=claims, token_id=link.token_id)
+    return SchemeLink(verified, issued_from=MAX_LINK_LIFETIME)
 
 
 def explain(request: LinkRequest) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from signer import Algorithm, Keyring, KeyringError, Reason, Rejected, Status, new_key, token_id
 from signer.cli import main
+from signer.format import Claims
 from signer.keys import LinkScheme, cloudfront_key
 from signer.schemes import SCHEMES, Ambiguous, LinkRequest, detect
 from signer.schemes.cloudfront import (
@@ -306,6 +308,31 @@ def test_a_verified_link_has_the_claims_of_our_tokens() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("max_lifetime", "verdict"),
+    [(3600, "ok"), (3600 - 30, "ok"), (3600 - 31, "lifetime_exceeded")],
+    ids=["expiry-a-lifetime-away", "within-the-skew", "beyond-the-skew"],
+)
+def test_a_link_without_datagreaterthan_is_issued_a_lifetime_before_its_expiry(
+    max_lifetime: int, verdict: str
+) -> None:
+    """The one rule of links that state no issue time (as nginx secure_link's): a revocation
+    by key or prefix at T then covers every such link valid at T."""
+    url = SIGNER.generate_presigned_url("https://h/a.txt", date_less_than=EXPIRY)
+    found = dataclasses.replace(request(url), max_lifetime=max_lifetime)
+    claims: Claims | None
+    try:
+        claims, said = verify(KEYRING, found, now=NOW).verified.claims, "ok"  # NOW + 3600
+    except Rejected as exc:
+        claims, said = exc.claims, exc.reason.value
+    assert claims is not None
+    assert (said, claims.issued, claims.starts) == (
+        verdict,
+        EXPIRY.timestamp() - max_lifetime,
+        None,
+    )
+
+
 def test_revoking_by_url_records_the_links_token_id_and_expiry() -> None:
     url = SIGNER.generate_presigned_url("https://h/a.txt", date_less_than=EXPIRY)
     parts = urlsplit(url)
@@ -472,7 +499,8 @@ def test_verify_accepts_a_cloudfront_url(
     code, out, _ = run(capsys, *argv)
     assert code == 0
     assert "valid (cloudfront): key 'K1', path '/docs/a.txt'" in out
-    assert "issued  not stated by the link" in out
+    assert "issued  not stated; counted as " in out
+    assert "(the expiry minus the max link lifetime)" in out
     assert "prefix       /docs/" in out
     assert "ip           203.0.113.0/24" in out
     assert "token id " in out

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import shutil
 import stat
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from akamai.edgeauth import EdgeAuth
+from botocore.signers import CloudFrontSigner
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from signer import Keyring
+from signer import Algorithm, Keyring, Status, new_key
 from signer.cli import main
+from signer.keys import LinkScheme, cloudfront_key, secure_link_key
 from signer.params import PARAMS
+from signer.timeparse import describe
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -576,3 +585,68 @@ def test_list_shows_an_akamai_keys_hmac_as_its_entry_names_it(
     code, out, _ = run(capsys, "list", "--keyring", str(keys))
     assert code == 0
     assert f"ak1\thmac-{digest}\tverify" in out
+
+
+# --- links that state no issue time (nginx secure_link, CloudFront, Akamai) -------------------
+
+NOW = 1_800_000_000
+PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+AKAMAI = new_key("ak1", Algorithm.HMAC_SHA256, Status.VERIFY, scheme=LinkScheme.AKAMAI, window=600)
+NGINX = "$secure_link_expires$uri not-a-real-secret-but-long-enough"
+
+
+def cloudfront_link(expires: int) -> str:
+    signer: Any = CloudFrontSigner(
+        "K1", lambda m: PRIVATE.sign(m, padding.PKCS1v15(), hashes.SHA1())
+    )
+    url: str = signer.generate_presigned_url(
+        "https://media.example.com/docs/a.txt", date_less_than=datetime.fromtimestamp(expires, UTC)
+    )
+    return url
+
+
+def secure_link(expires: int) -> str:
+    """nginx's link valid through the second before `expires` (the claims' expiry)."""
+    text = NGINX.replace("$secure_link_expires$uri", f"{expires - 1}/docs/a.txt")
+    md5 = base64.urlsafe_b64encode(hashlib.md5(text.encode()).digest()).decode().rstrip("=")
+    return f"https://media.example.com/docs/a.txt?md5={md5}&expires={expires - 1}"
+
+
+def akamai_link(expires: int) -> str:
+    assert AKAMAI.secret is not None
+    token = EdgeAuth(key=AKAMAI.secret.hex(), end_time=expires).generate_acl_token("/docs/*")
+    return f"https://media.example.com/docs/a.txt?__token__={token}"
+
+
+@pytest.fixture
+def unstated_keys(tmp_path: Path) -> Path:
+    path = tmp_path / "links.json"
+    der = PRIVATE.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    Keyring([cloudfront_key("K1", der), secure_link_key("nginx", NGINX), AKAMAI]).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("link", "bound", "counted_from"),
+    [
+        (cloudfront_link, "600", "the max link lifetime"),
+        (secure_link, "600", "the max link lifetime"),
+        (akamai_link, "3600", "the key's window"),
+    ],
+    ids=["cloudfront", "secure_link", "akamai"],
+)
+def test_verify_says_alike_how_a_link_without_an_issue_time_is_counted(
+    unstated_keys: Path,
+    capsys: pytest.CaptureFixture[str],
+    link: Callable[[int], str],
+    bound: str,
+    counted_from: str,
+) -> None:
+    """Every scheme counts such a link as issued 600 s (its lifetime) before its expiry."""
+    argv = ["--keyring", str(unstated_keys), "--at", str(NOW), "--max-lifetime", bound]
+    code, out, _ = run(capsys, "verify", link(NOW + 300), *argv)
+    issued = describe(NOW + 300 - 600, NOW)
+    assert code == 0
+    assert f"  issued  not stated; counted as {issued} (the expiry minus {counted_from})\n" in out
