@@ -97,6 +97,7 @@ SAMPLES: list[tuple[str, str, Any]] = [
     ("connect_timeout", "1.5", 1.5),
     ("first_byte_timeout", "7", 7.0),
     ("idle_timeout", "9", 9.0),
+    ("send_timeout", "0.5", 0.5),
     ("shutdown_grace", "60", 60.0),
     ("header_timeout", "4.5", 4.5),
     ("keepalive_timeout", "75", 75.0),
@@ -171,7 +172,9 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         workers=1,
         admin_token=None,
         links=LinkRules(clock_skew=30.0, max_lifetime=604800.0),
-        timeouts=Timeouts(connect=5.0, first_byte=30.0, idle=30.0, shutdown_grace=30.0),
+        timeouts=Timeouts(
+            connect=5.0, first_byte=30.0, idle=30.0, send=60.0, shutdown_grace=30.0
+        ),
         connections=Connections(header_timeout=10.0, keepalive_timeout=15.0, max_connections=None),
         s3=S3Settings(endpoint_url=None, region=None, connections=256),
         uploads=Uploads(
@@ -730,6 +733,7 @@ TIMEOUTS = [
     "connect_timeout",
     "first_byte_timeout",
     "idle_timeout",
+    "send_timeout",
     "shutdown_grace",
     "header_timeout",
     "keepalive_timeout",
