@@ -172,9 +172,7 @@ def test_only_the_required_settings_give_the_documented_defaults() -> None:
         workers=1,
         admin_token=None,
         links=LinkRules(clock_skew=30.0, max_lifetime=604800.0),
-        timeouts=Timeouts(
-            connect=5.0, first_byte=30.0, idle=30.0, send=60.0, shutdown_grace=30.0
-        ),
+        timeouts=Timeouts(connect=5.0, first_byte=30.0, idle=30.0, send=60.0, shutdown_grace=30.0),
         connections=Connections(header_timeout=10.0, keepalive_timeout=15.0, max_connections=None),
         s3=S3Settings(endpoint_url=None, region=None, connections=256),
         uploads=Uploads(
