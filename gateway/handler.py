@@ -578,9 +578,12 @@ def _abort(request: web.Request, exc: BaseException) -> None:
 
 
 def _cancelled(request: web.Request, cutting: bool) -> Outcome:
-    """Why a stream was cancelled: the shutdown deadline, a client gone, or neither."""
+    """Why a stream was cancelled: the shutdown deadline, the send timeout, a client gone, or
+    neither."""
     if cutting:
         return Outcome.SHUTDOWN
+    if send_stalled(request):
+        return Outcome.SEND_TIMEOUT
     gone = request.transport is None or request.transport.is_closing()
     return Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
 
