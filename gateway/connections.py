@@ -13,7 +13,8 @@ handled on it, and an idle connection is closed
   within the cap and the descriptors behind it.
 
 A request being handled (a download to a slow reader, an upload) is never cut by these; its
-own timeouts apply (`idle_timeout`).
+own timeouts apply (`idle_timeout`, and `send_timeout`: a response whose writes wait that long
+for a client that takes no bytes has its connection aborted, `gateway.relay.SendWatch`).
 
 `Runner` is aiohttp's `web.AppRunner` serving through `Server`, whose connections are
 `_Connection`s: the stock request handler, which reports when a request starts and when its
@@ -35,6 +36,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
+from gateway.relay import SendWatch, acked
 from gateway.settings import ENV_PREFIX, Settings, SettingsError
 
 # Descriptors a worker needs besides client connections and storage connections: listeners,
@@ -47,7 +49,8 @@ MAX_CONNECTIONS: Final = 10_000_000
 HEADER_TIMEOUT: Final = "header_timeout"
 KEEPALIVE_TIMEOUT: Final = "keepalive_timeout"
 OVER_CAPACITY: Final = "over_capacity"
-CLOSE_REASONS: Final = (HEADER_TIMEOUT, KEEPALIVE_TIMEOUT, OVER_CAPACITY)
+SEND_TIMEOUT: Final = "send_timeout"
+CLOSE_REASONS: Final = (HEADER_TIMEOUT, KEEPALIVE_TIMEOUT, OVER_CAPACITY, SEND_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class Limits:
     header_timeout: float
     keepalive_timeout: float
     max_connections: int
+    send_timeout: float = 60.0  # `limits()` gives the setting's; this is its default too
 
 
 def open_file_limit() -> int:
@@ -83,7 +87,7 @@ def limits(settings: Settings, open_files: int | None = None) -> Limits:
                 f"{settings.s3.connections} minus {RESERVED_DESCRIPTORS} reserved); raise the "
                 "limit (ulimit -n, LimitNOFILE=), lower ORIGIN_CONNECTIONS or set MAX_CONNECTIONS"
             )
-    return Limits(group.header_timeout, group.keepalive_timeout, cap)
+    return Limits(group.header_timeout, group.keepalive_timeout, cap, settings.timeouts.send)
 
 
 C = TypeVar("C", bound=Hashable)
@@ -169,6 +173,10 @@ class Guard:
         if self.policy.finished(connection):
             self._arm(connection, self.limits.keepalive_timeout, KEEPALIVE_TIMEOUT)
 
+    def stalled(self, connection: web.RequestHandler) -> None:
+        """`connection`'s client took no bytes for `send_timeout`; it is being aborted."""
+        self.closed[SEND_TIMEOUT] += 1
+
     def lost(self, connection: web.RequestHandler) -> None:
         self.policy.closed(connection)
         self._disarm(connection)
@@ -230,13 +238,19 @@ _Factory = Callable[
 
 
 class _Connection(web.RequestHandler):
-    """aiohttp's request handler, reporting the end of each response to the guard."""
+    """aiohttp's request handler, reporting the end of each response to the guard, and
+    aborting the connection when a response's writes wait `send_timeout` for a client that
+    takes nothing. The transport (TCP or TLS) pauses the protocol's writing when its buffer
+    passes the high-water mark, so the send timeout is watched only then: a small response,
+    or a client keeping up, costs nothing."""
 
-    __slots__ = ("_guard",)
+    __slots__ = ("_guard", "_send_watch", "send_timed_out")
 
     def __init__(self, manager: web.Server, *, guard: Guard, **options: Any) -> None:
         super().__init__(manager, **options)
         self._guard = guard
+        self._send_watch: SendWatch | None = None
+        self.send_timed_out = False
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -245,6 +259,56 @@ class _Connection(web.RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._guard.finished(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        watch = self._send_watch
+        if watch is None:
+            watch = self._send_watch = SendWatch(
+                self._loop, self._guard.limits.send_timeout, self._acked, self.send_stalled
+            )
+        watch.waiting()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_watch is not None:
+            self._send_watch.resumed()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._send_watch is not None:
+            self._send_watch.cancel()
+        super().connection_lost(exc)
+
+    def send_stalled(self) -> None:
+        """The client took nothing for `send_timeout` (seen here, or by a relay writing to its
+        socket): count it once and abort the connection, so the response's pending write
+        fails and the handler lets go of storage and its stream slot."""
+        if self.send_timed_out:
+            return
+        self.send_timed_out = True
+        self._guard.stalled(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _acked(self) -> int | None:
+        transport = self.transport
+        return None if transport is None else acked(transport.get_extra_info("socket"))
+
+
+def send_stalled(request: web.BaseRequest) -> bool:
+    """Whether `request`'s connection was aborted by the send timeout."""
+    protocol = request.protocol
+    return isinstance(protocol, _Connection) and protocol.send_timed_out
+
+
+def abort_stalled(request: web.BaseRequest) -> None:
+    """A relay found `request`'s client stalled: abort its connection, counted as a send
+    timeout where the guard watches it."""
+    protocol = request.protocol
+    if isinstance(protocol, _Connection):
+        protocol.send_stalled()
+    elif request.transport is not None:
+        request.transport.abort()
 
 
 class Server(web.Server):

@@ -97,6 +97,7 @@ class Outcome(enum.StrEnum):
     NOT_MODIFIED = "not_modified"
     ORIGIN_ABORTED = "origin_aborted"  # storage failed after the headers went out
     CLIENT_DISCONNECTED = "client_disconnected"
+    SEND_TIMEOUT = "send_timeout"  # the client took no bytes for send_timeout: connection closed
     SHUTDOWN = "shutdown"  # the shutdown deadline cut the stream
     CANCELLED = "cancelled"
 

@@ -35,6 +35,7 @@ from gateway.cache import Cache, CachedBody, FilePart, Fill, FillBody, VersionCh
 from gateway.cache import State as CacheState
 from gateway.cache.tiers import Cached
 from gateway.client_address import client_address, forwarded_host
+from gateway.connections import abort_stalled, send_stalled
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.form_upload import FormUploads
@@ -82,6 +83,7 @@ class Pipeline:
         self.cookies = CookieIssuer(services.settings.cookie, services.proxies)
         self.uploads = Uploads(services)
         self.zero_copy = services.settings.zero_copy and relay.AVAILABLE
+        self.send_timeout = services.settings.timeouts.send
         self.cache = services.cache
         self.access_log = services.settings.log.access
         origin = services.settings.origin
@@ -394,7 +396,7 @@ class Pipeline:
         transport = request.transport
         if client_fd is None or transport is None:
             return False, sent_head
-        sender = relay.Sender.open(client_fd)
+        sender = relay.Sender.open(client_fd, send_timeout=self.send_timeout)
         if sender is None:
             return False, True
         try:
@@ -405,8 +407,8 @@ class Pipeline:
                             await sender.sendfile(part.handle.fileno(), part.offset, part.count)
                     else:
                         await sender.write(part)
-        except BaseException:
-            transport.abort()  # the body is short: never let it pass for a complete one
+        except BaseException as exc:
+            _abort(request, exc)  # the body is short: never let it pass for a complete one
             raise
         finally:
             record.sent += sender.sent
@@ -468,6 +470,8 @@ class Pipeline:
             await response.write_eof()
             if not timed:  # an empty body: the head went out just now
                 first_byte.observe(time.perf_counter() - record.started)
+            if send_stalled(request):  # its last write waited, and the connection was aborted
+                record.reason = Outcome.SEND_TIMEOUT
         except StorageError as exc:
             # Headers are gone: the only honest signal left is to break the connection, so a
             # truncated body can never pass for a complete one.
@@ -476,8 +480,9 @@ class Pipeline:
             log.warning("storage failed mid-stream after %d bytes: %s", record.sent, exc)
             if request.transport is not None:
                 request.transport.abort()
-        except ConnectionError:
-            record.reason = Outcome.CLIENT_DISCONNECTED
+        except ConnectionError as exc:
+            stalled = isinstance(exc, relay.ClientStalled) or send_stalled(request)
+            record.reason = Outcome.SEND_TIMEOUT if stalled else Outcome.CLIENT_DISCONNECTED
         except asyncio.CancelledError:
             # The shutdown deadline cancels the handler (gateway.drain), and so may aiohttp when
             # the client goes away; either way the finally blocks release storage.
@@ -517,11 +522,11 @@ class Pipeline:
             job.close()
             return False, True
         try:
-            await job.run(source)
-        except BaseException:
+            await job.run(source, send_timeout=self.send_timeout)
+        except BaseException as exc:
             # The body is short whatever went wrong: the connection must not carry on as if
             # the response were complete.
-            transport.abort()
+            _abort(request, exc)
             raise
         finally:
             record.sent += job.sent
@@ -563,10 +568,21 @@ class _CoalescingResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
+def _abort(request: web.Request, exc: BaseException) -> None:
+    """Abort the connection of a response cut short by `exc` (counted if the client stalled)."""
+    if isinstance(exc, relay.ClientStalled):
+        abort_stalled(request)
+    elif request.transport is not None:
+        request.transport.abort()
+
+
 def _cancelled(request: web.Request, cutting: bool) -> Outcome:
-    """Why a stream was cancelled: the shutdown deadline, a client gone, or neither."""
+    """Why a stream was cancelled: the shutdown deadline, the send timeout, a client gone, or
+    neither."""
     if cutting:
         return Outcome.SHUTDOWN
+    if send_stalled(request):
+        return Outcome.SEND_TIMEOUT
     gone = request.transport is None or request.transport.is_closing()
     return Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
 

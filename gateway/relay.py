@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import socket
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from gateway.storage import OriginError, OriginTimeout, SocketBody
@@ -42,6 +45,100 @@ _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 # hit: wrk's CPU per GiB 650-700 -> 320-370 ms, the gateway's 150 -> 350 ms, on another core.
 NOTSENT_LOWAT = 512 * 1024
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux's number
+
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_BYTES_ACKED = slice(120, 128)  # struct tcp_info's tcpi_bytes_acked (Linux 4.1+), a u64
+
+
+class ClientStalled(ConnectionError):
+    """The client took no bytes for `send_timeout`: its connection is to be closed. Never an
+    OriginTimeout, which is storage's silence."""
+
+
+def acked(sock: Any) -> int | None:
+    """Bytes of ours the client's TCP has acknowledged so far (grows as it reads), or None
+    where the kernel does not say (not TCP, not Linux)."""
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 256)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _BYTES_ACKED.stop:
+        return None
+    return int.from_bytes(info[_BYTES_ACKED], sys.byteorder)
+
+
+def acked_fd(fd: int) -> int | None:
+    """`acked` of a socket descriptor the caller owns."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return acked(sock)
+    finally:
+        sock.detach()
+
+
+class SendWatch:
+    """The send timeout of one client connection, nginx's `send_timeout`: `on_stall` runs once
+    a write has waited `seconds` for the client's socket and the client acknowledged no bytes
+    since the last look. Waits are marked by `waiting()` and `resumed()`; they happen only
+    when the socket is full, so a client keeping up costs nothing. A wait moves the deadline
+    without touching the timer (one per `seconds` at most, not one per wait); a timer that
+    finds the deadline later re-arms. Why the acknowledgements: the kernel takes more bytes
+    only once a third of a large send buffer is free, so a slow reader can leave the socket
+    full for longer than `seconds` while it keeps reading."""
+
+    __slots__ = ("_deadline", "_loop", "_mark", "_on_stall", "_probe", "_timer", "seconds")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        seconds: float,
+        probe: Callable[[], int | None],
+        on_stall: Callable[[], None],
+    ) -> None:
+        self.seconds = seconds
+        self._loop = loop
+        self._probe = probe  # `acked` of the client's socket
+        self._on_stall = on_stall
+        self._deadline: float | None = None  # while a write waits
+        self._timer: asyncio.TimerHandle | None = None
+        self._mark: int | None = None
+
+    def waiting(self) -> None:
+        """A write waits for the client's socket, from now unless it already did."""
+        if self._deadline is not None:
+            return
+        self._deadline = deadline = self._loop.time() + self.seconds
+        if self._timer is None:
+            self._mark = self._probe()
+            self._timer = self._loop.call_at(deadline, self._expired)
+
+    def resumed(self) -> None:
+        """The socket takes writes again: the timer, if any, will find no wait."""
+        self._deadline = None
+
+    def cancel(self) -> None:
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        now = self._loop.time()
+        mark, self._mark = self._mark, self._probe()
+        if now >= deadline:
+            if mark is None or self._mark is None or self._mark <= mark:
+                self._deadline = None
+                self._on_stall()
+                return
+            self._deadline = deadline = now + self.seconds  # it reads, slowly: keep waiting
+        self._timer = self._loop.call_at(deadline, self._expired)
 
 
 def plain_socket(transport: Any) -> int | None:
@@ -100,19 +197,20 @@ class Relay:
         sink, source, pipe_out, pipe_in = opened
         return cls(sink, source, pipe_out, pipe_in, granted)
 
-    async def run(self, body: SocketBody) -> None:
+    async def run(self, body: SocketBody, *, send_timeout: float | None = None) -> None:
         """Send the whole body, then call `body.finished()`. Raises OriginError or
-        OriginTimeout if storage fails or goes silent, ConnectionError if the client goes
-        away. The relay's descriptors are closed when it returns, however it does."""
+        OriginTimeout if storage fails or goes silent, ClientStalled if the client takes
+        nothing for `send_timeout`, ConnectionError if it goes away. The relay's descriptors
+        are closed when it returns, however it does."""
         try:
             if body.remaining:  # onto our own descriptor: cannot run out
                 os.dup2(body.fd, self._source, inheritable=False)
-            waiter = _Waiter(self._source, self._sink)
+            waiter = _Waiter(self._source, self._sink, body.idle_timeout, send_timeout)
             try:
                 for chunk in body.received:
                     await self._write(chunk, waiter)
                 if body.remaining:
-                    await self._splice(body.remaining, body.idle_timeout, waiter)
+                    await self._splice(body.remaining, waiter)
             finally:
                 waiter.stop()
         finally:
@@ -131,14 +229,14 @@ class Relay:
             try:
                 written = os.write(self._sink, view)
             except BlockingIOError:
-                await waiter.wait(read=False, write=True, idle=None)
+                await waiter.wait(read=False, write=True)
                 continue
             except OSError as exc:
                 raise _client_error(exc) from None
             self.sent += written
             view = view[written:]
 
-    async def _splice(self, remaining: int, idle: float, waiter: _Waiter) -> None:
+    async def _splice(self, remaining: int, waiter: _Waiter) -> None:
         source, sink, pipe_in, pipe_out = self._source, self._sink, self._pipe_in, self._pipe_out
         capacity = self.pipe_bytes
         in_pipe = 0
@@ -176,24 +274,23 @@ class Relay:
                     moved = True
             if not moved:
                 reading = bool(remaining) and not pipe_full and in_pipe < capacity
-                await waiter.wait(
-                    read=reading, write=in_pipe > 0, idle=idle if not in_pipe else None
-                )
+                await waiter.wait(read=reading, write=in_pipe > 0)
 
 
 class Sender:
     """Writes a body straight to a client socket: bytes with write(2), file ranges with
     sendfile(2) (a disk cache hit: the page cache to the socket, never through Python). Works
-    on a duplicate of the socket, like `Relay`; the caller flushed the response head."""
+    on a duplicate of the socket, like `Relay`; the caller flushed the response head. Raises
+    ClientStalled if the client takes nothing for `send_timeout`."""
 
-    def __init__(self, sink: int) -> None:
+    def __init__(self, sink: int, *, send_timeout: float | None = None) -> None:
         self._sink = sink
-        self._waiter = _Waiter(sink, sink)
+        self._waiter = _Waiter(sink, sink, None, send_timeout)
         self.sent = 0
         self.sendfiled = 0
 
     @classmethod
-    def open(cls, client_fd: int) -> Sender | None:
+    def open(cls, client_fd: int, *, send_timeout: float | None = None) -> Sender | None:
         try:
             sink = os.dup(client_fd)
         except OSError:
@@ -204,7 +301,7 @@ class Sender:
                 sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             finally:
                 sock.detach()
-        return cls(sink)
+        return cls(sink, send_timeout=send_timeout)
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -212,7 +309,7 @@ class Sender:
             try:
                 written = os.write(self._sink, view)
             except BlockingIOError:
-                await self._waiter.wait(read=False, write=True, idle=None)
+                await self._waiter.wait(read=False, write=True)
                 continue
             except OSError as exc:
                 raise _client_error(exc) from None
@@ -224,7 +321,7 @@ class Sender:
             try:
                 written = os.sendfile(self._sink, fd, offset, count)
             except BlockingIOError:
-                await self._waiter.wait(read=False, write=True, idle=None)
+                await self._waiter.wait(read=False, write=True)
                 continue
             except OSError as exc:
                 raise _client_error(exc) from None
@@ -243,40 +340,72 @@ class Sender:
 class _Waiter:
     """Waits until the source is readable or the sink writable. Watches are added and removed
     around each wait: the loop's watches are level-triggered, so one left in place would fire
-    on every iteration while its condition holds."""
+    on every iteration while its condition holds. A wait for the sink is bounded by the send
+    timeout (`SendWatch`), one for the source alone by storage's `idle` timeout; None: none."""
 
-    def __init__(self, source: int, sink: int) -> None:
+    def __init__(self, source: int, sink: int, idle: float | None, send: float | None) -> None:
         self._source = source
         self._sink = sink
+        self._idle = idle
         self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[Any] | None = None
+        self._stall: ClientStalled | None = None
+        self._watch = (
+            None
+            if send is None
+            else SendWatch(self._loop, send, functools.partial(acked_fd, sink), self._stalled)
+        )
 
-    async def wait(self, *, read: bool, write: bool, idle: float | None) -> None:
+    async def wait(self, *, read: bool, write: bool) -> None:
+        if self._stall is not None:  # the timer fired between waits
+            raise self._stall
         loop = self._loop
         future: asyncio.Future[Any] = loop.create_future()
+        self._future = future
         if read:
             loop.add_reader(self._source, _wake, future)
         if write:
-            loop.add_writer(self._sink, _wake, future)
+            loop.add_writer(self._sink, _wake, future, _WRITABLE)
+            if self._watch is not None:
+                self._watch.waiting()  # from the first wait since the client last took bytes
+        idle = None if write else self._idle
         timer = None if idle is None else loop.call_later(idle, _wake, future, _TIMED_OUT)
         try:
-            await future
+            woke = await future
         finally:
+            self._future = None
             if timer is not None:
                 timer.cancel()
             if read:
                 loop.remove_reader(self._source)
             if write:
                 loop.remove_writer(self._sink)
-        if timer is not None and future.result() is _TIMED_OUT:
+        if woke is _WRITABLE:
+            if self._watch is not None:
+                self._watch.resumed()
+        elif woke is _TIMED_OUT:
             raise OriginTimeout(f"storage sent nothing for {idle}s mid-stream")
+        elif woke is _STALLED:
+            assert self._stall is not None
+            raise self._stall
+
+    def _stalled(self) -> None:
+        assert self._watch is not None
+        self._stall = ClientStalled(f"the client took nothing for {self._watch.seconds}s")
+        if self._future is not None:
+            _wake(self._future, _STALLED)
 
     def stop(self) -> None:
         """Remove any watch (only left if a wait was cancelled) before descriptors close."""
+        if self._watch is not None:
+            self._watch.cancel()
         self._loop.remove_reader(self._source)
         self._loop.remove_writer(self._sink)
 
 
 _TIMED_OUT: Any = object()
+_STALLED: Any = object()
+_WRITABLE: Any = object()
 
 
 def _wake(future: asyncio.Future[Any], value: Any = None) -> None:

@@ -495,7 +495,8 @@ def _publish_connections(guard: Guard, metrics: Metrics) -> None:
     metrics.count_callback_by(
         "gateway_connections_closed",
         "Client connections the gateway closed, by reason: header_timeout, keepalive_timeout "
-        "(idle past its deadline) or over_capacity (the longest idle, past max_connections).",
+        "(idle past its deadline), over_capacity (the longest idle, past max_connections) or "
+        "send_timeout (a response's client took no bytes for send_timeout).",
         "reason",
         lambda: {reason: float(guard.closed[reason]) for reason in CLOSE_REASONS},
     )

@@ -63,6 +63,13 @@ class Timeouts:
     idle: float = setting(
         "idle_timeout", parse.seconds, "30", "seconds of silence allowed between body chunks"
     )
+    send: float = setting(
+        "send_timeout",
+        parse.seconds,
+        "60",
+        "seconds a response may wait for the client to take more bytes; then the connection "
+        "is closed",
+    )
     shutdown_grace: float = setting(
         "shutdown_grace",
         parse.seconds,

@@ -3,7 +3,9 @@ and the cap `max_connections=auto` derives from the open-file limit."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import sys
 from typing import cast
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.app import runner_options
-from gateway.connections import Guard, IdleFirst, Limits, auto_cap, limits
+from gateway.connections import Guard, IdleFirst, Limits, Server, _Connection, auto_cap, limits
 from gateway.settings import Settings, SettingsError, load
 
 REQUIRED = {"GATEWAY_ORIGIN": "file:///srv/objects", "GATEWAY_KEYRING": "/etc/gateway/k.json"}
@@ -223,3 +225,94 @@ def test_the_app_is_served_without_decompressing_bodies_nor_aiohttps_access_log(
     assert options["auto_decompress"] is False
     assert options["access_log"] is None
     assert options["limits"] == Limits(4.0, 15.0, 50)
+
+
+# --- the send timeout of aiohttp's own writes ------------------------------------------------
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.acked = 1000
+
+    def getsockopt(self, level: int, option: int, size: int) -> bytes:
+        return bytes(120) + self.acked.to_bytes(8, sys.byteorder) + bytes(size - 128)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.socket = FakeSocket()
+        self.aborted = False
+
+    def get_extra_info(self, name: str) -> object:
+        return self.socket if name == "socket" else None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        pass
+
+
+async def stalling_connection() -> tuple[Guard, _Connection, FakeTransport]:
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("no request is made")
+
+    guard = Guard(Limits(60, 120, 8, send_timeout=30))
+    connection = Server(handler, guard=guard)()
+    assert isinstance(connection, _Connection)
+    transport = FakeTransport()
+    connection.transport = cast(asyncio.Transport, transport)
+    return guard, connection, transport
+
+
+def expire(connection: _Connection) -> None:
+    """Its send timer fires, past the deadline."""
+    watch = connection._send_watch
+    assert watch is not None
+    assert watch._timer is not None
+    watch._timer.cancel()
+    if watch._deadline is not None:
+        watch._deadline -= 1000
+    watch._expired()
+
+
+@pytest.mark.parametrize(
+    ("resumed", "acked", "closed"),
+    [(False, 0, True), (True, 0, False), (False, 4096, False)],
+    ids=["stalled", "drained-before", "reading-slowly"],
+)
+async def test_a_response_whose_writes_stay_paused_past_the_send_timeout_is_aborted(
+    resumed: bool, acked: int, closed: bool
+) -> None:
+    guard, connection, transport = await stalling_connection()
+    connection.pause_writing()  # the transport's buffer passed its high-water mark
+    assert connection._send_watch is not None
+    assert connection._send_watch.seconds == 30
+    if resumed:
+        connection.resume_writing()
+    transport.socket.acked += acked
+    expire(connection)
+
+    assert transport.aborted is closed
+    assert connection.send_timed_out is closed
+    assert guard.closed["send_timeout"] == int(closed)
+    connection.connection_lost(None)
+    assert connection._send_watch._timer is None
+
+
+async def test_a_stall_is_counted_once_however_often_it_is_reported() -> None:
+    guard, connection, transport = await stalling_connection()
+    connection.send_stalled()  # a relay found it stalled
+    connection.send_stalled()
+
+    assert transport.aborted
+    assert guard.closed["send_timeout"] == 1
+
+
+async def test_writes_that_never_pause_cost_no_timer() -> None:
+    _, connection, _ = await stalling_connection()
+    assert connection._send_watch is None
+
+
+def test_the_send_timeout_is_the_settings() -> None:
+    assert limits(settings(send_timeout="2.5"), open_files=1024).send_timeout == 2.5

@@ -977,6 +977,7 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "revocation_store_unavailable",
         "revocations_unavailable",
         "revoked",
+        "send_timeout",
         "shutdown",
         "store_unavailable",
         "token_in_use",

@@ -11,6 +11,7 @@ import ssl
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from gateway import relay
 from gateway.storage import OriginError, OriginTimeout, SocketBody
 from tests.descriptors import open_fds
+from tests.polling import eventually
 
 pytestmark = pytest.mark.skipif(not relay.AVAILABLE, reason="splice(2) is Linux-only")
 
@@ -287,3 +289,152 @@ async def test_a_sender_bounds_the_unsent_bytes_a_client_socket_queues() -> None
         lowat = near.getsockopt(socket.IPPROTO_TCP, relay._TCP_NOTSENT_LOWAT)
 
     assert lowat == relay.NOTSENT_LOWAT
+
+
+# --- the send timeout --------------------------------------------------------------------------
+
+
+def stalled_client(wires: Wires) -> None:
+    """A client that stops reading, with a receive buffer far smaller than what is sent."""
+    wires.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+@pytest.mark.parametrize(
+    ("received", "stored"),
+    [((os.urandom(16 * 1024 * 1024),), 0), ((), 16 * 1024 * 1024)],
+    ids=["received-bytes", "spliced"],
+)
+async def test_a_client_that_takes_nothing_for_the_send_timeout_stalls_the_relay(
+    wires: Wires, received: tuple[bytes, ...], stored: int
+) -> None:
+    stalled_client(wires)
+    job = wires.relay(wires.body(received, stored, idle=30))
+    feeding = asyncio.ensure_future(send(wires.storage, b"s" * stored))
+    with pytest.raises(relay.ClientStalled):  # never OriginTimeout: storage kept sending
+        await job.job.run(job.body, send_timeout=0.2)
+    feeding.cancel()
+    assert 0 < job.sent < sum(map(len, received)) + stored
+    assert wires.finished == []
+
+
+@pytest.mark.parametrize("how", ["write", "sendfile"])
+async def test_a_client_that_takes_nothing_for_the_send_timeout_stalls_the_sender(
+    wires: Wires, how: str, tmp_path: Path
+) -> None:
+    stalled_client(wires)
+    data = os.urandom(16 * 1024 * 1024)
+    (tmp_path / "slice").write_bytes(data)
+    sender = relay.Sender.open(wires.client_side.fileno(), send_timeout=0.2)
+    assert sender is not None
+    with (tmp_path / "slice").open("rb") as file:
+        sending = (
+            sender.write(data) if how == "write" else sender.sendfile(file.fileno(), 0, len(data))
+        )
+        try:
+            with pytest.raises(relay.ClientStalled):
+                await sending
+            assert 0 < sender.sent < len(data)
+        finally:
+            sender.close()
+
+
+async def test_a_client_that_keeps_reading_slowly_is_not_stalled(wires: Wires) -> None:
+    """It reads 4 KiB every 20 ms, for longer than the send timeout in all, then the rest."""
+    wires.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    size = 3 * relay.PIPE_BYTES[0]
+    stored = os.urandom(size)
+    loop = asyncio.get_running_loop()
+    taken = bytearray()
+    started = loop.time()
+
+    async def slow_reader() -> None:
+        while len(taken) < size:
+            slow = loop.time() - started < 0.6
+            chunk = await loop.sock_recv(wires.client, 4096 if slow else 1 << 20)
+            assert chunk
+            taken.extend(chunk)
+            if slow:
+                await asyncio.sleep(0.02)  # the pace of a slow client, not a synchronisation
+
+    job = wires.relay(wires.body((), size, idle=30))
+    await asyncio.gather(
+        send(wires.storage, stored), job.job.run(job.body, send_timeout=0.2), slow_reader()
+    )
+    assert bytes(taken) == stored
+    assert loop.time() - started > 0.2  # it did wait longer than the timeout in all
+
+
+class Probe:
+    """The client's acknowledged bytes, as a test sets them."""
+
+    def __init__(self, value: int | None) -> None:
+        self.value = value
+
+    def __call__(self) -> int | None:
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("mark", "later", "stalls"),
+    [(1000, 1000, True), (1000, 5000, False), (None, None, True)],
+    ids=["nothing-taken", "bytes-taken", "kernel-says-nothing"],
+)
+async def test_a_wait_past_its_deadline_stalls_unless_the_client_took_bytes_since(
+    mark: int | None, later: int | None, stalls: bool
+) -> None:
+    probe, stalled = Probe(mark), []
+    watch = relay.SendWatch(asyncio.get_running_loop(), 60, probe, lambda: stalled.append(1))
+    watch.waiting()
+    timer = watch._timer
+    assert timer is not None
+    timer.cancel()
+    watch._deadline = asyncio.get_running_loop().time() - 1  # the timer fires, past it
+    probe.value = later
+    watch._expired()
+
+    assert stalled == ([1] if stalls else [])
+    assert (watch._timer is None) is stalls  # taking bytes buys another send_timeout
+    watch.cancel()
+
+
+async def test_a_socket_that_took_writes_again_leaves_the_timer_nothing_to_do() -> None:
+    stalled: list[int] = []
+    loop = asyncio.get_running_loop()
+    watch = relay.SendWatch(loop, 60, Probe(1000), lambda: stalled.append(1))
+    watch.waiting()
+    first = watch._timer
+    watch.resumed()
+    watch.waiting()  # a later wait: the same timer, a later deadline
+    assert watch._timer is first
+    watch.resumed()
+    assert first is not None
+    first.cancel()
+    watch._expired()
+
+    assert stalled == []
+    assert watch._timer is None
+
+
+async def test_a_timer_finding_a_later_deadline_waits_for_it() -> None:
+    stalled: list[int] = []
+    loop = asyncio.get_running_loop()
+    watch = relay.SendWatch(loop, 60, Probe(1000), lambda: stalled.append(1))
+    watch.waiting()
+    assert watch._timer is not None
+    assert watch._deadline is not None
+    watch._timer.cancel()
+    watch._expired()  # early: the deadline is a minute away
+
+    assert stalled == []
+    assert watch._timer is not None
+    assert watch._timer.when() == pytest.approx(watch._deadline, abs=1e-3)
+    watch.cancel()
+
+
+async def test_the_kernel_counts_the_bytes_a_client_acknowledged(wires: Wires) -> None:
+    sink = wires.client_side.fileno()
+    before = relay.acked_fd(sink)
+    assert before is not None
+    await send(wires.client_side, b"a" * 1000)
+    assert await receive(wires.client, 1000) == b"a" * 1000
+    await eventually(lambda: relay.acked_fd(sink) == before + 1000)  # its ACK may be delayed
