@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from gateway.app import create_admin_app, create_app, runner_options
 from gateway.connections import Runner
 from gateway.services import SERVICES, Services
 from gateway.settings import Settings
-from signer import Algorithm, Keyring, Status, new_key, sign_path
+from signer import Algorithm, Key, Keyring, Status, new_key, sign_path
 from tests.servers import S3Server
 
 
@@ -77,6 +77,36 @@ def s3_gateway_settings(
     return gateway_settings(origin, keyring, s3_endpoint_url=server.endpoint_url, **extra)
 
 
+def store_objects(
+    server: S3Server, bucket: str, objects: Mapping[str, bytes], content_type: str = "text/plain"
+) -> None:
+    """Put `objects` (key -> body) into `bucket`, each with `content_type`."""
+    client = server.client()
+    for key, body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def link_gateway(
+    monkeypatch: pytest.MonkeyPatch,
+    server: S3Server,
+    directory: Path,
+    keyring: Keyring,
+    origin: str,
+    **extra: str,
+) -> AbstractAsyncContextManager[RunningGateway]:
+    """A gateway in front of `origin` on `server`, verifying with `keyring`'s public export
+    (written to `directory`): what the tests of every link scheme start."""
+    path = keyring_file(directory, *keyring)
+    return running_gateway(s3_gateway_settings(monkeypatch, server, origin, path, **extra))
+
+
+def keyring_file(directory: Path, *keys: Key) -> Path:
+    """`keys`' public export, as a gateway is given it, in `directory`."""
+    path = directory / "gateway-keyring.json"
+    Keyring(keys).public_export().save(path, public_only=True)
+    return path
+
+
 class GatewayTestServer(TestServer):
     """aiohttp's test server, serving through the gateway's own runner (`runner_options`)."""
 
@@ -113,6 +143,16 @@ class RunningGateway:
     def metric(self, name: str, **labels: str) -> float:
         value = self.services.metrics.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
+
+    async def revoke(self, body: Mapping[str, Any]) -> None:
+        """Revoke through the admin API (with the gateway's own admin token), as operators do."""
+        token = self.services.settings.admin_token
+        async with self.session.post(
+            f"http://127.0.0.1:{self.admin.port}/admin/revocations",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as answer:
+            assert answer.status == 201, await answer.text()
 
 
 @asynccontextmanager

@@ -25,12 +25,13 @@ from gateway.observability.access_log import configure
 from signer import Algorithm, Key, Keyring, Status, new_key, token_id
 from signer.keys import LinkScheme
 from tests.integration.conftest import PRIVATE_BUCKET
-from tests.integration.harness import RunningGateway, running_gateway, s3_gateway_settings
+from tests.integration.harness import RunningGateway, link_gateway, store_objects
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "akamai/"
+ORIGIN = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
 HELLO = b"hello through an EdgeAuth token\n"
 OBJECTS = {
     "videos/hello.txt": HELLO,
@@ -83,11 +84,7 @@ def acl_token(acl: str | list[str], key: Key | str = PLAIN, **options: Any) -> s
 
 @pytest.fixture(scope="module")
 def stored(s3_server: S3Server) -> None:
-    client = s3_server.client()
-    for key, body in OBJECTS.items():
-        client.put_object(
-            Bucket=PRIVATE_BUCKET, Key=PREFIX + key, Body=body, ContentType="text/plain"
-        )
+    store_objects(s3_server, PRIVATE_BUCKET, {PREFIX + key: body for key, body in OBJECTS.items()})
 
 
 @pytest.fixture
@@ -95,12 +92,9 @@ def make_gateway(
     s3_server: S3Server, stored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     def make(*keys: Key, **extra: str) -> Any:
-        path = tmp_path / "gateway-keyring.json"
         keyring = Keyring(keys or (EDGE, PLAIN, EARLY, SHA1, MD5, RETIRED))
-        keyring.public_export().save(path, public_only=True)
         extra.setdefault("admin_token", ADMIN_TOKEN)
-        origin = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
-        return running_gateway(s3_gateway_settings(monkeypatch, s3_server, origin, path, **extra))
+        return link_gateway(monkeypatch, s3_server, tmp_path, keyring, ORIGIN, **extra)
 
     return make
 
@@ -465,15 +459,6 @@ async def test_a_target_with_two_schemes_links_is_ambiguous(gw: RunningGateway) 
 # --- revocation: the same list as our tokens ----------------------------------------------------
 
 
-async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
-    async with gw.session.post(
-        f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
-        json=body,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as answer:
-        assert answer.status == 201, await answer.text()
-
-
 def digest(token: str) -> str:
     return token_id(bytes.fromhex(token.rpartition("hmac=")[2]))
 
@@ -500,7 +485,7 @@ async def test_a_revoked_token_is_refused(
     token = acl_token("/videos/*", start_time=start, session_id="user-42")
     target, headers = form("/videos/hello.txt", token)
     assert (await gw.request("GET", target, headers))[0].status == 200
-    await revoke(gw, revocation("/videos/hello.txt", token))
+    await gw.revoke(revocation("/videos/hello.txt", token))
     await refused(gw, "/videos/hello.txt", token, "revoked", form=form)
     other = acl_token("/docs/*", EARLY, start_time=start, session_id="user-7")
     response, _ = await gw.request("GET", *form("/docs/other.txt", other))
@@ -513,7 +498,7 @@ async def test_a_revoked_token_is_refused(
 async def test_a_token_without_st_is_revoked_by_key(gw: RunningGateway) -> None:
     token = acl_token("/videos/*", window_seconds=300)
     assert (await gw.request("GET", *in_query("/videos/hello.txt", token)))[0].status == 200
-    await revoke(gw, {"key_id": PLAIN.id})
+    await gw.revoke({"key_id": PLAIN.id})
     await refused(gw, "/videos/hello.txt", token, "revoked")
 
 

@@ -44,6 +44,7 @@ from tests.integration.harness import (
     Keys,
     RunningGateway,
     gateway_settings,
+    keyring_file,
     make_keys,
     s3_gateway_settings,
 )
@@ -553,7 +554,7 @@ async def s3_gw(
 ) -> AsyncIterator[RunningGateway]:
     """A gateway in front of SeaweedFS with a `sigv4` link key, letting the page's origin read
     its answers."""
-    keyring = presigned.keyring_file(tmp_path, presigned.LINK)
+    keyring = keyring_file(tmp_path, presigned.LINK)
     origin = f"s3://{PRIVATE_BUCKET}/{S3_PREFIX}"
     settings = s3_gateway_settings(
         monkeypatch, s3_server, origin, keyring, cors_origins=site.origin

@@ -28,12 +28,13 @@ from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, token_id
 from signer.keys import cloudfront_key
 from signer.schemes.cloudfront import WORDS
 from tests.integration.conftest import PRIVATE_BUCKET
-from tests.integration.harness import RunningGateway, running_gateway, s3_gateway_settings
+from tests.integration.harness import RunningGateway, link_gateway, store_objects
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "cloudfront/"
+ORIGIN = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
 HELLO = b"hello through CloudFront's links\n"
 OBJECTS = {
     "docs/hello.txt": HELLO,
@@ -61,11 +62,7 @@ HASHES = {"SHA1": hashes.SHA1, "SHA256": hashes.SHA256}
 
 @pytest.fixture(scope="module")
 def stored(s3_server: S3Server) -> None:
-    client = s3_server.client()
-    for key, body in OBJECTS.items():
-        client.put_object(
-            Bucket=PRIVATE_BUCKET, Key=PREFIX + key, Body=body, ContentType="text/plain"
-        )
+    store_objects(s3_server, PRIVATE_BUCKET, {PREFIX + key: body for key, body in OBJECTS.items()})
 
 
 @pytest.fixture
@@ -73,14 +70,11 @@ def make_gateway(
     s3_server: S3Server, stored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     def make(*keys: Key, **extra: str) -> Any:
-        path = tmp_path / "gateway-keyring.json"
         ring = Keyring(keys or (EDGE, CF_KEY, OLD_KEY))
         if OLD_KEY in ring:
             ring = ring.retired(OLD_KEY.id)
-        ring.public_export().save(path, public_only=True)
         extra.setdefault("admin_token", ADMIN_TOKEN)
-        origin = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
-        return running_gateway(s3_gateway_settings(monkeypatch, s3_server, origin, path, **extra))
+        return link_gateway(monkeypatch, s3_server, tmp_path, ring, ORIGIN, **extra)
 
     return make
 
@@ -561,15 +555,6 @@ def digest(link: str) -> str:
     return token_id(base64.b64decode(value[1].translate(str.maketrans("-~_", "+/="))))
 
 
-async def revoke(gw: RunningGateway, body: dict[str, Any]) -> None:
-    async with gw.session.post(
-        f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
-        json=body,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as answer:
-        assert answer.status == 201, await answer.text()
-
-
 @pytest.mark.parametrize(
     ("revocation", "untouched"),
     [
@@ -586,7 +571,7 @@ async def test_a_revoked_cloudfront_link_is_refused(
     link = custom(gw, starts=soon(-60))
     response, _ = await gw.request("GET", link)
     assert response.status == 200
-    await revoke(gw, revocation(link))
+    await gw.revoke(revocation(link))
     await refused(gw, "GET", link, "revoked")
     if untouched is not None:
         response, _ = await gw.request("GET", canned(gw, untouched, expires_in=601))
@@ -606,7 +591,7 @@ async def test_a_link_without_an_issue_time_counts_as_issued_a_lifetime_before_i
         url = cf_signer().generate_presigned_url(
             origin(gw) + "/docs/hello.txt", date_less_than=datetime.fromtimestamp(expires, UTC)
         )
-        await revoke(gw, {"key_id": KEY_PAIR_ID, "before": expires - before})
+        await gw.revoke({"key_id": KEY_PAIR_ID, "before": expires - before})
         response, body = await gw.request("GET", target(url))
         assert response.status == status
         if status == 403:

@@ -27,12 +27,13 @@ from signer.format import b64encode
 from signer.keys import LinkScheme
 from signer.schemes.sigv4_query import WORDS
 from tests.integration.conftest import PRIVATE_BUCKET
-from tests.integration.harness import RunningGateway, running_gateway, s3_gateway_settings
+from tests.integration.harness import RunningGateway, link_gateway, store_objects
 from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "presigned/"
+ORIGIN = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
 HELLO = b"hello through a presigned URL\n"
 OBJECTS = {
     "docs/hello.txt": HELLO,
@@ -60,17 +61,7 @@ OLD_SECRET = secret(OLD)  # taken before the export strips a retired key's mater
 
 @pytest.fixture(scope="module")
 def stored(s3_server: S3Server) -> None:
-    client = s3_server.client()
-    for key, body in OBJECTS.items():
-        client.put_object(
-            Bucket=PRIVATE_BUCKET, Key=PREFIX + key, Body=body, ContentType="text/plain"
-        )
-
-
-def keyring_file(directory: Path, *keys: Key) -> Path:
-    path = directory / "gateway-keyring.json"
-    Keyring(keys).public_export().save(path, public_only=True)
-    return path
+    store_objects(s3_server, PRIVATE_BUCKET, {PREFIX + key: body for key, body in OBJECTS.items()})
 
 
 @pytest.fixture
@@ -78,10 +69,9 @@ def make_gateway(
     s3_server: S3Server, stored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     def make(*keys: Key, **extra: str) -> Any:
-        path = keyring_file(tmp_path, *(keys or (EDGE, LINK, OLD)))
+        keyring = Keyring(keys or (EDGE, LINK, OLD))
         extra.setdefault("admin_token", ADMIN_TOKEN)
-        origin = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
-        return running_gateway(s3_gateway_settings(monkeypatch, s3_server, origin, path, **extra))
+        return link_gateway(monkeypatch, s3_server, tmp_path, keyring, ORIGIN, **extra)
 
     return make
 
@@ -515,15 +505,6 @@ def digest(link: str) -> str:
     return token_id(bytes.fromhex(link.rpartition("X-Amz-Signature=")[2]))
 
 
-async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
-    async with gw.session.post(
-        f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
-        json=body,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as answer:
-        assert answer.status == 201, await answer.text()
-
-
 @pytest.mark.parametrize(
     ("revocation", "untouched"),
     [
@@ -540,7 +521,7 @@ async def test_a_revoked_presigned_link_is_refused(
     link = presign(gw)
     response, _ = await gw.request("GET", link)
     assert response.status == 200
-    await revoke(gw, revocation(link))
+    await gw.revoke(revocation(link))
     await refused(gw, "GET", link, "revoked")
     if untouched is not None:  # another link (the same object, or outside the prefix) still works
         response, _ = await gw.request("GET", presign(gw, key=untouched, ExpiresIn=601))

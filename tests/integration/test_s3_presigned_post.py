@@ -25,13 +25,13 @@ import pytest
 import requests
 
 from gateway.observability.access_log import configure
-from signer import Key, token_id
+from signer import Key, Keyring, token_id
 from signer.schemes.sigv4_post import WORDS
 from tests.integration.conftest import PRIVATE_BUCKET
 from tests.integration.harness import (
     RunningGateway,
-    running_gateway,
-    s3_gateway_settings,
+    keyring_file,
+    link_gateway,
     use_credentials,
 )
 from tests.integration.test_process import serve, stop
@@ -42,9 +42,7 @@ from tests.integration.test_s3_presigned import (
     LINK_ID,
     OLD,
     OLD_SECRET,
-    keyring_file,
     presigner,
-    revoke,
     secret,
 )
 from tests.integration.test_upload_memory import high_water_mark
@@ -71,10 +69,10 @@ def make_gateway(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     def make(*keys: Key, **extra: str) -> Any:
-        path = keyring_file(tmp_path, *(keys or (EDGE, LINK, OLD)))
+        keyring = Keyring(keys or (EDGE, LINK, OLD))
         extra.setdefault("admin_token", ADMIN_TOKEN)
         origin = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
-        return running_gateway(s3_gateway_settings(monkeypatch, s3_server, origin, path, **extra))
+        return link_gateway(monkeypatch, s3_server, tmp_path, keyring, origin, **extra)
 
     return make
 
@@ -532,7 +530,7 @@ async def test_a_revoked_policy_is_refused(
     other: str | None,
 ) -> None:
     path, fields = presign_post(gw)
-    await revoke(gw, revocation(fields))
+    await gw.revoke(revocation(fields))
     await refused(gw, path, fields, 403, "revoked", filename="revoked.png")
     assert await bucket.head("uploads/revoked.png") is None
     if other is not None:  # another policy (the same prefix, or outside it) still works

@@ -32,7 +32,7 @@ from signer import Algorithm, Key, Keyring, Status, new_key, sign_path, sign_url
 from signer.keys import secure_link_key
 from signer.nginx import normalize_uri
 from tests.integration.conftest import PRIVATE_BUCKET
-from tests.integration.harness import RunningGateway, running_gateway, s3_gateway_settings
+from tests.integration.harness import RunningGateway, link_gateway
 from tests.servers import NginxServer, S3Server, nginx, nginx_binary
 
 pytestmark = pytest.mark.integration
@@ -41,6 +41,7 @@ needs_nginx = pytest.mark.skipif(
 )
 
 PREFIX = "securelink/"
+ORIGIN = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
 PATHS = ("/docs/hello.txt", "/docs/other.txt", "/docs/A.txt", "/public/open.txt")
 SECRET = "test-only-" + secrets.token_urlsafe(12)  # made per run; never a real one
 EXPRESSIONS = {
@@ -110,23 +111,14 @@ def peer(
         yield kind, server
 
 
-def keyring_file(directory: Path, *keys: Key) -> Path:
-    path = directory / "gateway-keyring.json"
-    Keyring(keys).public_export().save(path, public_only=True)
-    return path
-
-
 @pytest.fixture
 def make_gateway(
     s3_server: S3Server, stored: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Any]:
     def make(*keys: Key, **extra: str) -> Any:
-        path = keyring_file(
-            tmp_path, *(keys or (EDGE, secure_link_key(KEY_ID, EXPRESSIONS["bound"])))
-        )
+        keyring = Keyring(keys or (EDGE, secure_link_key(KEY_ID, EXPRESSIONS["bound"])))
         extra.setdefault("admin_token", ADMIN_TOKEN)
-        origin = f"s3://{PRIVATE_BUCKET}/{PREFIX}"
-        return running_gateway(s3_gateway_settings(monkeypatch, s3_server, origin, path, **extra))
+        return link_gateway(monkeypatch, s3_server, tmp_path, keyring, ORIGIN, **extra)
 
     return make
 
@@ -488,15 +480,6 @@ async def test_behind_a_trusted_proxy_remote_addr_is_the_forwarded_client(
         assert response.status == status
 
 
-async def revoke(gw: RunningGateway, body: dict[str, str]) -> None:
-    async with gw.session.post(
-        f"http://127.0.0.1:{gw.admin.port}/admin/revocations",
-        json=body,
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    ) as answer:
-        assert answer.status == 201, await answer.text()
-
-
 @pytest.mark.parametrize(
     ("revocation", "untouched"),
     [
@@ -513,7 +496,7 @@ async def test_a_revoked_secure_link_is_refused(
     now = int(time.time())
     target = link("bound", "/docs/hello.txt", now + 600)
     assert (await request(gw, target))[0] == 200
-    await revoke(gw, revocation(target))
+    await gw.revoke(revocation(target))
     status, body = await request(gw, target)
     assert (status, json.loads(body)) == (403, {"error": "revoked"})
     assert gw.metric("gateway_links_total", scheme="secure_link", reason="revoked") == 1
