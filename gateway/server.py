@@ -36,6 +36,7 @@ from gateway.app import create_admin_app, create_app, runner_options
 from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
 from gateway.drain import InFlight
 from gateway.limits.backends import open_store as open_limit_store
+from gateway.observability.access_log import lines as access_lines
 from gateway.revocation.backends import open_store as open_revocation_store
 from gateway.services import SERVICES
 from gateway.settings import Listen, Settings, SettingsError
@@ -115,6 +116,7 @@ async def run(
     finally:
         await runner.cleanup()  # also after a failed start: closes what was opened
         await admin_runner.cleanup()
+        access_lines.flush()  # the last turn's lines, if the loop stops before its flush
     log.info("stopped")
 
 

@@ -9,12 +9,14 @@ signature was authentic, so a forger cannot write chosen text into the logs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from gateway.observability.redaction import RedactRequestData
 
@@ -77,15 +79,21 @@ class AccessRecord:
 
 
 class AccessLines:
-    """Where access lines go: to whatever `sys.stdout` is now (like `_Stderr`), one write and
-    flush per line as a `logging.StreamHandler` would, without the `logging` machinery (a
-    record object, caller lookup, handler lock, formatter: most of the cost of a line). A
-    stream that fails (closed, full) or is missing loses the line; it never fails a request."""
+    """Where access lines go: to whatever `sys.stdout` is now (like `_Stderr`), without the
+    `logging` machinery (a record object, caller lookup, handler lock, formatter: most of the
+    cost of a line). Lines are written once per turn of the event loop, not once per line:
+    every request that ends in the same turn shares one write(2), as with nginx's
+    `access_log buffer=`, and no line waits past the turn it was made in (outside a loop, a
+    line is written at once). The lines are held here, not in the stream's buffer, which an
+    unbuffered stdout (`PYTHONUNBUFFERED`, as containers set it) does not have. A stream
+    that fails (closed, full) or is missing loses the lines; it never fails a request."""
 
-    __slots__ = ("enabled",)
+    __slots__ = ("_held", "_stream", "enabled")
 
     def __init__(self) -> None:
         self.enabled = False
+        self._held: list[str] = []  # lines for `_stream`, written at the end of the turn
+        self._stream: TextIO | None = None
 
     def write(self, record: AccessRecord) -> None:
         if not self.enabled:
@@ -93,11 +101,29 @@ class AccessLines:
         stream = sys.stdout
         if stream is None:  # started without a stdout
             return
+        if self._held:
+            if stream is self._stream:
+                self._held.append(record.line())
+                return
+            self.flush()  # stdout was replaced: the old one's lines go out first
+        self._held.append(record.line())
+        self._stream = stream
         try:
-            stream.write(record.line() + "\n")
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write and flush the lines held since the last flush."""
+        held, stream = self._held, self._stream
+        if not held or stream is None:
+            return
+        self._held, self._stream = [], None
+        with contextlib.suppress(OSError, ValueError):  # ValueError: the stream was closed
+            stream.write("\n".join(held) + "\n")
             stream.flush()
-        except (OSError, ValueError):  # ValueError: the stream was closed
-            pass
 
 
 lines: Final = AccessLines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -124,3 +125,73 @@ def test_a_failing_stdout_loses_the_line_without_raising(monkeypatch: pytest.Mon
     sink = AccessLines()
     sink.enabled = True
     sink.write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))
+
+
+class _CountingStream(io.StringIO):
+    """An unbuffered stdout (`PYTHONUNBUFFERED`): it counts its writes, each a write(2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _enabled_sink() -> AccessLines:
+    sink = AccessLines()
+    sink.enabled = True
+    return sink
+
+
+def _paths(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["path"] for line in stream.getvalue().splitlines()]
+
+
+async def test_lines_of_one_loop_turn_share_one_write_at_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _CountingStream()
+    monkeypatch.setattr("sys.stdout", stream)
+    sink = _enabled_sink()
+    for path in ("/a.txt", "/b.txt", "/c.txt"):
+        sink.write(AccessRecord("GET", path, None, status=200, reason="ok"))
+    assert stream.writes == 0  # not one write per line...
+    await asyncio.sleep(0)  # ...but one when the turn ends
+    assert stream.writes == 1
+    assert _paths(stream) == ["/a.txt", "/b.txt", "/c.txt"]
+
+
+def test_outside_an_event_loop_a_line_is_written_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _CountingStream()
+    monkeypatch.setattr("sys.stdout", stream)
+    _enabled_sink().write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))
+    assert _paths(stream) == ["/a.txt"]
+
+
+async def test_a_replaced_stdout_gets_the_old_ones_lines_written_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = _CountingStream(), _CountingStream()
+    sink = _enabled_sink()
+    monkeypatch.setattr("sys.stdout", first)
+    sink.write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))
+    monkeypatch.setattr("sys.stdout", second)
+    sink.write(AccessRecord("GET", "/b.txt", None, status=200, reason="ok"))
+    assert _paths(first) == ["/a.txt"]  # before the line that went to the new stdout
+    await asyncio.sleep(0)
+    assert _paths(second) == ["/b.txt"]
+
+
+async def test_an_explicit_flush_writes_what_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = _CountingStream()
+    monkeypatch.setattr("sys.stdout", stream)
+    sink = _enabled_sink()
+    sink.write(AccessRecord("GET", "/a.txt", None, status=200, reason="ok"))
+    sink.flush()  # as `gateway serve` does when its loop stops
+    assert _paths(stream) == ["/a.txt"]
+    await asyncio.sleep(0)  # the turn's own flush finds nothing more
+    assert stream.writes == 1
