@@ -119,6 +119,22 @@ def memory_table(memory: Sequence[Memory], tls_memory: Sequence[Memory] = ()) ->
     return table(found)
 
 
+def queue_p99(row: Row) -> tuple[float, float] | None:
+    """(utilisation, p99 seconds) of a path's proxy as one M/M/1 queue: its own CPU per
+    request S as the service time, busy for a share rho = rate x S, where a request's time in
+    the system is exponential with mean S / (1 - rho), so its p99 is ln(100) S / (1 - rho).
+    The floor a single-threaded proxy puts under its added p99 at that load, whatever the
+    host does; None without a proxy or its CPU."""
+    cpu = row.cpu("proxy")
+    if cpu is None or not row.requests or not row.seconds:
+        return None
+    service = cpu / row.requests
+    busy = row.rate * service
+    if busy >= 1:
+        return busy, math.inf
+    return busy, math.log(100) * service / (1 - busy)
+
+
 def report(results: Results, header: Sequence[str]) -> list[str]:
     """Every table of a run, then the summary."""
     profile = results.profile
@@ -146,6 +162,15 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
                 f"{wake['p50'] * 1e3:.2f} ms late at p50,\n    {wake['p99'] * 1e3:.2f} ms at p99, "
                 f"over {wake['samples']:,.0f} sleeps: each hop a path adds waits like that"
             )
+        for name, row in results.paced.items():
+            modelled = queue_p99(row)
+            if modelled is not None and not row.failed:
+                busy, p99 = modelled
+                lines.append(
+                    f"    {LABELS[name]} as one M/M/1 queue: {busy:.0%} busy at "
+                    f"{(row.cpu('proxy') or 0) / row.requests * 1e6:.0f} µs CPU per request, "
+                    f"p99 in it {p99 * 1e3:.2f} ms"
+                )
         lines.append("")
     if results.memory:
         lines.append(

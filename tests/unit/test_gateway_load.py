@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from benchmarks.gateway_load.measure import (
 from benchmarks.gateway_load.measure import run_wrk as run_wrk_once
 from benchmarks.gateway_load.objects import Signers, StoredObject, links, nginx_token
 from benchmarks.gateway_load.processes import TLS_PEER
-from benchmarks.gateway_load.report import exit_status, summary
+from benchmarks.gateway_load.report import exit_status, queue_p99, report, summary
 from benchmarks.gateway_load.run import FULL, QUICK, Measured, Memory, Profile, Results, Row
 from benchmarks.gateway_load.wake_probe import percentiles
 from signer import Algorithm, Keyring, Status, new_key
@@ -350,3 +351,40 @@ def test_the_wake_probe_reports_once_its_stdin_closes() -> None:
         pass
     assert probe.figures is not None
     assert probe.figures["p99"] >= probe.figures["p50"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("requests", "cpu_per_request", "busy", "p99_ms"),
+    [
+        (1000, 200e-6, 0.2, math.log(100) * 0.2 / 0.8),  # 1,000 req/s at 200 µs: 20 % busy
+        (1500, 200e-6, 0.3, math.log(100) * 0.2 / 0.7),
+        (100, 50e-6, 0.005, math.log(100) * 0.05 / 0.995),
+    ],
+)
+def test_a_paced_proxy_is_modelled_as_one_m_m_1_queue(
+    requests: int, cpu_per_request: float, busy: float, p99_ms: float
+) -> None:
+    run = WrkRun(requests, requests * 4096, 1.0, 0.001, 0.002, 0, 0)
+    paced = Row("gateway-1", [Measured(run, {"proxy": cpu_per_request * requests})])
+    found = queue_p99(paced)
+    assert found is not None
+    assert found[0] == pytest.approx(busy)
+    assert found[1] * 1e3 == pytest.approx(p99_ms)
+
+
+def test_a_saturated_proxy_queues_without_bound() -> None:
+    run = WrkRun(1000, 4_096_000, 1.0, 0.001, 0.002, 0, 0)
+    assert queue_p99(Row("gateway-1", [Measured(run, {"proxy": 1.5})])) == (1.5, math.inf)
+
+
+def test_storage_direct_has_no_proxy_to_model() -> None:
+    assert queue_p99(row("direct", 1000)) is None
+
+
+def test_the_latency_table_says_what_queueing_alone_adds_per_proxy() -> None:
+    found = results(FULL, 900)
+    found.paced_rate = 450.0
+    found.paced = {"direct": row("direct", 450), "gateway-1": row("gateway-1", 450)}
+    text = "\n".join(report(found, []))
+    assert "gateway, 1 worker as one M/M/1 queue: 2% busy at 50 µs CPU per request" in text
+    assert "storage direct (presigned) as one M/M/1" not in text
