@@ -34,6 +34,13 @@ from gateway.storage.backends import open_store
 from gateway.storage.s3 import S3Store
 from signer import KeyringError, Status
 
+#: `revocation_fail_open`: what it does, said whenever it is on.
+FAIL_OPEN = "GATEWAY_REVOCATION_FAIL_OPEN"
+FAIL_OPEN_RISK = (
+    "on: whenever the revocation list is not loaded, verified links are served without "
+    "revocation checks (revoked links play)"
+)
+
 
 class Level(enum.StrEnum):
     OK = "ok"
@@ -144,6 +151,13 @@ async def _anonymous_read(settings: Settings) -> str | None:
 
 
 async def revocations(settings: Settings) -> list[Finding]:
+    findings = await _revocation_store(settings)
+    if settings.revocation.fail_open:
+        findings.append(Finding(Level.WARNING, FAIL_OPEN, FAIL_OPEN_RISK))
+    return findings
+
+
+async def _revocation_store(settings: Settings) -> list[Finding]:
     setting = "GATEWAY_REDIS_URL" if settings.revocation.redis_url else "GATEWAY_REVOCATION_DB"
     if not settings.revocation.redis_url:
         parent = settings.revocation.db.parent
@@ -169,9 +183,12 @@ async def revocations(settings: Settings) -> list[Finding]:
 
 
 def _unreachable(settings: Settings, setting: str, problem: str) -> Finding:
-    """An unreachable Redis is only a warning when the gateway has a snapshot it would start
-    from (as it does: `services._restore`), so that a check before every start (systemd's
-    ExecStartPre) does not keep a gateway down that would serve."""
+    """An unreachable Redis is only a warning when the gateway would serve anyway, so that a
+    check before every start (systemd's ExecStartPre) does not keep a gateway down that would
+    serve: from a snapshot it would start from (as it does: `services._restore`), or, with
+    `revocation_fail_open`, without the list at all (said loudly: revoked links would play).
+    The embedded store (no snapshot) stays an error, fail-open or not: the gateway opens it at
+    start, and does not start without it."""
     path = settings.revocation.snapshot
     problem = problem.rstrip(".")
     if path is None:
@@ -185,7 +202,15 @@ def _unreachable(settings: Settings, setting: str, problem: str) -> Finding:
             max_age=settings.links.max_lifetime,
         )
     except snapshot.SnapshotError as exc:
-        return Finding(Level.ERROR, setting, f"{problem}; no usable snapshot ({exc})")
+        if not settings.revocation.fail_open:
+            return Finding(Level.ERROR, setting, f"{problem}; no usable snapshot ({exc})")
+        return Finding(
+            Level.WARNING,
+            setting,
+            f"{problem}; without a usable snapshot ({exc}) the gateway would serve verified "
+            f"links WITHOUT revocation checks ({FAIL_OPEN}) until the store answers, revoked "
+            "links included",
+        )
     age = max(0.0, now - found.synced_at)
     return Finding(
         Level.WARNING,

@@ -71,14 +71,17 @@ class FormUploads:
         self.skew = services.settings.links.clock_skew
         self.idle_timeout = services.settings.timeouts.idle
 
+    def accepts(self, raw_target: str) -> bool:
+        """Whether a POST to `raw_target` can be a form upload here: to this gateway's bucket.
+        A CORS preflight allows POST only there (`gateway.http.cors`)."""
+        return form_bucket(raw_target) == self.bucket
+
     async def post(
         self, request: web.Request, record: AccessRecord, client: IPAddress | None
     ) -> web.StreamResponse:
-        raw_path, _, raw_query = request.raw_path.partition("?")
-        match = _BUCKET_PATH.fullmatch(raw_path)
-        if match is None or raw_query:  # POST is a form upload to the bucket, nothing else
+        bucket = form_bucket(request.raw_path)
+        if bucket is None:  # POST is a form upload to the bucket, nothing else
             raise Refused(Refusal.METHOD_NOT_ALLOWED)
-        bucket = match[1]
         record.scheme = sigv4_post.NAME
         _check_framing(request)
         await send_continue(request)
@@ -265,6 +268,14 @@ class FormUploads:
             self.services.proxies,
         )
         return host or request.host
+
+
+def form_bucket(raw_target: str) -> str | None:
+    """The bucket a POST to `raw_target` posts a form to (`/<bucket>` or `/<bucket>/`, with no
+    query), or None: a POST anywhere else is no S3 form upload."""
+    raw_path, _, raw_query = raw_target.partition("?")
+    match = _BUCKET_PATH.fullmatch(raw_path)
+    return None if match is None or raw_query else match[1]
 
 
 def _check_framing(request: web.Request) -> None:

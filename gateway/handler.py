@@ -124,7 +124,8 @@ class Pipeline:
     ) -> web.StreamResponse:
         method = request.method
         if is_preflight(method, request.headers):
-            allowed = self.cors.preflight(request.headers)
+            posts = self.form_uploads.accepts(request.raw_path)
+            allowed = self.cors.preflight(request.headers, (*METHODS, "POST") if posts else METHODS)
             if allowed is None:
                 raise Refused(Refusal.CORS_REFUSED)
             return _answered(record, web.Response(status=204, headers=allowed), Outcome.PREFLIGHT)

@@ -3,13 +3,15 @@
 Pure functions over header values. The policy is built once from settings (which refuse `*`
 together with credentials at start-up). A preflight (`OPTIONS` with `Origin` and
 `Access-Control-Request-Method`) is answered without a token: it carries none, and reveals only
-this policy. Actual responses, errors included, carry the allow headers for an allowed origin, so
-a page can read `{"error": "expired"}` as well as the bytes.
+this policy. It allows the token methods anywhere, and POST only at the bucket, where an S3
+presigned POST form goes (`gateway.form_upload`): nowhere else can a POST succeed. Actual
+responses, errors included, carry the allow headers for an allowed origin, so a page can read
+`{"error": "expired"}` as well as the bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -80,13 +82,17 @@ class CorsPolicy:
                 headers["Access-Control-Allow-Credentials"] = "true"
         return headers
 
-    def preflight(self, headers: Mapping[str, str]) -> dict[str, str] | None:
-        """The headers of a successful preflight answer, or None to refuse it."""
+    def preflight(
+        self, headers: Mapping[str, str], methods: Sequence[str] = METHODS
+    ) -> dict[str, str] | None:
+        """The headers of a successful preflight answer, or None to refuse it. `methods`: those
+        that can succeed at the preflight's target (the token methods, and POST at the bucket
+        where S3 presigned POST forms go), allowed and listed in the answer."""
         origin = headers.get("Origin")
         allowed = self.response_headers(origin)
         if "Access-Control-Allow-Origin" not in allowed:
             return None
-        if headers.get("Access-Control-Request-Method") not in METHODS:
+        if headers.get("Access-Control-Request-Method") not in methods:
             return None
         requested = {
             name.strip().lower()
@@ -96,7 +102,7 @@ class CorsPolicy:
         if not requested <= REQUEST_HEADERS:
             return None
         allowed.pop("Access-Control-Expose-Headers")
-        allowed["Access-Control-Allow-Methods"] = ", ".join(METHODS)
+        allowed["Access-Control-Allow-Methods"] = ", ".join(methods)
         allowed["Access-Control-Allow-Headers"] = ", ".join(sorted(REQUEST_HEADERS))
         allowed["Access-Control-Max-Age"] = str(self.max_age)
         return allowed

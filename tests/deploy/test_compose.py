@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.conftest import DEPLOY, StopBudget, load_yaml, run, tool
-from tests.deploy.test_dockerfile import image_grace
+from tests.deploy.test_dockerfile import exec_form, image_grace
 
 COMPOSE = DEPLOY / "compose.yaml"
 GATEWAYS = ("gateway-1", "gateway-2")
@@ -52,12 +52,17 @@ def test_the_proxy_balances_over_both_gateways() -> None:
     assert upstreams.group(1).split() == [f"{name}:{port}" for name in GATEWAYS]
 
 
+def runs_the_image(service: Any) -> bool:
+    return "dockerfile" in service.get("build", {}) or "edge-gateway" in service.get("image", "")
+
+
 def stop_budgets(path: Path) -> dict[str, StopBudget]:
-    """Each gateway service of a Compose file: those that run the image (`gateway serve`)."""
+    """Each gateway service of a Compose file: those that run the image's `gateway serve`
+    (its CMD; not the one-shot `gateway check`)."""
     (document,) = load_yaml(path)
     budgets = {}
     for name, service in document["services"].items():
-        if "dockerfile" in service.get("build", {}) or "edge-gateway" in service.get("image", ""):
+        if runs_the_image(service) and service.get("command", ["serve"]) == ["serve"]:
             budgets[name] = StopBudget(
                 grace=float(
                     service.get("environment", {}).get("GATEWAY_SHUTDOWN_GRACE", image_grace())
@@ -72,6 +77,44 @@ def test_a_stopping_gateway_drains_before_it_is_killed(gateway: str) -> None:
     service = compose()["services"][gateway]
     grace = float(service["environment"]["GATEWAY_SHUTDOWN_GRACE"])
     assert seconds(service["stop_grace_period"]) > grace
+
+
+def test_every_gateway_starts_only_after_gateway_check_succeeded() -> None:
+    """As systemd's ExecStartPre and the Kubernetes init container: a failed check (exit 1
+    or 2) keeps the gateways from starting."""
+    services = compose()["services"]
+    started = [name for name, service in services.items() if runs_the_image(service)]
+    assert sorted(started) == ["check", *GATEWAYS]
+    for gateway in GATEWAYS:
+        assert services[gateway]["depends_on"]["check"] == {
+            "condition": "service_completed_successfully"
+        }
+
+
+def test_the_check_is_a_one_shot_gateway_check() -> None:
+    check = compose()["services"]["check"]
+    assert [*exec_form("ENTRYPOINT"), *check["command"]] == ["gateway", "check"]
+    assert check["restart"] == "no"
+    assert check["healthcheck"] == {"disable": True}  # the image's probes a serving gateway
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["build", "image", "environment", "volumes", "tmpfs", "read_only", "cap_drop", "networks"],
+)
+@pytest.mark.parametrize("gateway", GATEWAYS)
+def test_the_check_sees_what_the_gateways_will(gateway: str, field: str) -> None:
+    """The same image, settings, mounts and network: what it checks is what will serve."""
+    services = compose()["services"]
+    assert services["check"][field] == services[gateway][field]
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
+def test_the_check_waits_for_what_the_gateways_wait_for(gateway: str) -> None:
+    """Storage and Redis are up when it reaches them, as they are when the gateways start."""
+    services = compose()["services"]
+    waits = {k: v for k, v in services[gateway]["depends_on"].items() if k != "check"}
+    assert services["check"]["depends_on"] == waits
 
 
 def test_every_bind_mounted_file_exists() -> None:

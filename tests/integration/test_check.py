@@ -16,6 +16,7 @@ from gateway.revocation import Kind, Revocation, snapshot
 from signer import Algorithm, Keyring, Status, new_key
 from tests.integration.conftest import PRIVATE_BUCKET, PUBLIC_BUCKET
 from tests.integration.harness import make_keys, use_credentials
+from tests.redis_server import redis_server
 from tests.servers import S3Server, free_port
 from tests.unit.test_check import as_shown, documented
 
@@ -270,3 +271,39 @@ def test_an_unreachable_redis_with_a_usable_snapshot_is_a_warning(
     assert re.sub(r"last in sync \d+s ago", "last in sync 5s ago", shown) == documented(
         "from its snapshot"
     )
+
+
+@pytest.mark.parametrize("fail_open", ["false", "true"], ids=["fail-closed", "fail-open"])
+def test_a_stopped_valkey_without_a_snapshot_is_fatal_only_when_failing_closed(
+    configured: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fail_open: str,
+) -> None:
+    """With `revocation_fail_open` the gateway serves while Redis is down, so the check must
+    not keep it down; but it says loudly what is served meanwhile, and that the setting is on."""
+    monkeypatch.setenv("GATEWAY_REVOCATION_FAIL_OPEN", fail_open)
+    monkeypatch.setenv("GATEWAY_CONNECT_TIMEOUT", "2")
+    with redis_server(tmp_path) as valkey:
+        monkeypatch.setenv("GATEWAY_REDIS_URL", valkey.url)
+        code, lines = check(capsys)
+        assert (code, errors(lines)) == (0, []), lines  # while it runs, the check passes
+        valkey.stop()
+
+        code, lines = check(capsys)
+
+    shown = [as_shown(line, tmp_path, **{str(valkey.port): "6379"}) for line in lines]
+    store = [line for line in shown if "GATEWAY_REDIS_URL" in line]
+    warnings = [line for line in shown if line.startswith("warning")]
+    if fail_open == "false":
+        assert code == 1
+        assert [line.split()[0] for line in store] == ["error"]
+        assert warnings == []
+    else:
+        assert code == 0
+        assert errors(lines) == []
+        assert warnings == [
+            documented("until the store answers, revoked links included"),
+            documented("revoked links play"),
+        ]

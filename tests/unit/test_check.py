@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway import check
-from gateway.settings import load
+from gateway.settings import Settings, load
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -145,3 +145,49 @@ async def test_a_bucket_in_the_configured_region_answers(
     lines = await storage_lines(url, tmp_path)
 
     assert lines[0] == "ok      GATEWAY_ORIGIN: s3://media/ answers with these credentials"
+
+
+def revocation_settings(tmp_path: Path, **environ: str) -> Settings:
+    """The embedded revocation store in `tmp_path`, with `environ` added."""
+    return load(
+        environ={
+            "GATEWAY_ORIGIN": f"file://{tmp_path}",
+            "GATEWAY_KEYRING": str(tmp_path / "keyring.json"),
+            "GATEWAY_REVOCATION_DB": str(tmp_path / "revocations.sqlite3"),
+            **environ,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("fail_open", "warned"), [("false", False), ("true", True)], ids=["off", "on"]
+)
+async def test_fail_open_on_is_a_warning_even_with_a_store_that_answers(
+    tmp_path: Path, fail_open: str, warned: bool
+) -> None:
+    settings = revocation_settings(tmp_path, GATEWAY_REVOCATION_FAIL_OPEN=fail_open)
+
+    lines = [finding.line() for finding in await check.revocations(settings)]
+
+    store = "ok      GATEWAY_REVOCATION_DB: sqlite store answers (0 live entries)"
+    risk = check.Finding(check.Level.WARNING, check.FAIL_OPEN, check.FAIL_OPEN_RISK).line()
+    assert lines == ([store, risk] if warned else [store])
+
+
+async def test_fail_open_does_not_excuse_an_embedded_store_the_gateway_cannot_open(
+    tmp_path: Path,
+) -> None:
+    """The gateway opens the SQLite file at start and does not start without it."""
+    (tmp_path / "a-file").write_text("")
+    settings = revocation_settings(
+        tmp_path,
+        GATEWAY_REVOCATION_DB=str(tmp_path / "a-file" / "revocations.sqlite3"),
+        GATEWAY_REVOCATION_FAIL_OPEN="true",
+    )
+
+    findings = await check.revocations(settings)
+
+    assert [(f.level, f.setting) for f in findings] == [
+        (check.Level.ERROR, "GATEWAY_REVOCATION_DB"),
+        (check.Level.WARNING, "GATEWAY_REVOCATION_FAIL_OPEN"),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.http.cors import EXPOSED, CorsPolicy, is_preflight
+from signer.format import METHODS
 
 APP = "https://app.example.com"
 LISTED = CorsPolicy((APP, "http://localhost:3000"), credentials=True, max_age=60)
@@ -85,6 +86,42 @@ def test_a_preflight_for_a_browser_upload_is_allowed(headers: str) -> None:
 )
 def test_a_preflight_outside_the_policy_is_refused(request_headers: dict[str, str]) -> None:
     assert LISTED.preflight(request_headers) is None
+
+
+AT_THE_BUCKET = (*METHODS, "POST")  # what the pipeline allows where a form upload goes
+
+
+@pytest.mark.parametrize("headers", ["", "If-None-Match", "content-type, range"])
+def test_a_preflight_for_a_form_post_is_allowed_where_posts_are(headers: str) -> None:
+    answer = LISTED.preflight(preflight(method="POST", headers=headers), AT_THE_BUCKET)
+    assert answer is not None
+    assert answer["Access-Control-Allow-Origin"] == APP
+    assert answer["Access-Control-Allow-Methods"] == "GET, HEAD, PUT, POST"
+    assert answer["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT"])
+def test_where_posts_are_a_preflight_for_another_method_lists_post_too(method: str) -> None:
+    answer = LISTED.preflight(preflight(method=method), AT_THE_BUCKET)
+    assert answer is not None
+    assert answer["Access-Control-Allow-Methods"] == "GET, HEAD, PUT, POST"
+
+
+@pytest.mark.parametrize(
+    "request_headers",
+    [
+        preflight(origin="https://evil.example", method="POST"),
+        preflight(method="POST", headers="X-Custom"),
+        preflight(method="POST", headers="Authorization"),
+        preflight(method="DELETE"),
+    ],
+)
+def test_where_posts_are_every_other_rule_still_holds(request_headers: dict[str, str]) -> None:
+    assert LISTED.preflight(request_headers, AT_THE_BUCKET) is None
+
+
+def test_where_posts_are_cors_off_still_adds_nothing() -> None:
+    assert CorsPolicy().preflight(preflight(method="POST"), AT_THE_BUCKET) is None
 
 
 @pytest.mark.parametrize(

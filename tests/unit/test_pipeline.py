@@ -785,13 +785,18 @@ async def test_a_plain_get_opens_the_object_at_once_and_a_conditional_one_after_
 # --- CORS preflights -----------------------------------------------------------------------------
 
 
-def _preflight(origin: str, method: str = "GET", headers: str = "range") -> Callable[..., Request]:
+def _preflight(
+    origin: str, method: str = "GET", headers: str = "range", target: str = "/hls/ep1/seg.ts"
+) -> Callable[..., Request]:
     asked = {
         "Origin": origin,
         "Access-Control-Request-Method": method,
         "Access-Control-Request-Headers": headers,
     }
-    return lambda s: Request("OPTIONS", "/hls/ep1/seg.ts", asked)
+    return lambda s: Request("OPTIONS", target, asked)
+
+
+BUCKET = "/objects"  # the site's `file://` directory: where S3 presigned POST forms go
 
 
 PREFLIGHTS = [
@@ -816,6 +821,43 @@ PREFLIGHTS = [
     ),
     Case("other-method", _preflight(PLAYER, "DELETE"), 403, "cors_refused"),
     Case("other-header", _preflight(PLAYER, "GET", "x-evil"), 403, "cors_refused"),
+    *(
+        Case(
+            f"post-to-the-bucket{target.removeprefix(BUCKET)}",
+            _preflight(PLAYER, "POST", "if-none-match", target),
+            204,
+            "preflight",
+            (header("Access-Control-Allow-Methods", f"{ALLOW}, POST"),),
+        )
+        for target in (BUCKET, BUCKET + "/")
+    ),
+    Case(
+        "get-at-the-bucket",
+        _preflight(PLAYER, "GET", "range", BUCKET + "/"),
+        204,
+        "preflight",
+        (header("Access-Control-Allow-Methods", f"{ALLOW}, POST"),),
+    ),
+    *(
+        Case(f"post-{name}", _preflight(PLAYER, "POST", "", target), 403, "cors_refused")
+        for name, target in (
+            ("to-an-object", "/hls/ep1/seg.ts"),
+            ("to-another-bucket", "/another-bucket/"),
+            ("with-a-query", BUCKET + "?uploads"),
+        )
+    ),
+    Case(
+        "post-to-the-bucket-from-another-origin",
+        _preflight("https://evil.example", "POST", "", BUCKET),
+        403,
+        "cors_refused",
+    ),
+    Case(
+        "post-to-the-bucket-with-another-header",
+        _preflight(PLAYER, "POST", "x-evil", BUCKET),
+        403,
+        "cors_refused",
+    ),
 ]
 
 
