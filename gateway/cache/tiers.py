@@ -77,7 +77,7 @@ class Slice:
     checked: tuple[int, int, int, int] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Cached:
     """One version of one object in the cache."""
 
@@ -144,10 +144,13 @@ class Tiers:
     def remember(self, key: str, meta: ObjectMeta, now: float, lifetime: float) -> Cached:
         """The entry for this version of `key` (a new version replaces the old one)."""
         current = self.objects.get(key)
-        if current is not None and current.meta.etag == meta.etag and current.meta == meta:
+        if current is None:  # a miss of a new key: nothing to replace
+            self.bare.pop(key, None)  # (an entry evicted from memory may have left its key)
+        elif current.meta.etag == meta.etag and current.meta == meta:
             self.refresh(current, now, lifetime)
             return current
-        self.drop(key)
+        else:
+            self.drop(key)
         cached = Cached(key, meta, now, now + lifetime, self.slice_bytes)
         self.objects[key] = cached
         self._bare(key)
