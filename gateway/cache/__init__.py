@@ -555,14 +555,14 @@ class CachedBody:
         self._first: Source = None
         self._checked = False  # `_first` holds the first slice's source
 
-    def _source(self, index: int) -> Source:
+    async def _source(self, index: int) -> Source:
         """Where slice `index` comes from: None for the memory tier, its slice file (open, and
         found intact) for the disk tier, else the fill that fetches it."""
         cached, tiers = self.cached, self.cache.tiers
         if cached.body is not None:
             tiers.hit(cached)
             return None
-        handle = tiers.open_slice(cached, index)
+        handle = await tiers.open_slice_checked(cached, index)
         if handle is not None:
             tiers.hit(cached, index)
             return handle
@@ -571,7 +571,7 @@ class CachedBody:
         return fill
 
     async def check_first(self) -> None:
-        source = self._source(self.start // self.cached.slice_bytes)
+        source = await self._source(self.start // self.cached.slice_bytes)
         self._first, self._checked = source, True
         if isinstance(source, Fill):
             meta = await source.head()
@@ -593,7 +593,7 @@ class CachedBody:
             if index == first and self._checked:
                 source, self._first, self._checked = self._first, None, False
             else:
-                source = self._source(index)
+                source = await self._source(index)
             if index < last and cached.body is None:
                 # Read ahead: the next slice is on its way while this one is sent.
                 ahead = index + 1
