@@ -3,7 +3,8 @@
 `--quick` proves the harness in about a minute (the test suite runs it); the full run is
 `make cache-bench`. `--setting NAME=VALUE` passes another gateway setting to every gateway of
 the run (see `gateway settings`), e.g. cache_slice_bytes=1048576 (nginx's slices follow it).
-`--profile DIR` records the cache gateway with py-spy during its timed runs.
+`--profile DIR` records the cache gateway with py-spy during its timed runs. `--only g` runs
+the cold requests (g) alone.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         metavar="DIR",
         help="record the cache gateway with py-spy during its timed runs, into DIR",
     )
+    parser.add_argument(
+        "--only",
+        choices=["g"],
+        help="g: only the cold requests (g), after the no-cache gateway's (e) rate that sizes "
+        "its pool; nothing else is measured or judged",
+    )
     args = parser.parse_args(argv)
     if args.profile is not None and args.profile.exists() and not args.profile.is_dir():
         parser.error(f"--profile {args.profile}: not a directory")
@@ -69,6 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         profile=QUICK if args.quick else FULL,
         settings=dict(args.setting),
         profile_dir=args.profile,
+        only_cold=args.only == "g",
     )
 
 

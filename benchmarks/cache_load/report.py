@@ -173,14 +173,15 @@ def report(results: Results, header: Sequence[str]) -> list[str]:
         results, "small", "req/s", lambda r: r.rate, "µs per request", "request", "direct"
     )
     lines.append("")
-    lines.append(
-        f"(f) {mib(profile.large_size)} object, caches warm (disk tier): "
-        f"wrk -t1 -c{LARGE_CONNECTIONS}, {plan}"
-    )
-    lines += load_table(
-        results, "large", "MiB/s", lambda r: r.mib_per_second, "ms per GiB", "GiB", "direct"
-    )
-    lines.append("")
+    if results.large:
+        lines.append(
+            f"(f) {mib(profile.large_size)} object, caches warm (disk tier): "
+            f"wrk -t1 -c{LARGE_CONNECTIONS}, {plan}"
+        )
+        lines += load_table(
+            results, "large", "MiB/s", lambda r: r.mib_per_second, "ms per GiB", "GiB", "direct"
+        )
+        lines.append("")
     if results.cold:
         lines.append(
             f"(g) cold 4 KiB requests: wrk -t1 -c{SMALL_CONNECTIONS}, {rounds} x "

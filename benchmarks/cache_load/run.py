@@ -121,6 +121,7 @@ class Options:
     profile: Profile
     settings: dict[str, str] = field(default_factory=dict)  # extra gateway settings
     profile_dir: Path | None = None  # --profile: py-spy output
+    only_cold: bool = False  # --only g: (g) alone (after the no-cache gateway's (e) rate)
 
 
 @dataclass(frozen=True)
@@ -278,10 +279,7 @@ class Plan:
         }
         for counter in counters.values():
             counter.start()
-        profiled = self.peers["gateway-cache"].peer
-        assert profiled.pid is not None
-        output = None if self.profile_dir is None else self.profile_dir / f"cache-{kind}.txt"
-        with py_spy(profiled.pid, output):
+        with self._profiled(kind, names):
             for index in range(profile.rounds):
                 for peer in chosen if index % 2 == 0 else list(reversed(chosen)):
                     measured = self._measure(peer.peer, kind, connections, seconds)
@@ -289,6 +287,22 @@ class Plan:
         for name, counter in counters.items():
             self.results.states[(kind, name)] = counter.stop()
         getattr(self.results, kind).update(rows)
+
+    @contextlib.contextmanager
+    def _profiled(self, kind: str, names: Sequence[str]) -> Iterator[None]:
+        """py-spy on the cache gateway (`cache-KIND.txt`) while it is loaded, and during the
+        cold runs on the no-cache gateway too (`plain-cold.txt`): the miss path beside the
+        path it must be no worse than."""
+        chosen = {"gateway-cache": f"cache-{kind}.txt"}
+        if kind == "cold":
+            chosen["gateway"] = "plain-cold.txt"
+        with contextlib.ExitStack() as stack:
+            for name, file_name in chosen.items():
+                if self.profile_dir is not None and name in names:
+                    pid = self.peers[name].peer.pid
+                    assert pid is not None
+                    stack.enter_context(py_spy(pid, self.profile_dir / file_name))
+            yield
 
     def _measure(self, peer: Peer, kind: str, connections: int, seconds: int) -> Measured:
         list_kind = f"{kind}-{peer.name}" if kind == "cold" else kind
@@ -546,10 +560,14 @@ def run(
         log("checking every peer's answers (and filling the caches)")
         results.wrong, results.checked = uvloop.run(check_answers(found, signers, objects))
         plan = Plan(loader, found, results, options.profile_dir)
-        log("(e) 4 KiB objects, warm")
-        plan.rounds("small", WARM_PEERS, SMALL_CONNECTIONS, profile.seconds)
-        log("(f) the large object, warm")
-        plan.rounds("large", WARM_PEERS, LARGE_CONNECTIONS, profile.seconds)
+        if options.only_cold:  # (g) sizes its pool by the no-cache gateway's (e) rate
+            log("(e) 4 KiB objects, warm, the gateway without cache only")
+            plan.rounds("small", ("gateway",), SMALL_CONNECTIONS, profile.seconds)
+        else:
+            log("(e) 4 KiB objects, warm")
+            plan.rounds("small", WARM_PEERS, SMALL_CONNECTIONS, profile.seconds)
+            log("(f) the large object, warm")
+            plan.rounds("large", WARM_PEERS, LARGE_CONNECTIONS, profile.seconds)
         reference = results.small["gateway"]
         if not reference.failed:
             results.cold_pool = cold_pool_size(reference.rate, profile)
@@ -559,6 +577,8 @@ def run(
             loader.offsets.update(dict.fromkeys(cold, 0))
             log("(g) cold requests")
             plan.rounds("cold", COLD_PEERS, SMALL_CONNECTIONS, profile.cold_seconds)
+    if options.only_cold:
+        return results
     log("(i) origin shielding")
     results.shielding = shield(workdir, s3, signers, keyring_file, extra, profile)
     log("memory")

@@ -23,6 +23,8 @@ _MAX_DELTA: Final = 2**31  # RFC 9111 §1.2.2: larger delta-seconds count as thi
 def lifetime(meta: ObjectMeta, default_ttl: float, now: float) -> float | None:
     """Seconds the object stays fresh from `now`; 0: revalidate every time; None: not to be
     stored at all."""
+    if meta.cache_control is None and meta.expires is None:
+        return default_ttl  # most objects: no caching metadata of their own
     directives: dict[str, str | None] = {}
     for match in _DIRECTIVE.finditer(meta.cache_control or ""):
         value = match.group(2)

@@ -57,7 +57,8 @@ class S3Fifo(Generic[K]):
     def admit(self, key: K, size: int) -> list[K]:
         """Hold a new unit of `size` bytes; returns the units to delete to make room (maybe the
         new one itself, when it is larger than the whole capacity)."""
-        self.remove(key)  # a unit held under this key before is replaced, even by a refusal
+        if key in self.small or key in self.main:
+            self.remove(key)  # a unit held under this key before is replaced, even by a refusal
         if size > self.capacity:
             return [key]
         if key in self.ghost:
@@ -68,7 +69,7 @@ class S3Fifo(Generic[K]):
             self.small[key] = _Unit(size)
             self.small_bytes += size
         evicted: list[K] = []
-        while self.used > self.capacity:
+        while self.small_bytes + self.main_bytes > self.capacity:  # `used`, one call fewer
             evicted.append(self._evict())
         return evicted
 

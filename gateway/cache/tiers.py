@@ -17,15 +17,19 @@ A file only gets its final name once complete (written elsewhere, then renamed),
 leaves no partial slice under a slice name; a slice whose size is not the one its object's
 metadata implies (checked at start-up and at every use), or whose CRC-32 does not match when
 first read by this process or read again after its file changed (`fingerprint`, one fstat per
-use), is treated as a miss and deleted. Checking the CRC at every read instead was measured at
-1.3 s of CPU per GiB (zlib, this host), eight times what sending the bytes costs. Writes go
+use), is treated as a miss and deleted; requests have that CRC read done in a thread
+(`open_slice_checked`), since reading a whole slice would hold up the event loop. Checking the
+CRC at every read instead was measured at 1.3 s of CPU per GiB (zlib, this host), eight times
+what sending the bytes costs. Writes go
 straight to the page cache (no fsync: a cache may lose what the kernel had not written, and
 detects it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -58,7 +62,10 @@ BARE_PER_BYTE: Final = 1 / 1024
 BARE_MIN: Final = 1024
 
 
-def fingerprint(status: os.stat_result) -> tuple[int, int, int, int]:
+Fingerprint = tuple[int, int, int, int]
+
+
+def fingerprint(status: os.stat_result) -> Fingerprint:
     """What changes whenever a file is written, truncated or replaced through the file system:
     a slice whose fingerprint is the one this process saw when it last checked the bytes needs
     no CRC again; any other is read back and checked before it is served. (File times tick
@@ -74,10 +81,10 @@ class Slice:
     crc: int
     # The file as it was when this process wrote it or last checked its CRC (`fingerprint`);
     # None: not yet checked by this process.
-    checked: tuple[int, int, int, int] | None = None
+    checked: Fingerprint | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Cached:
     """One version of one object in the cache."""
 
@@ -144,10 +151,13 @@ class Tiers:
     def remember(self, key: str, meta: ObjectMeta, now: float, lifetime: float) -> Cached:
         """The entry for this version of `key` (a new version replaces the old one)."""
         current = self.objects.get(key)
-        if current is not None and current.meta.etag == meta.etag and current.meta == meta:
+        if current is None:  # a miss of a new key: nothing to replace
+            self.bare.pop(key, None)  # (an entry evicted from memory may have left its key)
+        elif current.meta.etag == meta.etag and current.meta == meta:
             self.refresh(current, now, lifetime)
             return current
-        self.drop(key)
+        else:
+            self.drop(key)
         cached = Cached(key, meta, now, now + lifetime, self.slice_bytes)
         self.objects[key] = cached
         self._bare(key)
@@ -417,7 +427,44 @@ class Tiers:
         process last checked or wrote (first use after a restart, or the file was written,
         truncated or replaced since: a byte flipped under a running gateway is a miss, not
         wrong bytes), so that a hit need not read the bytes it sends with sendfile. Damaged,
-        or gone (deleted from outside), it is dropped: None, a miss."""
+        or gone (deleted from outside), it is dropped: None, a miss. Blocking: requests use
+        `open_slice_checked`, which reads the bytes for the CRC in a thread."""
+        opened = self._open(cached, index)
+        if opened is None:
+            return None
+        handle, piece, now = opened
+        if piece.checked == now:
+            return handle
+        try:
+            intact = _crc_intact(handle, piece.length, piece.crc)
+        except OSError:
+            intact = False
+        return self._checked(cached, index, handle, piece, now, intact)
+
+    async def open_slice_checked(self, cached: Cached, index: int) -> BinaryIO | None:
+        """`open_slice` for the event loop: a CRC check (a whole slice read, milliseconds) runs
+        in a thread, so that the first hits after a restart do not stall every other request.
+        Two requests may check one slice at once; both come to the same answer."""
+        opened = self._open(cached, index)
+        if opened is None:
+            return None
+        handle, piece, now = opened
+        if piece.checked == now:  # the usual hit: one fstat, no read
+            return handle
+        loop = asyncio.get_running_loop()
+        checking = loop.run_in_executor(None, _crc_intact, handle, piece.length, piece.crc)
+        try:
+            intact = await asyncio.shield(checking)
+        except OSError:
+            intact = False
+        except BaseException:  # cancelled: the thread still reads the file, closed after it
+            checking.add_done_callback(functools.partial(_close_after, handle))
+            raise
+        return self._checked(cached, index, handle, piece, now, intact)
+
+    def _open(self, cached: Cached, index: int) -> tuple[BinaryIO, Slice, Fingerprint] | None:
+        """The slice's file and its fingerprint, if it exists at its recorded size; otherwise
+        it is dropped (None)."""
         piece = cached.slices.get(index)
         if piece is None:
             return None
@@ -428,18 +475,38 @@ class Tiers:
             return None
         try:
             status = os.fstat(handle.fileno())
-            now = fingerprint(status)
-            intact = status.st_size == piece.length and (
-                piece.checked == now or _verify(handle, piece, now)
-            )
-            handle.seek(0)
+            if status.st_size == piece.length:
+                return handle, piece, fingerprint(status)
         except OSError:
-            intact = False
-        if not intact:
-            handle.close()
+            pass
+        handle.close()
+        self.bad_slice(cached, index)
+        return None
+
+    def _checked(
+        self,
+        cached: Cached,
+        index: int,
+        handle: BinaryIO,
+        piece: Slice,
+        now: Fingerprint,
+        intact: bool,
+    ) -> BinaryIO | None:
+        """After a CRC check: the handle at the slice's start, or None (closed, and the slice
+        dropped unless it was replaced or dropped meanwhile)."""
+        if intact:
+            try:
+                handle.seek(0)
+            except OSError:
+                intact = False
+        if intact:
+            piece.checked = now
+            return handle
+        handle.close()
+        piece.checked = None
+        if cached.slices.get(index) is piece:
             self.bad_slice(cached, index)
-            return None
-        return handle
+        return None
 
     def stats(self) -> dict[str, tuple[int, int]]:
         """(units, bytes) per tier."""
@@ -449,11 +516,17 @@ class Tiers:
         }
 
 
-def _verify(handle: BinaryIO, piece: Slice, now: tuple[int, int, int, int]) -> bool:
-    data = handle.read(piece.length + 1)
-    intact = len(data) == piece.length and zlib.crc32(data) == piece.crc
-    piece.checked = now if intact else None
-    return intact
+def _crc_intact(handle: BinaryIO, length: int, crc: int) -> bool:
+    """Whether the file holds exactly `length` bytes whose CRC-32 is `crc` (touches nothing
+    but the handle: it may run in a thread)."""
+    data = handle.read(length + 1)
+    return len(data) == length and zlib.crc32(data) == crc
+
+
+def _close_after(handle: BinaryIO, checking: asyncio.Future[bool]) -> None:
+    if not checking.cancelled():
+        checking.exception()  # retrieved: nobody waits for it any more
+    handle.close()
 
 
 def _subdirectories(directory: Path) -> Iterator[str]:

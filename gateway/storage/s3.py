@@ -347,7 +347,7 @@ def _content_range(value: str | None) -> ByteRange:
     match = _CONTENT_RANGE.fullmatch(value or "")
     if not match:
         raise OriginError("storage sent 206 without a usable Content-Range")
-    start, end, size = (int(g) for g in match.groups())
+    start, end, size = map(int, match.groups())
     return ByteRange(start, end, size)
 
 

@@ -52,7 +52,18 @@ class SigV4Signer:
         amz_date = self._amz_date(int(time.time() if now is None else now))
         date = amz_date[:8]
         token = credentials.token
-        if extra:
+        only = _one_between(extra)
+        if only is not None:  # a slice's or a client's Range (the cache's every miss sends one)
+            name, value = only
+            canonical_headers = (
+                f"host:{host}\n{name}:{value}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\n"
+                f"x-amz-date:{amz_date}\n"
+            )
+            signed_headers = f"host;{name};x-amz-content-sha256;x-amz-date"
+            if token:
+                canonical_headers += f"x-amz-security-token:{token}\n"
+                signed_headers += ";x-amz-security-token"
+        elif extra:
             signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
             signed["host"] = host
             signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
@@ -108,3 +119,16 @@ class SigV4Signer:
         signing = HmacSha256(key)
         self._key_cache = (secret, date, signing)
         return signing
+
+
+def _one_between(extra: dict[str, str]) -> tuple[str, str] | None:
+    """(name, value) as signed, when `extra` is one header whose name sorts between `host` and
+    the x-amz-* ones (`range`, `if-none-match`): its canonical headers are then known in order,
+    without sorting them."""
+    if len(extra) != 1:
+        return None
+    ((name, value),) = extra.items()
+    lowered = name.lower()
+    if not "host" < lowered < "x-amz-content-sha256":
+        return None
+    return lowered, " ".join(value.split())

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.cache_load import trace
+from benchmarks.cache_load.cli import parse_args
 from benchmarks.cache_load.counting import HeadError, HeadReader, Request
 from benchmarks.cache_load.peers import CachePeer
-from benchmarks.cache_load.report import exit_status, summary
+from benchmarks.cache_load.report import exit_status, report, summary
 from benchmarks.cache_load.run import (
     COLD_POOL_MAX,
     COLD_POOL_MIN,
@@ -293,3 +294,20 @@ def test_a_client_that_got_a_wrong_answer_while_shielding_measured_nothing() -> 
     found = results(FULL)
     found.shielding = [Shielding("gateway-cache", 64 << 20, 100, 16, 16, {"r": 1}, 99, 1.0)]
     assert exit_status(found) == 2
+
+
+@pytest.mark.parametrize(("argv", "only_cold"), [([], False), (["--only", "g"], True)])
+def test_only_g_runs_the_cold_requests_alone(argv: list[str], only_cold: bool) -> None:
+    assert parse_args(argv).only_cold is only_cold
+
+
+@pytest.mark.parametrize(("cold", "verdict"), [(950, "PASS"), (800, "FAIL")])
+def test_a_run_of_g_alone_judges_g_alone(cold: int, verdict: str) -> None:
+    found = results(FULL, cold=cold)
+    found.small = {"gateway": found.small["gateway"]}  # the rate that sizes the cold pool
+    found.large, found.shielding = {}, []
+    found.states = {("cold", "gateway-cache"): {"miss": cold}}
+    judged = {measure: result for measure, _, _, result in summary(found) if "(" in measure}
+    text = "\n".join(report(found, []))
+    assert judged == {"(g) cold req/s, cache / no cache": verdict}
+    assert "(f)" not in text

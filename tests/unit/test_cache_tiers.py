@@ -7,16 +7,21 @@ Objects here are a few hundred bytes in slices of 100, so every case is a handfu
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
+from gateway.cache import tiers as tiers_module
 from gateway.cache.tiers import Cached, Tiers
 from gateway.storage import ObjectMeta
+from tests.polling import eventually
 
 NOW = 1_790_000_000.0
 SLICE = 100
@@ -371,3 +376,77 @@ def test_the_directory_wins_over_a_snapshot_for_what_changed_after_it(
         assert again.get(KEY) is None
     else:
         assert sorted(again.objects) == ["films/intro.mp4", "films/new.mp4"]
+
+
+class Checks:
+    """`tiers._crc_intact`, recording the thread each check ran on; `hold` keeps a check
+    waiting inside its thread until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold: bool = False) -> None:
+        self.threads: list[int] = []
+        self.handles: list[BinaryIO] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        real = tiers_module._crc_intact
+
+        def check(handle: BinaryIO, length: int, crc: int) -> bool:
+            self.threads.append(threading.get_ident())
+            self.handles.append(handle)
+            self.entered.set()
+            self.release.wait(10)
+            return real(handle, length, crc)
+
+        monkeypatch.setattr(tiers_module, "_crc_intact", check)
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "corrupted"])
+async def test_a_slices_first_check_after_a_restart_reads_it_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool
+) -> None:
+    """Reading a slice whole for its CRC takes milliseconds: in a thread, every other request
+    goes on meanwhile. Once checked, a hit reads nothing; a damaged slice is a miss (dropped)."""
+    put(tiers_in(tmp_path), KEY, FILM)
+    if damaged:
+        flip_a_byte(slice_file(tmp_path, 1))
+    tiers = tiers_in(tmp_path)  # restarted: no slice checked by this process yet
+    cached = tiers.objects[KEY]
+    checks = Checks(monkeypatch)
+
+    handles = [await tiers.open_slice_checked(cached, 1) for _ in range(2)]
+
+    loop_thread = threading.get_ident()
+    assert len(checks.threads) == 1  # then checked, or dropped: nothing to read again
+    assert loop_thread not in checks.threads
+    if damaged:
+        assert handles == [None, None]
+        assert 1 not in cached.slices
+    else:
+        assert [h.read() if h else None for h in handles] == [FILM[100:200]] * 2
+    for handle in handles:
+        if handle is not None:
+            handle.close()
+
+
+async def test_a_request_cancelled_while_its_slice_is_checked_leaves_it_to_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file the thread reads is closed once the thread is done with it, and the slice,
+    never found damaged, stays."""
+    put(tiers_in(tmp_path), KEY, FILM)
+    tiers = tiers_in(tmp_path)
+    cached = tiers.objects[KEY]
+    checks = Checks(monkeypatch, hold=True)
+    opening = asyncio.create_task(tiers.open_slice_checked(cached, 1))
+    await eventually(checks.entered.is_set)
+
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    (handle,) = checks.handles
+    assert not handle.closed  # still being read
+    checks.release.set()
+
+    await eventually(lambda: handle.closed)
+    assert 1 in cached.slices

@@ -51,6 +51,27 @@ def test_headers_match_botocore(
     assert ours == expected
 
 
+@settings(max_examples=100)
+@given(
+    name=st.sampled_from(["If-None-Match", "if-none-match", "Range", "Accept", "X-Custom"]),
+    value=st.text('abc 019"-=', min_size=1, max_size=20).filter(str.strip),
+    token=st.none() | st.just("tok+/="),
+)
+def test_one_extra_header_of_any_name_matches_botocore(
+    name: str, value: str, token: str | None
+) -> None:
+    """The one-header shortcut (a Range, a revalidation's If-None-Match) signs as the general
+    path does, and names sorting outside it take the general path."""
+    url = "http://127.0.0.1:8333/bucket/some/key.bin"
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    expected = botocore_headers("HEAD", url, creds, "us-east-1", {name: value})
+    moment = _parse(expected["X-Amz-Date"])
+    ours = SigV4Signer("us-east-1").headers(
+        "HEAD", "127.0.0.1:8333", "/bucket/some/key.bin", creds, {name: value}, now=moment
+    )
+    assert ours == expected
+
+
 def _parse(amz_date: str) -> float:
     import calendar
     import time
