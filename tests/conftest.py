@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
+import botocore.session
 import pytest
 import uvloop
 
@@ -33,6 +35,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "long: a measurement that needs its window of seconds (Rate over 10 s); runs by default",
     )
+    share_botocore_loader()
+
+
+def share_botocore_loader() -> None:
+    """One botocore data loader for the whole test process, as one botocore session shares its
+    own among its clients. Each S3 store a test starts makes a new (aiobotocore) session, whose
+    loader would parse botocore's JSON models again (endpoints.json alone is 1.2 MB): about a
+    quarter of a second of CPU per gateway, a gateway process pays it once."""
+    shared = functools.cache(botocore.session.create_loader)
+    setattr(botocore.session, "create_loader", shared)  # noqa: B010 - not a plain function
 
 
 def pytest_asyncio_loop_factories(
