@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 
 import botocore.session
 import pytest
 import uvloop
 
+from gateway.observability import access_log
 from signer import Algorithm, Keyring, Status, new_key
 
 NOW = 1_790_000_000
@@ -28,6 +30,24 @@ def ed_keyring() -> Keyring:
 @pytest.fixture(params=[Algorithm.HMAC_SHA256, Algorithm.ED25519], ids=lambda a: a.value)
 def keyring(request: pytest.FixtureRequest) -> Keyring:
     return Keyring([new_key("k1", request.param, Status.ACTIVE, now=NOW)])
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Each test leaves logging as it found it. Some configure the gateway's logging (at DEBUG,
+    access lines on: `access_log.configure`), which sticks to the process; which test file runs
+    next in the same process is up to the xdist scheduler, so no test may depend on it."""
+    root = logging.getLogger()
+    level, handlers, enabled = root.level, list(root.handlers), access_log.lines.enabled
+    pinned = {name: logging.getLogger(name).level for name in access_log.PINNED_AT_WARNING}
+    yield
+    root.setLevel(level)
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    access_log.lines.enabled = enabled
+    for name, pinned_level in pinned.items():
+        logging.getLogger(name).setLevel(pinned_level)
 
 
 def pytest_configure(config: pytest.Config) -> None:
