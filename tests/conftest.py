@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import botocore.session
 import pytest
@@ -13,6 +14,7 @@ import uvloop
 
 from gateway.observability import access_log
 from signer import Algorithm, Keyring, Status, new_key
+from tests import alone
 
 NOW = 1_790_000_000
 
@@ -56,6 +58,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "long: a measurement that needs its window of seconds (Rate over 10 s); runs by default",
     )
     share_botocore_loader()
+    basetemp = config.getoption("basetemp")
+    if alone.in_xdist_worker() and basetemp:  # xdist: RUN_BASETEMP/popen-gwN
+        alone.open_locks(Path(basetemp).parent)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Every test shares the machine, unless some `alone()` has it (tests/alone.py)."""
+    with alone.sharing():
+        return (yield)
 
 
 def share_botocore_loader() -> None:
