@@ -44,7 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 from gateway.cache import Cache
 from gateway.observability.metrics import Metrics
 from gateway.observability.redaction import redact_url
-from gateway.revocation.redis_store import client_for
+from gateway.revocation.redis_store import cancelled_meanwhile, client_for
 from gateway.storage.keys import InvalidKey, object_key
 
 log = logging.getLogger("gateway.cache")
@@ -242,6 +242,8 @@ class FleetPurges:
                     reply: Any = await self._client.xread(
                         {self.stream: position.last}, block=BLOCK_MS, count=1000
                     )
+                    if cancelled_meanwhile():
+                        raise asyncio.CancelledError
                     for _stream, events in reply or ():
                         for event_id, fields in events:
                             position.advance(event_id)
@@ -252,6 +254,8 @@ class FleetPurges:
                             except (PurgeError, KeyError) as exc:
                                 log.error("cache purge event %r ignored: %s", event_id, exc)
             except (RedisError, OSError) as exc:
+                if cancelled_meanwhile():
+                    raise asyncio.CancelledError from exc
                 if self.connected:
                     log.warning("cache purge stream %s lost: %s", redact_url(self.url), exc)
                 self.connected = False

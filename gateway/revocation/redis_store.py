@@ -191,6 +191,8 @@ class RedisStore:
                     reply: Any = await self._client.xread(
                         {self.events_key: last}, block=BLOCK_MS, count=1000
                     )
+                    if cancelled_meanwhile():
+                        raise asyncio.CancelledError
                     for _stream, events in reply or ():
                         for event_id, fields in events:
                             last = event_id
@@ -203,6 +205,8 @@ class RedisStore:
                         pruned_at = time.monotonic()
                         await self._prune_if_elected()
             except (RedisError, OSError) as exc:
+                if cancelled_meanwhile():
+                    raise asyncio.CancelledError from exc
                 if self.connected:
                     log.warning("revocation store %s lost: %s", redact_url(self.url), exc)
                 self.connected = False
@@ -280,6 +284,15 @@ class SentinelTarget:
     db: int
     auth: dict[str, str]
     sentinel_auth: dict[str, str]
+
+
+def cancelled_meanwhile() -> bool:
+    """Whether this task was cancelled while it waited on Redis. redis-py can answer a
+    cancellation that lands mid-command with a ConnectionError (it drops the connection on the
+    way out), or with the command's reply, instead of CancelledError: a follower that went on
+    would never stop, and the shutdown that awaits the follower would hang."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def client_for(url: str, **options: Any) -> tuple[redis.Redis, Sentinel | None]:

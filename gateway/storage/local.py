@@ -75,7 +75,16 @@ class LocalStore:
     ) -> LocalUpload:
         """`content_type` is not kept: a directory stores none (types come from the name).
         Nothing is registered: the temporary file is the only trace of an upload."""
-        final, fd, temporary = await asyncio.to_thread(self._create_temporary, key)
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create_temporary, key))
+        try:
+            final, fd, temporary = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Cancelled (the shutdown deadline) while the thread makes the file: it makes it
+            # anyway, and nobody holds an upload to abort, so remove it here.
+            with contextlib.suppress(Exception):
+                final, fd, temporary = await creating
+                await LocalUpload(final, fd, temporary, no_overwrite=no_overwrite).abort()
+            raise
         return LocalUpload(final, fd, temporary, no_overwrite=no_overwrite)
 
     async def abort_abandoned(self, location: str, upload_id: str) -> bool:

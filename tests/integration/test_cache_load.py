@@ -25,6 +25,7 @@ from benchmarks.cache_load.run import QUICK, SMALL_CONNECTIONS, Options, Results
 from benchmarks.gateway_load import processes
 from benchmarks.gateway_load.measure import MiB, wrk_binary
 from benchmarks.gateway_load.objects import BUCKET, ensure_bucket, nginx_token
+from tests.alone import alone
 from tests.servers import S3Server, nginx_binary
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,10 @@ def quick(storage: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Result
     """One quick run of the whole benchmark."""
     if TOOLS_MISSING:
         pytest.skip(TOOLS)
-    return run(tmp_path_factory.mktemp("cache-load"), storage, Options(QUICK), log=lambda _: None)
+    with alone():  # its figures size its own later runs: no neighbour's load in between
+        return run(
+            tmp_path_factory.mktemp("cache-load"), storage, Options(QUICK), log=lambda _: None
+        )
 
 
 @needs_tools

@@ -30,6 +30,7 @@ from benchmarks.gateway_load.objects import (
 from benchmarks.gateway_load.report import exit_status, report
 from benchmarks.gateway_load.run import QUICK, Options, Results, run
 from signer import Algorithm, Keyring, Status, new_key
+from tests.alone import alone
 from tests.servers import (
     S3Server,
     ServerError,
@@ -73,7 +74,8 @@ def quick(storage: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Result
     """One quick run of the whole benchmark; it creates the bucket and its objects."""
     if TOOLS_MISSING:
         pytest.skip(TOOLS)
-    return run(tmp_path_factory.mktemp("load"), storage, Options(QUICK))
+    with alone():  # its figures size its own later runs: no neighbour's load in between
+        return run(tmp_path_factory.mktemp("load"), storage, Options(QUICK))
 
 
 @needs_tools

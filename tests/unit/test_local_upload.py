@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,32 @@ async def test_an_upload_through_a_symlink_out_of_the_root_is_refused(
         await store.begin_upload("link/escape.txt", content_type="text/plain", no_overwrite=False)
 
     assert list(outside.iterdir()) == []
+
+
+async def test_an_upload_cancelled_while_its_file_is_made_leaves_nothing_behind(
+    root: Path, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shutdown deadline can cancel a handler while a thread creates its temporary file."""
+    making, go_on, made = threading.Event(), threading.Event(), threading.Event()
+    create = store._create_temporary
+
+    def held(key: str) -> tuple[str, int, str]:
+        making.set()
+        go_on.wait()
+        try:
+            return create(key)
+        finally:
+            made.set()
+
+    monkeypatch.setattr(store, "_create_temporary", held)
+    task = asyncio.ensure_future(
+        store.begin_upload("new.txt", content_type="text/plain", no_overwrite=False)
+    )
+    await asyncio.to_thread(making.wait)
+    task.cancel()
+    go_on.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.to_thread(made.wait)  # the file was made, whatever the task saw
+    assert files(root) == {}

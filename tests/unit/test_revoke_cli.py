@@ -126,6 +126,7 @@ def test_a_scoped_revocation_covers_links_issued_until_now(
         (_iso(RECENT, 0), RECENT),
         (_iso(RECENT, 1), RECENT),
     ],
+    ids=["unix-seconds", "iso-8601-utc", "iso-8601-plus-one-hour"],  # stable across xdist workers
 )
 def test_before_takes_unix_seconds_or_iso_8601(
     db: Path, capsys: pytest.CaptureFixture[str], before: str, seconds: int
