@@ -23,6 +23,7 @@ from gateway.app import create_app, runner_options
 from gateway.connections import Runner
 from gateway.observability.access_log import lines as access_lines
 from gateway.services import SERVICES
+from gateway.settings import Settings
 from tests.integration.harness import (
     Keys,
     RunningGateway,
@@ -56,10 +57,11 @@ def large(s3_server: S3Server) -> bytes:
     return body
 
 
-@contextlib.asynccontextmanager
-async def gateway(
+def logged_settings(
     s3_server: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, **extra: str
-) -> AsyncIterator[RunningGateway]:
+) -> Settings:
+    """A gateway over the bucket's `send` prefix with the short send timeout, writing access
+    lines as `gateway serve` configures it."""
     settings = s3_gateway_settings(
         monkeypatch,
         s3_server,
@@ -69,7 +71,15 @@ async def gateway(
         access_log="true",
         **extra,
     )
-    monkeypatch.setattr(access_lines, "enabled", True)  # as `gateway serve` configures it
+    monkeypatch.setattr(access_lines, "enabled", True)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    s3_server: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, **extra: str
+) -> AsyncIterator[RunningGateway]:
+    settings = logged_settings(s3_server, keys, monkeypatch, **extra)
     async with running_gateway(settings) as running:
         yield running
 
@@ -263,17 +273,9 @@ async def tls_gateway(
     s3_server: S3Server, keys: Keys, monkeypatch: pytest.MonkeyPatch, directory: Path
 ) -> AsyncIterator[TlsGateway]:
     certificate, key = write_certificate(directory, "send-timeout")
-    settings = s3_gateway_settings(
-        monkeypatch,
-        s3_server,
-        "s3://private/send",
-        keys.gateway_file,
-        send_timeout=SEND_TIMEOUT,
-        access_log="true",
-        tls_certificate=str(certificate),
-        tls_key=str(key),
+    settings = logged_settings(
+        s3_server, keys, monkeypatch, tls_certificate=str(certificate), tls_key=str(key)
     )
-    monkeypatch.setattr(access_lines, "enabled", True)  # as `gateway serve` configures it
     app = create_app(settings)
     runner = Runner(app, **runner_options(settings))
     await runner.setup()
