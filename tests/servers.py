@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import random
@@ -37,6 +39,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 # The synchronous botocore S3 client. botocore-stubs types it as a bare BaseClient, without the
 # S3 operations (those come from mypy-boto3-s3, which we do not depend on), so it is Any here.
@@ -645,3 +652,45 @@ def nginx(workdir: Path, server: str, *, http: str = "", workers: int = 1) -> It
         yield peer
     finally:
         peer.stop()
+
+
+# TLS: a self-signed certificate for loopback, for gateways serving TLS in tests and benchmarks.
+
+
+def write_certificate(directory: Path, common_name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (and its key), written as a renewal would be:
+    into temporary files, then renamed over the old ones."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    for path, data in (
+        (
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        ),
+        (cert_path, certificate.public_bytes(serialization.Encoding.PEM)),
+    ):
+        temporary = path.with_suffix(".new")
+        temporary.write_bytes(data)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    return cert_path, key_path

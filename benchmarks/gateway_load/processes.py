@@ -20,8 +20,6 @@ on its public listener (`tls_certificate`, `tls_key`), read over HTTPS.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import shutil
 import signal
 import socket
@@ -33,14 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from benchmarks.gateway_load.measure import BenchError
 from benchmarks.gateway_load.objects import BUCKET
-from tests.servers import S3Server, free_port, gateway_serve, nginx, seaweedfs
+from tests.servers import S3Server, free_port, gateway_serve, nginx, seaweedfs, write_certificate
 
 READY_TIMEOUT: Final = 30.0
 PY_SPY_RATE: Final = 250  # samples per second
@@ -77,34 +70,7 @@ TLS_LABELS: Final = {TLS_PEER: "gateway, 1 worker, TLS"}
 def tls_files(workdir: Path) -> tuple[Path, Path]:
     """A self-signed ECDSA P-256 certificate for 127.0.0.1 and its key, as an ACME client
     would leave them (PEM chain and PKCS#8 key); wrk and the checking client do not verify."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-load")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = workdir / "tls-cert.pem", workdir / "tls-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
+    return write_certificate(workdir, "gateway-load")
 
 
 def tls_settings(workdir: Path, settings: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 from signer import path_form
 from tests.integration.harness import Keys, RunningGateway, make_keys, s3_gateway_settings
 from tests.integration.harness import running_gateway as start_gateway
-from tests.integration.test_media import TYPES, ffmpeg, local, make_media
+from tests.integration.test_media import ffmpeg, local, make_media, upload_media
 from tests.polling import eventually
 from tests.servers import S3Server
 
@@ -29,18 +29,7 @@ OTHER_ADDRESS = "127.0.0.2"  # loopback too: the player is 127.0.0.1
 def media(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Path:
     """The clip and its HLS rendition, in the bucket under limited-av/."""
     directory = make_media(tmp_path_factory.mktemp("media"))
-    client = s3_server.client()
-    uploads = {"films/clip.mp4": directory / "clip.mp4"}
-    for file in sorted((directory / "hls").rglob("*")):
-        if file.is_file():
-            uploads[f"hls/ep1/{file.relative_to(directory / 'hls').as_posix()}"] = file
-    for key, file in uploads.items():
-        client.put_object(
-            Bucket="private",
-            Key=f"limited-av/{key}",
-            Body=file.read_bytes(),
-            ContentType=TYPES[file.suffix],
-        )
+    upload_media(s3_server, directory, "limited-av")
     return directory
 
 

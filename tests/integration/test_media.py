@@ -63,21 +63,30 @@ def make_media(directory: Path) -> Path:
 def media(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Path:
     """The clip on disk, and in the bucket under av/: films/clip.mp4, hls/ep1/..., hls/ep2/..."""
     directory = make_media(tmp_path_factory.mktemp("media"))
-    client = s3_server.client()
+    # ep2: another stream, outside ep1's prefix
+    upload_media(s3_server, directory, "av", episodes=("ep1", "ep2"))
+    return directory
+
+
+def upload_media(
+    s3_server: S3Server, directory: Path, prefix: str, *, episodes: tuple[str, ...] = ("ep1",)
+) -> None:
+    """`make_media`'s clip as films/clip.mp4 and its HLS rendition as hls/EPISODE/..., for each
+    episode, in the bucket under `prefix`/, each with its media type."""
     uploads = {"films/clip.mp4": directory / "clip.mp4"}
     for file in sorted((directory / "hls").rglob("*")):
         if file.is_file():
             relative = file.relative_to(directory / "hls").as_posix()
-            uploads[f"hls/ep1/{relative}"] = file
-            uploads[f"hls/ep2/{relative}"] = file  # another stream, outside ep1's prefix
+            for episode in episodes:
+                uploads[f"hls/{episode}/{relative}"] = file
+    client = s3_server.client()
     for key, file in uploads.items():
         client.put_object(
             Bucket="private",
-            Key=f"av/{key}",
+            Key=f"{prefix}/{key}",
             Body=file.read_bytes(),
             ContentType=TYPES[file.suffix],
         )
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,8 @@ from tests.integration.harness import (
     running_gateway,
     s3_gateway_settings,
 )
-from tests.integration.test_tls import write_certificate
 from tests.polling import eventually
-from tests.servers import S3Server
+from tests.servers import S3Server, write_certificate
 
 pytestmark = [
     pytest.mark.integration,

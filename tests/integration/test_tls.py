@@ -3,10 +3,7 @@ Secure, and a renewed certificate picked up without a restart while a client kee
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
-import os
 import socket
 import ssl
 import threading
@@ -16,56 +13,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.app import create_app
 from gateway.settings import SettingsError
 from tests.integration.harness import Keys, gateway_settings, make_keys
 from tests.polling import eventually
-from tests.servers import GatewayProcess, gateway_serve
+from tests.servers import GatewayProcess, gateway_serve, write_certificate
 
 pytestmark = pytest.mark.integration
-
-
-def write_certificate(directory: Path, common_name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (and its key), written as a renewal would be:
-    into temporary files, then renamed over the old ones."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    for path, data in (
-        (
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        ),
-        (cert_path, certificate.public_bytes(serialization.Encoding.PEM)),
-    ):
-        temporary = path.with_suffix(".new")
-        temporary.write_bytes(data)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    return cert_path, key_path
 
 
 def served_name(port: int) -> str:
