@@ -260,6 +260,7 @@ class Akamai:
     """The `akamai` entry of the scheme registry (`signer.schemes`)."""
 
     name = NAME
+    detected_by = (QUERY_NAME,)
 
     def detects(self, raw_query: str) -> bool:
         return detects(raw_query)

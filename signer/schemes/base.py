@@ -84,6 +84,11 @@ class SchemeLink:
 
 
 class Scheme(Protocol):
+    """One link scheme. It may also declare `detected_by`: names of query parameters, one of
+    which (in any case, at the start of the query or after an '&') every query it `detects`
+    carries. `signer.schemes.detect` then screens all such schemes with one search, and asks
+    them only when it finds one of these names (a scheme without it is always asked)."""
+
     name: str
 
     def detects(self, raw_query: str) -> bool:

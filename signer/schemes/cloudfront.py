@@ -343,6 +343,7 @@ class CloudFront:
     """The `cloudfront` entry of the scheme registry (`signer.schemes`)."""
 
     name = NAME
+    detected_by = (KEY_PAIR_ID,)
 
     def detects(self, raw_query: str) -> bool:
         return detects(raw_query)

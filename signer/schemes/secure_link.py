@@ -195,6 +195,7 @@ class SecureLinkScheme:
     """The `secure_link` entry of the scheme registry (`signer.schemes`)."""
 
     name = NAME
+    detected_by = (MD5_ARG,)  # not `expires`: in any case, every link of ours has it
 
     def detects(self, raw_query: str) -> bool:
         return detects(raw_query)

@@ -305,6 +305,7 @@ class SigV4Query:
     """The `sigv4` entry of the scheme registry (`signer.schemes`)."""
 
     name = NAME
+    detected_by = ("X-Amz-Algorithm", "X-Amz-Credential", SIGNATURE)
 
     def detects(self, raw_query: str) -> bool:
         return detects(raw_query)
