@@ -20,3 +20,16 @@ def test_a_prepared_hmac_is_hmac_sha256_for_every_message(
         expected = hmac.new(key, message, hashlib.sha256)
         assert prepared.digest(message) == expected.digest()
         assert prepared.hexdigest(message) == expected.hexdigest()
+
+
+@given(key=st.binary(max_size=100), message=st.binary(max_size=200), flip=st.integers(0, 255))
+def test_a_prepared_hmac_matches_exactly_its_own_digest(
+    key: bytes, message: bytes, flip: int
+) -> None:
+    prepared = HmacSha256(key)
+    good = hmac.digest(key, message, hashlib.sha256)
+    changed = bytearray(good)
+    changed[flip % 32] ^= 1 + flip // 32
+    assert prepared.matches(good, message)
+    assert not prepared.matches(bytes(changed), message)
+    assert not prepared.matches(good[:-1], message)
