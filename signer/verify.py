@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from signer.addresses import IPAddress, unmapped, within
 from signer.algorithms import Algorithm
 from signer.errors import Reason, Rejected
-from signer.format import Claims, parse_link, under_prefix
+from signer.format import Claims, parse_link, slot_setters, under_prefix
 from signer.keys import Keyring, Status
 
 #: Seconds of clock difference tolerated between signer and verifier, on Expires, Starts and
@@ -31,6 +31,19 @@ class Verified:
     path: str
     claims: Claims
     token_id: str
+
+
+_VERIFIED_SETTERS: Final = slot_setters(Verified)
+
+
+def _verified(path: str, claims: Claims, token_id: str) -> Verified:
+    """`Verified(...)` at half the cost, for every accepted request (`slot_setters`)."""
+    verified = object.__new__(Verified)
+    set_path, set_claims, set_token_id = _VERIFIED_SETTERS
+    set_path(verified, path)
+    set_claims(verified, claims)
+    set_token_id(verified, token_id)
+    return verified
 
 
 def token_id(signature: bytes) -> str:
@@ -86,7 +99,7 @@ def verify(
         skew=skew,
         max_lifetime=max_lifetime,
     )
-    return Verified(path=link.path, claims=claims, token_id=token_id(link.signature))
+    return _verified(link.path, claims, token_id(link.signature))
 
 
 def judge(
