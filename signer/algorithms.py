@@ -36,7 +36,10 @@ class Algorithm(enum.StrEnum):
 
     @property
     def signature_length(self) -> int:
-        return 32 if self is Algorithm.HMAC_SHA256 else 64
+        return _SIGNATURE_LENGTHS[self]  # a member's lookup, `Algorithm.X`, costs as much again
+
+
+_SIGNATURE_LENGTHS = {Algorithm.HMAC_SHA256: 32, Algorithm.ED25519: 64}
 
 
 class LinkAlgorithm(enum.StrEnum):

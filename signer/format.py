@@ -490,8 +490,9 @@ def _parse_slow(
 def _parse_fast(raw_path: str, raw_query: str) -> Link | None:
     """`_parse` of a well-formed link (unwrapped from the path form), or None: then `_parse`
     decides. The checks of `_parse`, in its order, in one pattern each where they can be."""
-    start = _block_start(raw_query)
-    block = _BLOCK.fullmatch(raw_query, start) if start >= 0 else None
+    # `_block_start`, inline; without "&Expires=", 0: where the pattern's "Expires=" fails.
+    start = 0 if raw_query.startswith("Expires=") else raw_query.find("&Expires=") + 1
+    block = _BLOCK.fullmatch(raw_query, start)
     if block is None:
         return None
     expires, key_id, issued, optional, signature_b64 = block.groups()
@@ -508,7 +509,7 @@ def _parse_fast(raw_path: str, raw_query: str) -> Link | None:
                 return None
             _check_app_parameters(app)
         values = [int(expires), key_id, int(issued), *_ABSENT_OPTIONAL]
-        rules = []
+        rules: tuple[_Rule, ...] = ()
         if optional:
             last = 0
             for part in optional[1:].split("&"):
@@ -518,8 +519,8 @@ def _parse_fast(raw_path: str, raw_query: str) -> Link | None:
                     return None
                 last, parse, rule = reader
                 values[last] = parse(raw, name)
-                rules.append(rule)
-        claims = _new_claims(values).validate(tuple(rules))
+                rules += (rule,)
+        claims = _new_claims(values).validate(rules)
     except Rejected:
         return None
     signed_query = raw_query[: block.start(_SIGNATURE_GROUP) - len("&Signature=")]

@@ -77,29 +77,30 @@ def verify(
     step to the caller (the gateway applies its own `max_link_lifetime`).
     """
     link = parse_link(raw_path, raw_query)
-    claims = link.claims
-    check = keyring.verifier_for(claims.key_id)
-    key = keyring.get(claims.key_id)
+    path, claims, signature = link.path, link.claims, link.signature
+    key_id = claims.key_id
+    check = keyring.verifier_for(key_id)
+    key = keyring.get(key_id)
     if check is None or key is None:
         if key is not None and key.status is Status.RETIRED:
-            raise Rejected(Reason.RETIRED_KEY, f"key {claims.key_id!r} is retired")
-        raise Rejected(Reason.UNKNOWN_KEY, f"no key {claims.key_id!r} in the keyring")
+            raise Rejected(Reason.RETIRED_KEY, f"key {key_id!r} is retired")
+        raise Rejected(Reason.UNKNOWN_KEY, f"no key {key_id!r} in the keyring")
     alg = key.alg
     assert isinstance(alg, Algorithm)  # only our tokens' keys have a verifier
-    if len(link.signature) != alg.signature_length:
+    if len(signature) != alg.signature_length:
         raise Rejected(Reason.MALFORMED, f"Signature is not {alg.signature_length} bytes")
-    if not check(link.signature, link.signed):
+    if not check(signature, link.signed):
         raise Rejected(Reason.BAD_SIGNATURE)
     judge(
         claims,
-        link.path,
+        path,
         method=method,
         client_ip=client_ip,
         now=now,
         skew=skew,
         max_lifetime=max_lifetime,
     )
-    return _verified(link.path, claims, token_id(link.signature))
+    return _verified(path, claims, token_id(signature))
 
 
 def judge(
