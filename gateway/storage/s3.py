@@ -236,7 +236,7 @@ class S3Store:
         try:
             byte_range = None
             if response.status == 206:
-                byte_range = _content_range(response.headers.get("Content-Range"))
+                byte_range = _content_range(response.headers.get("content-range"))
                 _check_length(response, byte_range)
             meta = _meta(response, byte_range)
         except BaseException:
@@ -266,7 +266,7 @@ class S3Store:
         if response.status in ok:
             return response
         status = response.status
-        content_range = response.headers.get("Content-Range", "")
+        content_range = response.headers.get("content-range", "")
         response.release()
         if status == 404:
             raise NotFound(key)
@@ -354,31 +354,31 @@ def _content_range(value: str | None) -> ByteRange:
 def _check_length(response: OriginResponse, byte_range: ByteRange) -> None:
     """A 206 whose framing disagrees with its Content-Range would make us promise the client
     one length and send another."""
-    length = response.headers.get("Content-Length")
+    length = response.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) != byte_range.length):
         raise OriginError("storage's Content-Length disagrees with its Content-Range")
 
 
 def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
-    headers = response.headers
+    get = response.headers.get  # keyed by lower-case name (origin_http)
     if byte_range is not None:
         size = byte_range.size
     else:
-        length = headers.get("Content-Length")
+        length = get("content-length")
         if length is None or not length.isdigit():
             raise OriginError("storage sent no Content-Length")
         size = int(length)
-    modified = headers.get("Last-Modified")
+    modified = get("last-modified")
     return ObjectMeta(
         size=size,
-        etag=headers.get("ETag"),
+        etag=get("etag"),
         last_modified=_parse_last_modified(modified) if modified else None,
-        content_type=headers.get("Content-Type") or "application/octet-stream",
-        content_encoding=headers.get("Content-Encoding"),
-        content_disposition=headers.get("Content-Disposition"),
-        content_language=headers.get("Content-Language"),
-        cache_control=headers.get("Cache-Control"),
-        expires=headers.get("Expires"),
+        content_type=get("content-type") or "application/octet-stream",
+        content_encoding=get("content-encoding"),
+        content_disposition=get("content-disposition"),
+        content_language=get("content-language"),
+        cache_control=get("cache-control"),
+        expires=get("expires"),
     )
 
 

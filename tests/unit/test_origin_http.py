@@ -375,3 +375,22 @@ async def test_a_wait_given_up_leaves_the_slot_to_the_next_waiter(storage: Start
     assert fourth.status == 200
     fourth.close()
     await pool.close()
+
+
+async def test_header_names_are_read_whatever_their_case_and_a_repeated_length_may_agree(
+    storage: Start,
+) -> None:
+    fake = storage(
+        lambda n: (
+            b"HTTP/1.1 200 OK\r\nCONTENT-length: 2\r\ncontent-LENGTH:  2 \r\n"
+            b"ETag: first\r\netag: second\r\n\r\nok"
+        )
+    )
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert response.headers["etag"] == "first"  # of a repeated header, the first value
+    assert await response.read_chunk(10) == b"ok"
+    response.release()
+    assert await read_all(pool) == (200, b"ok")
+    assert fake.connections == 1
+    await pool.close()
