@@ -425,7 +425,7 @@ def _parse_head(raw: bytes, method: str) -> tuple[int, dict[str, str], int | Non
     status_line, _, block = raw[:-4].decode("latin-1").partition("\r\n")
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or len(code) != 3:
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not is_digits(code) or len(code) != 3:
         raise OriginProtocolError("storage's status line is not HTTP/1.x")
     headers: dict[str, str] = {}
     lengths_differ = False
@@ -449,8 +449,13 @@ def _parse_head(raw: bytes, method: str) -> tuple[int, dict[str, str], int | Non
         declared = headers.get("content-length")
         if declared is None:
             reusable = False
-        elif lengths_differ or not declared.isdigit():
+        elif lengths_differ or not is_digits(declared):
             raise OriginProtocolError("storage sent an unusable Content-Length")
         else:
             length = int(declared)
     return status, headers, length, reusable
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also passes "²" (Latin-1 0xB2), which `int` refuses."""
+    return text.isascii() and text.isdigit()

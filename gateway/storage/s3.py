@@ -37,7 +37,12 @@ from gateway.storage import (
     StorageError,
     UploadRegistry,
 )
-from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
+from gateway.storage.origin_http import (
+    ConnectionPool,
+    OriginProtocolError,
+    OriginResponse,
+    is_digits,
+)
 from gateway.storage.s3_upload import S3Upload, abort_multipart
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
@@ -355,7 +360,7 @@ def _check_length(response: OriginResponse, byte_range: ByteRange) -> None:
     """A 206 whose framing disagrees with its Content-Range would make us promise the client
     one length and send another."""
     length = response.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) != byte_range.length):
+    if length is not None and (not is_digits(length) or int(length) != byte_range.length):
         raise OriginError("storage's Content-Length disagrees with its Content-Range")
 
 
@@ -365,7 +370,7 @@ def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
         size = byte_range.size
     else:
         length = get("content-length")
-        if length is None or not length.isdigit():
+        if length is None or not is_digits(length):
             raise OriginError("storage sent no Content-Length")
         size = int(length)
     modified = get("last-modified")

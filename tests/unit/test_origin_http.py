@@ -254,9 +254,22 @@ async def test_a_body_cut_short_is_an_error() -> None:
         (b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n", "header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 \xb200 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", "too large"),
     ],
-    ids=["http2", "bad-code", "not-http", "no-colon", "folded", "two-lengths", "negative", "huge"],
+    ids=[
+        "http2",
+        "bad-code",
+        "not-http",
+        "no-colon",
+        "folded",
+        "two-lengths",
+        "negative",
+        "superscript-code",
+        "superscript-length",
+        "huge",
+    ],
 )
 async def test_an_unreadable_answer_is_an_error_never_a_guess(
     storage: Start, reply: bytes, message: str
