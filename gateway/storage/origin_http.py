@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Coroutine
 from typing import cast
 
 MAX_HEAD = 64 * 1024  # status line plus headers
@@ -271,10 +272,16 @@ class ConnectionPool:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it is used in
         self.slots = _Slots(size)  # released when the response is
 
-    async def request(
+    def request(
         self, method: str, target: str, headers: dict[str, str], *, within: float | None = None
+    ) -> Coroutine[None, None, OriginResponse]:
+        """`send` the request for `method` and `target` with `headers`, in that order."""
+        return self.send(method, _request_head(method, target, headers), within=within)
+
+    async def send(
+        self, method: str, head: bytes, *, within: float | None = None
     ) -> OriginResponse:
-        """Send one request; the answer's head is read, the body is left to the caller.
+        """Send one request head; the answer's head is read, the body is left to the caller.
 
         `within` (seconds) bounds it all, up to the answer's head (waiting for a slot, connecting,
         waiting for the answer): TimeoutError past it. Only the wait for the head needs a
@@ -283,8 +290,8 @@ class ConnectionPool:
 
         A pooled connection that the server closed while idle fails before any byte of the
         answer arrives; then the request (GET or HEAD: idempotent) goes once more on a new
-        connection."""
-        head = _request_head(method, target, headers)
+        connection. The exchange is written out in this one coroutine, not a helper awaited
+        per connection: each coroutine layer costs on every request, and again on resuming."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -293,23 +300,34 @@ class ConnectionPool:
             async with asyncio.timeout_at(deadline):
                 await self.slots.wait(loop)
         try:
-            reused = self._take()
-            if reused is not None:
+            connection = self._take()
+            fresh = connection is None
+            while True:
+                if connection is None:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await self._connect()
                 try:
-                    return await self._exchange(reused, head, method, deadline)
+                    connection.write(head)
+                    raw = await connection.read_head(deadline)
+                    status, headers, length, reusable = _parse_head(raw, method)
+                    break
                 except _StaleConnection:
-                    pass
-            async with asyncio.timeout_at(deadline):
-                connection = await self._connect()
-            try:
-                return await self._exchange(connection, head, method, deadline)
-            except _StaleConnection:
-                raise OriginProtocolError(
-                    "storage closed the connection without answering"
-                ) from None
+                    connection.close()
+                    if fresh:
+                        raise OriginProtocolError(
+                            "storage closed the connection without answering"
+                        ) from None
+                    connection, fresh = None, True
+                except BaseException:
+                    connection.close()  # an error, a timeout or a cancellation: never reuse it
+                    raise
         except BaseException:
             self.slots.release()
             raise
+        response = OriginResponse(self, connection, status, headers, length, reusable)
+        if length == 0:
+            response.release()
+        return response
 
     def put_back(self, connection: _Connection) -> None:
         if self._closed or len(self._idle) >= self.size or not connection.idle_usable:
@@ -346,21 +364,6 @@ class ConnectionPool:
         except OSError as exc:
             raise OriginProtocolError(f"cannot connect: {type(exc).__name__}") from None
         return connection
-
-    async def _exchange(
-        self, connection: _Connection, head: bytes, method: str, deadline: float | None
-    ) -> OriginResponse:
-        try:
-            connection.write(head)
-            raw = await connection.read_head(deadline)
-            status, headers, length, reusable = _parse_head(raw, method)
-        except BaseException:
-            connection.close()  # an error, a timeout or a cancellation: never reuse it
-            raise
-        response = OriginResponse(self, connection, status, headers, length, reusable)
-        if length == 0:
-            response.release()
-        return response
 
 
 class _Slots:

@@ -255,13 +255,10 @@ class S3Store:
         assert self._http is not None, "S3Store.start() was not awaited"
         target = self._base_path + _quoted(key)
         credentials = self._fixed or await self._signing_credentials()
-        signed = self._signer.headers(method, self._host, target, credentials, headers)
-        signed["Host"] = self._host
+        head = self._signer.request_head(method, self._host, target, credentials, headers)
         try:
             # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
-            response = await self._http.request(
-                method, target, signed, within=self._first_byte_timeout
-            )
+            response = await self._http.send(method, head, within=self._first_byte_timeout)
         except TimeoutError:
             raise OriginTimeout(
                 f"no response from storage within {self._first_byte_timeout}s"
