@@ -136,6 +136,10 @@ class _Connection(asyncio.Protocol):
             await self._wait(idle)
         return self._take(limit)
 
+    def take_buffered(self, limit: int) -> bytes:
+        """What was received already, at most `limit` bytes, without waiting; b"" if nothing."""
+        return self._take(limit) if self._chunks else b""
+
     def lend_socket(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
         """Stop reading and lend the caller what was received (at most `limit` bytes) and the
         socket to read the rest from; `socket_returned()` resumes. None without a plain socket."""
@@ -194,6 +198,22 @@ class OriginResponse:
         self._reusable = reusable and body_length is not None
         self._done = False
         self._socket_lent = False  # its reading paused, until socket_read_to_end()
+
+    @property
+    def unread(self) -> bool:
+        """Whether body bytes are left to read (also for a body of unknown length, which
+        `read_chunk` then refuses)."""
+        return self._remaining != 0
+
+    def read_buffered(self, size: int) -> bytes:
+        """Up to `size` bytes of the body that arrived already; b"" if none did (or at its end).
+        A small body comes with its head, and is read this way with no coroutine made."""
+        remaining = self._remaining
+        if not remaining:
+            return b""
+        chunk = self._connection.take_buffered(min(size, remaining))
+        self._remaining = remaining - len(chunk)
+        return chunk
 
     async def read_chunk(self, size: int, idle: float | None = None) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the

@@ -310,10 +310,8 @@ class S3Body:
         received = 0
         idle = self._store._idle_timeout
         try:
-            while True:
-                chunk = await response.read_chunk(size, idle)
-                if not chunk:
-                    break
+            while response.unread:
+                chunk = response.read_buffered(size) or await response.read_chunk(size, idle)
                 received += len(chunk)
                 yield chunk
         except TimeoutError:

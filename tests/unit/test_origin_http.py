@@ -407,3 +407,19 @@ async def test_header_names_are_read_whatever_their_case_and_a_repeated_length_m
     assert await read_all(pool) == (200, b"ok")
     assert fake.connections == 1
     await pool.close()
+
+
+async def test_a_buffered_read_takes_what_arrived_and_stops_at_the_body_end(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: ok(b"0123456789") + b"HTTP/1.1 200 OK")  # and the start of more
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    parts = []
+    while response.unread:  # what arrived without waiting, else a wait for more
+        parts.append(response.read_buffered(4) or await response.read_chunk(4))
+    assert b"".join(parts) == b"0123456789"
+    assert max(map(len, parts)) <= 4
+    assert response.read_buffered(100) == b""  # never past the body's end
+    response.close()
+    await pool.close()
