@@ -30,6 +30,18 @@ class _Connection(asyncio.Protocol):
     and shifted), no byte of an object's body is copied on its way through the gateway.
     Reading pauses once `high_water` bytes wait, so a slow client slows storage down."""
 
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_eof",
+        "_error",
+        "_high_water",
+        "_paused",
+        "_waiter",
+        "loop",
+        "transport",
+    )
+
     def __init__(self, high_water: int, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -181,6 +193,17 @@ class _Connection(asyncio.Protocol):
 
 
 class OriginResponse:
+    __slots__ = (
+        "_connection",
+        "_done",
+        "_pool",
+        "_remaining",
+        "_reusable",
+        "_socket_lent",
+        "headers",
+        "status",
+    )
+
     def __init__(
         self,
         pool: ConnectionPool,

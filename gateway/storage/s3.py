@@ -289,6 +289,8 @@ class S3Store:
 class S3Body:
     """One open GET. The connection goes back to the pool only when the body was read whole."""
 
+    __slots__ = ("_complete", "_expected", "_released", "_response", "_store", "meta", "range")
+
     def __init__(
         self,
         store: S3Store,
