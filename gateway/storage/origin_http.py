@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Coroutine
 from typing import cast
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 MAX_HEAD = 64 * 1024  # status line plus headers
 
@@ -30,6 +29,18 @@ class _Connection(asyncio.Protocol):
     and handed out whole: unlike `asyncio.StreamReader` (a bytearray that is extended, sliced
     and shifted), no byte of an object's body is copied on its way through the gateway.
     Reading pauses once `high_water` bytes wait, so a slow client slows storage down."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_eof",
+        "_error",
+        "_high_water",
+        "_paused",
+        "_waiter",
+        "loop",
+        "transport",
+    )
 
     def __init__(self, high_water: int, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -137,6 +148,10 @@ class _Connection(asyncio.Protocol):
             await self._wait(idle)
         return self._take(limit)
 
+    def take_buffered(self, limit: int) -> bytes:
+        """What was received already, at most `limit` bytes, without waiting; b"" if nothing."""
+        return self._take(limit) if self._chunks else b""
+
     def lend_socket(self, limit: int) -> tuple[tuple[bytes, ...], int] | None:
         """Stop reading and lend the caller what was received (at most `limit` bytes) and the
         socket to read the rest from; `socket_returned()` resumes. None without a plain socket."""
@@ -178,23 +193,50 @@ class _Connection(asyncio.Protocol):
 
 
 class OriginResponse:
+    __slots__ = (
+        "_connection",
+        "_done",
+        "_pool",
+        "_remaining",
+        "_reusable",
+        "_socket_lent",
+        "headers",
+        "status",
+    )
+
     def __init__(
         self,
         pool: ConnectionPool,
         connection: _Connection,
         status: int,
-        headers: CIMultiDictProxy[str],
+        headers: dict[str, str],
         body_length: int | None,
         reusable: bool,
     ) -> None:
         self._pool = pool
         self._connection = connection
         self.status = status
-        self.headers = headers
+        self.headers = headers  # keyed by lower-case name
         self._remaining = body_length
         self._reusable = reusable and body_length is not None
         self._done = False
         self._socket_lent = False  # its reading paused, until socket_read_to_end()
+
+    @property
+    def unread(self) -> bool:
+        """Whether body bytes are left to read (also for a body of unknown length, which
+        `read_chunk` then refuses)."""
+        return self._remaining != 0
+
+    def read_buffered(self, size: int) -> bytes:
+        """Up to `size` bytes of the body that arrived already; b"" if none did (or at its end).
+        A small body comes with its head, and is read this way with no coroutine made."""
+        remaining = self._remaining
+        if not remaining:
+            return b""
+        chunk = self._connection.take_buffered(min(size, remaining))
+        self._remaining = remaining - len(chunk)
+        return chunk
 
     async def read_chunk(self, size: int, idle: float | None = None) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the
@@ -273,10 +315,16 @@ class ConnectionPool:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one it is used in
         self.slots = _Slots(size)  # released when the response is
 
-    async def request(
+    def request(
         self, method: str, target: str, headers: dict[str, str], *, within: float | None = None
+    ) -> Coroutine[None, None, OriginResponse]:
+        """`send` the request for `method` and `target` with `headers`, in that order."""
+        return self.send(method, _request_head(method, target, headers), within=within)
+
+    async def send(
+        self, method: str, head: bytes, *, within: float | None = None
     ) -> OriginResponse:
-        """Send one request; the answer's head is read, the body is left to the caller.
+        """Send one request head; the answer's head is read, the body is left to the caller.
 
         `within` (seconds) bounds it all, up to the answer's head (waiting for a slot, connecting,
         waiting for the answer): TimeoutError past it. Only the wait for the head needs a
@@ -285,8 +333,8 @@ class ConnectionPool:
 
         A pooled connection that the server closed while idle fails before any byte of the
         answer arrives; then the request (GET or HEAD: idempotent) goes once more on a new
-        connection."""
-        head = _request_head(method, target, headers)
+        connection. The exchange is written out in this one coroutine, not a helper awaited
+        per connection: each coroutine layer costs on every request, and again on resuming."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -295,23 +343,34 @@ class ConnectionPool:
             async with asyncio.timeout_at(deadline):
                 await self.slots.wait(loop)
         try:
-            reused = self._take()
-            if reused is not None:
+            connection = self._take()
+            fresh = connection is None
+            while True:
+                if connection is None:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await self._connect()
                 try:
-                    return await self._exchange(reused, head, method, deadline)
+                    connection.write(head)
+                    raw = await connection.read_head(deadline)
+                    status, headers, length, reusable = _parse_head(raw, method)
+                    break
                 except _StaleConnection:
-                    pass
-            async with asyncio.timeout_at(deadline):
-                connection = await self._connect()
-            try:
-                return await self._exchange(connection, head, method, deadline)
-            except _StaleConnection:
-                raise OriginProtocolError(
-                    "storage closed the connection without answering"
-                ) from None
+                    connection.close()
+                    if fresh:
+                        raise OriginProtocolError(
+                            "storage closed the connection without answering"
+                        ) from None
+                    connection, fresh = None, True
+                except BaseException:
+                    connection.close()  # an error, a timeout or a cancellation: never reuse it
+                    raise
         except BaseException:
             self.slots.release()
             raise
+        response = OriginResponse(self, connection, status, headers, length, reusable)
+        if length == 0:
+            response.release()
+        return response
 
     def put_back(self, connection: _Connection) -> None:
         if self._closed or len(self._idle) >= self.size or not connection.idle_usable:
@@ -348,21 +407,6 @@ class ConnectionPool:
         except OSError as exc:
             raise OriginProtocolError(f"cannot connect: {type(exc).__name__}") from None
         return connection
-
-    async def _exchange(
-        self, connection: _Connection, head: bytes, method: str, deadline: float | None
-    ) -> OriginResponse:
-        try:
-            connection.write(head)
-            raw = await connection.read_head(deadline)
-            status, headers, length, reusable = _parse_head(raw, method)
-        except BaseException:
-            connection.close()  # an error, a timeout or a cancellation: never reuse it
-            raise
-        response = OriginResponse(self, connection, status, headers, length, reusable)
-        if length == 0:
-            response.release()
-        return response
 
 
 class _Slots:
@@ -412,36 +456,52 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 def _request_head(method: str, target: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    return f"{method} {target} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
 
 
-def _parse_head(raw: bytes, method: str) -> tuple[int, CIMultiDictProxy[str], int | None, bool]:
-    lines = raw[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
+def _parse_head(raw: bytes, method: str) -> tuple[int, dict[str, str], int | None, bool]:
+    """(status, headers, body length or None, reusable) of a head `read_head` returned.
+
+    Headers come as a plain dict keyed by lower-case name, the first value of a repeated one
+    winning, as `CIMultiDict.get` did; built in the one pass over the lines that checks them,
+    with no multidict to build and no `getall` (measured on SeaweedFS's 11-header answer to a
+    GET: 4.0 µs before, 3.4 µs after). A repeated Content-Length is refused only if its values
+    differ, as before. A regex over the whole head was tried: 3-4x slower."""
+    status_line, _, block = raw[:-4].decode("latin-1").partition("\r\n")
+    version, _, rest = status_line.partition(" ")
     code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or len(code) != 3:
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not is_digits(code) or len(code) != 3:
         raise OriginProtocolError("storage's status line is not HTTP/1.x")
-    pairs = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise OriginProtocolError("storage sent an unreadable header line")
-        pairs.append((name, value.strip()))
-    headers = CIMultiDict(pairs)
+    headers: dict[str, str] = {}
+    lengths_differ = False
+    if block:
+        for line in block.split("\r\n"):
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise OriginProtocolError("storage sent an unreadable header line")
+            name = name.lower()
+            value = value.strip()
+            if headers.setdefault(name, value) != value and name == "content-length":
+                lengths_differ = True
     status = int(code)
-    reusable = version == "HTTP/1.1" and "close" not in headers.get("Connection", "").lower()
+    reusable = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
     length: int | None = None
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         length = 0
-    elif "Transfer-Encoding" in headers:
+    elif "transfer-encoding" in headers:
         reusable = False
     else:
-        values = headers.getall("Content-Length", [])
-        if len(set(values)) > 1 or (values and not values[0].isdigit()):
-            raise OriginProtocolError("storage sent an unusable Content-Length")
-        length = int(values[0]) if values else None
-        if length is None:
+        declared = headers.get("content-length")
+        if declared is None:
             reusable = False
-    return status, CIMultiDictProxy(headers), length, reusable
+        elif lengths_differ or not is_digits(declared):
+            raise OriginProtocolError("storage sent an unusable Content-Length")
+        else:
+            length = int(declared)
+    return status, headers, length, reusable
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also passes "²" (Latin-1 0xB2), which `int` refuses."""
+    return text.isascii() and text.isdigit()

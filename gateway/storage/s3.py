@@ -37,7 +37,12 @@ from gateway.storage import (
     StorageError,
     UploadRegistry,
 )
-from gateway.storage.origin_http import ConnectionPool, OriginProtocolError, OriginResponse
+from gateway.storage.origin_http import (
+    ConnectionPool,
+    OriginProtocolError,
+    OriginResponse,
+    is_digits,
+)
 from gateway.storage.s3_upload import S3Upload, abort_multipart
 from gateway.storage.sigv4 import Credentials, SigV4Signer
 
@@ -236,7 +241,7 @@ class S3Store:
         try:
             byte_range = None
             if response.status == 206:
-                byte_range = _content_range(response.headers.get("Content-Range"))
+                byte_range = _content_range(response.headers.get("content-range"))
                 _check_length(response, byte_range)
             meta = _meta(response, byte_range)
         except BaseException:
@@ -250,13 +255,10 @@ class S3Store:
         assert self._http is not None, "S3Store.start() was not awaited"
         target = self._base_path + _quoted(key)
         credentials = self._fixed or await self._signing_credentials()
-        signed = self._signer.headers(method, self._host, target, credentials, headers)
-        signed["Host"] = self._host
+        head = self._signer.request_head(method, self._host, target, credentials, headers)
         try:
             # No redirects are followed: a 3xx must not send us (and our client) elsewhere.
-            response = await self._http.request(
-                method, target, signed, within=self._first_byte_timeout
-            )
+            response = await self._http.send(method, head, within=self._first_byte_timeout)
         except TimeoutError:
             raise OriginTimeout(
                 f"no response from storage within {self._first_byte_timeout}s"
@@ -266,7 +268,7 @@ class S3Store:
         if response.status in ok:
             return response
         status = response.status
-        content_range = response.headers.get("Content-Range", "")
+        content_range = response.headers.get("content-range", "")
         response.release()
         if status == 404:
             raise NotFound(key)
@@ -286,6 +288,8 @@ class S3Store:
 
 class S3Body:
     """One open GET. The connection goes back to the pool only when the body was read whole."""
+
+    __slots__ = ("_complete", "_expected", "_released", "_response", "_store", "meta", "range")
 
     def __init__(
         self,
@@ -308,10 +312,8 @@ class S3Body:
         received = 0
         idle = self._store._idle_timeout
         try:
-            while True:
-                chunk = await response.read_chunk(size, idle)
-                if not chunk:
-                    break
+            while response.unread:
+                chunk = response.read_buffered(size) or await response.read_chunk(size, idle)
                 received += len(chunk)
                 yield chunk
         except TimeoutError:
@@ -354,31 +356,31 @@ def _content_range(value: str | None) -> ByteRange:
 def _check_length(response: OriginResponse, byte_range: ByteRange) -> None:
     """A 206 whose framing disagrees with its Content-Range would make us promise the client
     one length and send another."""
-    length = response.headers.get("Content-Length")
-    if length is not None and (not length.isdigit() or int(length) != byte_range.length):
+    length = response.headers.get("content-length")
+    if length is not None and (not is_digits(length) or int(length) != byte_range.length):
         raise OriginError("storage's Content-Length disagrees with its Content-Range")
 
 
 def _meta(response: OriginResponse, byte_range: ByteRange | None) -> ObjectMeta:
-    headers = response.headers
+    get = response.headers.get  # keyed by lower-case name (origin_http)
     if byte_range is not None:
         size = byte_range.size
     else:
-        length = headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = get("content-length")
+        if length is None or not is_digits(length):
             raise OriginError("storage sent no Content-Length")
         size = int(length)
-    modified = headers.get("Last-Modified")
+    modified = get("last-modified")
     return ObjectMeta(
         size=size,
-        etag=headers.get("ETag"),
+        etag=get("etag"),
         last_modified=_parse_last_modified(modified) if modified else None,
-        content_type=headers.get("Content-Type") or "application/octet-stream",
-        content_encoding=headers.get("Content-Encoding"),
-        content_disposition=headers.get("Content-Disposition"),
-        content_language=headers.get("Content-Language"),
-        cache_control=headers.get("Cache-Control"),
-        expires=headers.get("Expires"),
+        content_type=get("content-type") or "application/octet-stream",
+        content_encoding=get("content-encoding"),
+        content_disposition=get("content-disposition"),
+        content_language=get("content-language"),
+        cache_control=get("cache-control"),
+        expires=get("expires"),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from hashlib import sha256
 from typing import Final, NamedTuple
 
 from signer.algorithms import HmacSha256
@@ -22,6 +23,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_PAYLOAD = hashlib.sha256(b"").hexdigest()  # GET and HEAD carry no body
 _SIGNED: Final = "host;x-amz-content-sha256;x-amz-date"  # SignedHeaders without extra headers
 _SIGNED_WITH_TOKEN: Final = _SIGNED + ";x-amz-security-token"
+_CONTENT_SHA256_LINE: Final = f"X-Amz-Content-SHA256: {EMPTY_PAYLOAD}\r\n"
 
 
 class Credentials(NamedTuple):
@@ -49,11 +51,62 @@ class SigV4Signer:
         now: float | None = None,
     ) -> dict[str, str]:
         """All headers to send: `extra` plus the signed x-amz-* and Authorization."""
+        amz_date, authorization = self._sign(method, host, raw_path, credentials, extra, now)
+        out = dict(extra)
+        out["X-Amz-Content-SHA256"] = EMPTY_PAYLOAD
+        out["X-Amz-Date"] = amz_date
+        if credentials.token:
+            out["X-Amz-Security-Token"] = credentials.token
+        out["Authorization"] = authorization
+        return out
+
+    def request_head(
+        self,
+        method: str,
+        host: str,
+        raw_path: str,
+        credentials: Credentials,
+        extra: dict[str, str],
+        *,
+        now: float | None = None,
+    ) -> bytes:
+        """The signed request's head as it goes on the wire: the headers of `headers()`, in its
+        order, then `Host`. Written out in one string rather than through that dict, which the
+        data path would build only to take apart again (measured, a whole-object GET: 3.2 µs
+        for `headers()` plus the head made from it, 2.4 µs this way)."""
+        amz_date, authorization = self._sign(method, host, raw_path, credentials, extra, now)
+        given = "".join([f"{name}: {value}\r\n" for name, value in extra.items()]) if extra else ""
+        signed = f"{_CONTENT_SHA256_LINE}X-Amz-Date: {amz_date}\r\n"
+        if credentials.token:
+            signed += f"X-Amz-Security-Token: {credentials.token}\r\n"
+        return (
+            f"{method} {raw_path} HTTP/1.1\r\n{given}{signed}"
+            f"Authorization: {authorization}\r\nHost: {host}\r\n\r\n"
+        ).encode("latin-1")
+
+    def _sign(
+        self,
+        method: str,
+        host: str,
+        raw_path: str,
+        credentials: Credentials,
+        extra: dict[str, str],
+        now: float | None,
+    ) -> tuple[str, str]:
+        """(X-Amz-Date, Authorization) for the request."""
         amz_date = self._amz_date(int(time.time() if now is None else now))
         date = amz_date[:8]
         token = credentials.token
-        only = _one_between(extra)
-        if only is not None:  # a slice's or a client's Range (the cache's every miss sends one)
+        if not extra:  # a whole-object GET or a HEAD: the same names every time, already in order
+            canonical_headers = (
+                f"host:{host}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\nx-amz-date:{amz_date}\n"
+            )
+            if token:
+                canonical_headers += f"x-amz-security-token:{token}\n"
+            signed_headers = _SIGNED_WITH_TOKEN if token else _SIGNED
+        elif (only := _one_between(extra)) is not None:
+            # a slice's or a client's Range (the cache's every miss sends one), a revalidation's
+            # If-None-Match
             name, value = only
             canonical_headers = (
                 f"host:{host}\n{name}:{value}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\n"
@@ -63,7 +116,7 @@ class SigV4Signer:
             if token:
                 canonical_headers += f"x-amz-security-token:{token}\n"
                 signed_headers += ";x-amz-security-token"
-        elif extra:
+        else:
             signed = {k.lower(): " ".join(v.split()) for k, v in extra.items()}
             signed["host"] = host
             signed["x-amz-content-sha256"] = EMPTY_PAYLOAD
@@ -73,33 +126,20 @@ class SigV4Signer:
             names = sorted(signed)
             signed_headers = ";".join(names)
             canonical_headers = "".join([f"{name}:{signed[name]}\n" for name in names])
-        else:  # a whole-object GET or a HEAD: the same names every time, already in order
-            canonical_headers = (
-                f"host:{host}\nx-amz-content-sha256:{EMPTY_PAYLOAD}\nx-amz-date:{amz_date}\n"
-            )
-            if token:
-                canonical_headers += f"x-amz-security-token:{token}\n"
-            signed_headers = _SIGNED_WITH_TOKEN if token else _SIGNED
         canonical = (
             f"{method}\n{raw_path}\n\n{canonical_headers}\n{signed_headers}\n{EMPTY_PAYLOAD}"
         )
         scope = date + self._scope
         string_to_sign = (
-            f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+            f"{ALGORITHM}\n{amz_date}\n{scope}\n{sha256(canonical.encode()).hexdigest()}"
         )
         signature = self._signing_hmac(credentials.secret_key, date).hexdigest(
             string_to_sign.encode()
         )
-        out = dict(extra)
-        out["X-Amz-Content-SHA256"] = EMPTY_PAYLOAD
-        out["X-Amz-Date"] = amz_date
-        if token:
-            out["X-Amz-Security-Token"] = token
-        out["Authorization"] = (
+        return amz_date, (
             f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
-        return out
 
     def _amz_date(self, second: int) -> str:
         cached = self._date_cache

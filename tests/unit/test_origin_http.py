@@ -254,9 +254,22 @@ async def test_a_body_cut_short_is_an_error() -> None:
         (b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n", "header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 \xb200 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", "too large"),
     ],
-    ids=["http2", "bad-code", "not-http", "no-colon", "folded", "two-lengths", "negative", "huge"],
+    ids=[
+        "http2",
+        "bad-code",
+        "not-http",
+        "no-colon",
+        "folded",
+        "two-lengths",
+        "negative",
+        "superscript-code",
+        "superscript-length",
+        "huge",
+    ],
 )
 async def test_an_unreadable_answer_is_an_error_never_a_guess(
     storage: Start, reply: bytes, message: str
@@ -374,4 +387,39 @@ async def test_a_wait_given_up_leaves_the_slot_to_the_next_waiter(storage: Start
     fourth = await pool.request("GET", "/d", {}, within=5)  # and back to the pool after it
     assert fourth.status == 200
     fourth.close()
+    await pool.close()
+
+
+async def test_header_names_are_read_whatever_their_case_and_a_repeated_length_may_agree(
+    storage: Start,
+) -> None:
+    fake = storage(
+        lambda n: (
+            b"HTTP/1.1 200 OK\r\nCONTENT-length: 2\r\ncontent-LENGTH:  2 \r\n"
+            b"ETag: first\r\netag: second\r\n\r\nok"
+        )
+    )
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    assert response.headers["etag"] == "first"  # of a repeated header, the first value
+    assert await response.read_chunk(10) == b"ok"
+    response.release()
+    assert await read_all(pool) == (200, b"ok")
+    assert fake.connections == 1
+    await pool.close()
+
+
+async def test_a_buffered_read_takes_what_arrived_and_stops_at_the_body_end(
+    storage: Start,
+) -> None:
+    fake = storage(lambda n: ok(b"0123456789") + b"HTTP/1.1 200 OK")  # and the start of more
+    pool = await serve(fake)
+    response = await pool.request("GET", "/k", {})
+    parts = []
+    while response.unread:  # what arrived without waiting, else a wait for more
+        parts.append(response.read_buffered(4) or await response.read_chunk(4))
+    assert b"".join(parts) == b"0123456789"
+    assert max(map(len, parts)) <= 4
+    assert response.read_buffered(100) == b""  # never past the body's end
+    response.close()
     await pool.close()

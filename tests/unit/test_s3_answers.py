@@ -113,6 +113,16 @@ async def test_a_range_whose_framing_disagrees_with_its_content_range_is_refused
     await eventually(lambda: storage.held == 0)  # the store let go of the connection
 
 
+async def test_a_head_answer_whose_length_is_no_ascii_number_is_an_origin_error(
+    store_answering: StoreAnswering,
+) -> None:
+    """A HEAD's Content-Length is not framing, so only the metadata reads it: "²" passes
+    `str.isdigit`, and must not reach `int`."""
+    store, _ = await store_answering(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n")
+    with pytest.raises(OriginError, match="no Content-Length"):
+        await store.head("clip.mp4")
+
+
 class RecordingStorage:
     """Answers every request, on any connection, with an empty 200; keeps each request head."""
 

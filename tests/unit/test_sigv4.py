@@ -72,6 +72,27 @@ def test_one_extra_header_of_any_name_matches_botocore(
     assert ours == expected
 
 
+@settings(max_examples=100)
+@given(
+    method=st.sampled_from(["GET", "HEAD"]),
+    token=st.none() | st.just("tok+/="),
+    extra=st.sampled_from(
+        [{}, {"Range": "bytes=0-99"}, {"If-None-Match": '"e"'}, {"Range": "bytes=1-", "X-A": "b"}]
+    ),
+)
+def test_the_request_head_carries_exactly_the_signed_headers_then_host(
+    method: str, token: str | None, extra: dict[str, str]
+) -> None:
+    """What the data path sends is what `headers()` (proved against botocore) gives, plus Host,
+    in the same order."""
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    signer = SigV4Signer("us-east-1")
+    signed = signer.headers(method, "h:8333", "/b/k%20y", creds, extra, now=1e9)
+    lines = [f"{method} /b/k%20y HTTP/1.1", *[f"{k}: {v}" for k, v in signed.items()]]
+    expected = "\r\n".join([*lines, "Host: h:8333", "", ""]).encode()
+    assert signer.request_head(method, "h:8333", "/b/k%20y", creds, extra, now=1e9) == expected
+
+
 def _parse(amz_date: str) -> float:
     import calendar
     import time
