@@ -40,26 +40,6 @@ class SigV4Signer:
         self._key_cache: tuple[str, str, HmacSha256] | None = None  # (secret, date, HMAC)
         self._date_cache: tuple[int, str] = (-1, "")  # (unix second, its X-Amz-Date)
 
-    def headers(
-        self,
-        method: str,
-        host: str,
-        raw_path: str,
-        credentials: Credentials,
-        extra: dict[str, str],
-        *,
-        now: float | None = None,
-    ) -> dict[str, str]:
-        """All headers to send: `extra` plus the signed x-amz-* and Authorization."""
-        amz_date, authorization = self._sign(method, host, raw_path, credentials, extra, now)
-        out = dict(extra)
-        out["X-Amz-Content-SHA256"] = EMPTY_PAYLOAD
-        out["X-Amz-Date"] = amz_date
-        if credentials.token:
-            out["X-Amz-Security-Token"] = credentials.token
-        out["Authorization"] = authorization
-        return out
-
     def request_head(
         self,
         method: str,
@@ -70,10 +50,9 @@ class SigV4Signer:
         *,
         now: float | None = None,
     ) -> bytes:
-        """The signed request's head as it goes on the wire: the headers of `headers()`, in its
-        order, then `Host`. Written out in one string rather than through that dict, which the
-        data path would build only to take apart again (measured, a whole-object GET: 3.2 µs
-        for `headers()` plus the head made from it, 2.4 µs this way)."""
+        """The signed request's head as it goes on the wire: `extra`, the signed x-amz-* headers
+        and Authorization, then `Host`. Written out in one string rather than through a dict
+        of headers (measured, a whole-object GET: 3.2 µs through a dict, 2.4 µs this way)."""
         amz_date, authorization = self._sign(method, host, raw_path, credentials, extra, now)
         given = "".join([f"{name}: {value}\r\n" for name, value in extra.items()]) if extra else ""
         signed = f"{_CONTENT_SHA256_LINE}X-Amz-Date: {amz_date}\r\n"
