@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gateway.cache.purges import Purge, PurgeError, PurgeFailed, PurgeResult, from_body
 from gateway.errors import Refusal, Refused, answer
+from gateway.http_server import Response
 from gateway.limits import LimitStore, LimitStoreError
 from gateway.limits import commands as limit_commands
 from gateway.revocation import Revocation, RevocationError, RevocationStore, from_request
@@ -69,11 +70,11 @@ def add_admin_api(app: web.Application, token: str | None, actions: AdminActions
                 request.method,
                 request.path,
             )
-            return answer(Refused(Refusal.UNAUTHORIZED))
+            return _web(answer(Refused(Refusal.UNAUTHORIZED)))
         try:
             return await handler(request)
         except Refused as exc:
-            return answer(exc)
+            return _web(answer(exc))
 
     async def revoke(request: web.Request) -> web.Response:
         what, value, before = _revocation_request(await _json_body(request))
@@ -212,3 +213,8 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
         body=json.dumps(body, separators=(",", ":")).encode() + b"\n",
         content_type="application/json",
     )
+
+
+def _web(refused: Response) -> web.Response:
+    """The catalogue's answer (`gateway.errors`) as aiohttp's, for this listener."""
+    return web.Response(status=refused.status, headers=refused.headers, body=refused.body)

@@ -8,107 +8,123 @@ message) and closed after in-flight requests have drained. The admin app reads t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Final, TypedDict, cast
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Final
 
-from aiohttp import hdrs, web
-from aiohttp.web_urldispatcher import UrlMappingMatchInfo
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import connections
 from gateway.admin_api import AdminActions, add_admin_api
 from gateway.cache.purges import Purge, PurgeResult
+from gateway.errors import HEAD_REFUSALS, error_response
 from gateway.handler import Pipeline
+from gateway.http_server import Answer, Request, Response, Server
+from gateway.observability.metrics import Metrics
 from gateway.revocation import Revocation
-from gateway.services import SERVICES, SETTINGS, contexts
+from gateway.services import SERVICES, SETTINGS, Services, contexts
 from gateway.settings import Settings
-from gateway.uploads import close_if_body_unread, defer_expect
 
 PIPELINE: Final = web.AppKey("pipeline", Pipeline)
-SERVER: Final = "edge-gateway"
-CATCH_ALL: Final = "/{path:.*}"  # the public app's one route
+SERVER: Final = "edge-gateway"  # the `Server` header: no software versions for scanners
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The public app: the holder of the services and the pipeline, which `PublicListener`
+    serves (aiohttp's application is kept for its start-up and clean-up order, not its
+    server)."""
     app = web.Application()
     app[SETTINGS] = settings
+    app[connections.CONNECTIONS] = connections.Guard(connections.limits(settings))
 
     async def pipeline(app: web.Application) -> AsyncIterator[None]:
         app[PIPELINE] = Pipeline(app[SERVICES])
         yield
 
-    async def on_shutdown(app: web.Application) -> None:
-        app[SERVICES].in_flight.draining = True
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        request.app[SERVICES].in_flight.track(request.task)  # a shutdown waits for it
-        return await request.app[PIPELINE](request)
-
-    cors_on = bool(settings.cors.origins)
-
-    async def before_answer(request: web.Request, response: web.StreamResponse) -> None:
-        # One receiver for every answer (objects, 304s, errors): each receiver costs a
-        # coroutine per answer. No software versions for scanners in `Server`.
-        response.headers["Server"] = SERVER
-        close_if_body_unread(request, response)
-        services = request.app[SERVICES]
-        if services.in_flight.draining:
-            response.force_close()  # the connection ends after this answer...
-            response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
-        # The CORS headers for an allowed origin; a preflight answer already has its own.
-        if cors_on and "Access-Control-Allow-Methods" not in response.headers:
-            response.headers.update(services.cors.response_headers(request.headers.get("Origin")))
-
     app.cleanup_ctx.extend([*contexts(), pipeline])
-    app.on_shutdown.append(on_shutdown)
-    app.on_response_prepare.append(before_answer)
-    route = app.router.add_route("*", CATCH_ALL, handle, expect_handler=defer_expect)
-    app[connections.REQUEST_HANDLER] = _routed_directly(app, route)
     return app
 
 
-def _routed_directly(app: web.Application, route: web.AbstractRoute) -> connections.Handler:
-    """`Application._handle` for the public app, whose one route takes every path: it asks the
-    router to walk the path and builds a match info per request (about 4% of a small GET's
-    CPU, profiled), when every request the route takes gets the same match info (no
-    middlewares, nothing in it that depends on the request). So those requests get one
-    frozen match info and go straight to the route's handler; the rest (a path the route's
-    pattern refuses, an `Expect` header for its expect handler) take `Application._handle`."""
-    match = UrlMappingMatchInfo({}, route)
-    match.add_app(app)
-    match.freeze()
-    routed = app._handle
-    handler = route.handler
+class PublicListener:
+    """The public app served by the gateway's own server (`gateway.http_server`): `start`
+    opens its services (a failure stops the start, with what was opened closed again by
+    `cleanup`), `listen` binds, `cleanup` closes the connections and then the services."""
 
-    async def handle(base: web.BaseRequest) -> web.StreamResponse:
-        request = cast(web.Request, base)  # what the app's request factory makes
-        # `CATCH_ALL` takes a decoded path of "/" and anything but a newline: so does this,
-        # from the raw target (decoding is left to the router for any "%0" in it).
-        raw = request.raw_path
-        if raw[:1] != "/" or "%0" in raw or hdrs.EXPECT in request.headers:
-            return await routed(request)
-        request._match_info = match
-        return await handler(request)
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._server: Server | None = None
+        self._started = False
 
-    return handle
+    @property
+    def server(self) -> Server:
+        assert self._server is not None, "start() first"
+        return self._server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        app = self.app
+        app.on_startup.freeze()  # as aiohttp's runner does: the contexts still fill the app
+        self._started = True
+        await app.startup()
+        app.freeze()
+        services = app[SERVICES]
+        self._server = Server(
+            app[PIPELINE],
+            guard=app[connections.CONNECTIONS],
+            in_flight=services.in_flight,
+            refuse=_refusals(services.metrics),
+            before_answer=_cors(services) if services.settings.cors.origins else None,
+            name=SERVER,
+        )
+
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+    ) -> None:
+        await self.server.listen(
+            host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=backlog
+        )
+
+    async def cleanup(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+        if self._started:
+            self._started = False
+            self.app.freeze()  # after a failed start too: its clean-up signal must be frozen
+            await self.app.cleanup()
 
 
-class RunnerOptions(TypedDict):
-    limits: connections.Limits
-    access_log: None
-    auto_decompress: bool
+def _refusals(metrics: Metrics) -> Callable[[int], Response]:
+    """The server's answers to heads it refused (never seen by the pipeline, so counted here)
+    and to a handler's unexpected failure (which the pipeline has counted)."""
+
+    def refuse(status: int) -> Response:
+        refusal = HEAD_REFUSALS.get(status, HEAD_REFUSALS[400])
+        if refusal.status != 500:
+            metrics.request_counter("OTHER", refusal.status, refusal.code).inc()
+        return error_response(refusal.status, refusal.code)
+
+    return refuse
 
 
-def runner_options(settings: Settings) -> RunnerOptions:
-    """How the public app is served, by `gateway serve` and by the tests' gateway alike, as
-    the arguments of `connections.Runner`: the connection limits; no aiohttp access log (the
-    pipeline writes its own, redacted); request bodies never decompressed (what is stored is
-    what was sent)."""
-    return {
-        "limits": connections.limits(settings),
-        "access_log": None,
-        "auto_decompress": False,
-    }
+def _cors(services: Services) -> Callable[[Request, Answer], None]:
+    cors = services.cors
+
+    def before_answer(request: Request, answer: Answer) -> None:
+        # The CORS headers for an allowed origin; a preflight answer already has its own.
+        if "Access-Control-Allow-Methods" not in answer.headers:
+            answer.headers.update(cors.response_headers(request.headers.get("Origin")))
+
+    return before_answer
 
 
 async def readiness(public: web.Application) -> tuple[int, str]:

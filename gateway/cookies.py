@@ -12,9 +12,8 @@ from __future__ import annotations
 import ipaddress
 import time
 
-from aiohttp import web
-
 from gateway.client_address import TrustedProxies
+from gateway.http_server import Request
 from gateway.settings import Cookie
 from gateway.token_source import COOKIE_NAME, Form, Presented
 from signer.format import Claims, canonical, encode_payload
@@ -28,7 +27,7 @@ class CookieIssuer:
         self.secure = settings.secure
         self.proxies = proxies
 
-    def set_cookie(self, request: web.Request, presented: Presented, claims: Claims) -> str | None:
+    def set_cookie(self, request: Request, presented: Presented, claims: Claims) -> str | None:
         """The `Set-Cookie` value for a verified token, or None when no cookie is due."""
         if not self.enabled or presented.form is not Form.QUERY or claims.prefix is None:
             return None
@@ -42,14 +41,14 @@ class CookieIssuer:
             now=time.time(),
         )
 
-    def _secure(self, request: web.Request) -> bool:
+    def _secure(self, request: Request) -> bool:
         if self.secure is not None:
             return self.secure
         if request.secure:
             return True
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+        peer = request.peer
         try:
-            trusted = peer is not None and self.proxies.trusts(ipaddress.ip_address(peer[0]))
+            trusted = peer is not None and self.proxies.trusts(ipaddress.ip_address(peer))
         except ValueError:
             trusted = False
         proto = request.headers.get("X-Forwarded-Proto", "").rpartition(",")[2].strip().lower()

@@ -17,9 +17,8 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-from aiohttp import web
-
 from gateway.http.ranges import unsatisfiable_content_range
+from gateway.http_server import Response
 from gateway.storage import (
     AlreadyExists,
     InvalidObjectKey,
@@ -42,6 +41,11 @@ class Refusal(enum.Enum):
         self.code = code
         self.headers: Mapping[str, str] = headers or {}
 
+    # the request head, refused by the server before the pipeline (gateway.http_server)
+    BAD_REQUEST = (400, "bad_request")  # framing the parser cannot read
+    URI_TOO_LONG = (414, "uri_too_long")
+    HEADER_FIELDS_TOO_LARGE = (431, "header_fields_too_large")
+    INTERNAL_ERROR = (500, "internal_error")  # a bug: logged with its traceback
     # the request itself
     METHOD_NOT_ALLOWED = (405, "method_not_allowed", {"Allow": ", ".join(METHODS)})
     EXPECTATION_FAILED = (417, "expectation_failed")
@@ -135,7 +139,7 @@ def refusal_for(exc: Refused | Rejected | StorageError) -> tuple[int, str]:
     return refusal.status, refusal.code
 
 
-def answer(exc: Refused | Rejected | StorageError, detail: str | None = None) -> web.Response:
+def answer(exc: Refused | Rejected | StorageError, detail: str | None = None) -> Response:
     """The response for a refusal: the one place a status and an error code are chosen.
     `detail` (a link scheme's own words for the refusal, `signer.schemes`) goes in the body
     unless the refusal has one of its own."""
@@ -153,19 +157,27 @@ def answer(exc: Refused | Rejected | StorageError, detail: str | None = None) ->
 
 def error_response(
     status: int, code: str, headers: Mapping[str, str] | None = None, detail: str | None = None
-) -> web.Response:
+) -> Response:
     body: dict[str, str] = {"error": code}
     if detail is not None:
         body["detail"] = detail
-    response = web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n",
-        content_type="application/json",
+    return Response(
+        status,
+        {"Content-Type": "application/json", "Cache-Control": NO_STORE, **(headers or {})},
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n",
     )
-    response.headers["Cache-Control"] = NO_STORE
-    if headers:
-        response.headers.update(headers)
-    return response
+
+
+#: What the server answers a head it refused with, by status (`gateway.http_server`).
+HEAD_REFUSALS: Final = {
+    r.status: r
+    for r in (
+        Refusal.BAD_REQUEST,
+        Refusal.URI_TOO_LONG,
+        Refusal.HEADER_FIELDS_TOO_LARGE,
+        Refusal.INTERNAL_ERROR,
+    )
+}
 
 
 def _storage_refusal(exc: StorageError) -> Refusal:

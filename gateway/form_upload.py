@@ -27,13 +27,14 @@ from typing import Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp import BodyPartReader, MultipartReader, hdrs
 from aiohttp.helpers import parse_mimetype
 
 from gateway.cache.purges import Purge, PurgeFailed, Target
 from gateway.client_address import forwarded_host
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import storable_type
+from gateway.http_server import Request, Response
 from gateway.leases import Leases
 from gateway.observability.access_log import AccessRecord
 from gateway.services import Services
@@ -77,14 +78,14 @@ class FormUploads:
         return form_bucket(raw_target) == self.bucket
 
     async def post(
-        self, request: web.Request, record: AccessRecord, client: IPAddress | None
-    ) -> web.StreamResponse:
+        self, request: Request, record: AccessRecord, client: IPAddress | None
+    ) -> Response:
         bucket = form_bucket(request.raw_path)
         if bucket is None:  # POST is a form upload to the bucket, nothing else
             raise Refused(Refusal.METHOD_NOT_ALLOWED)
         record.scheme = sigv4_post.NAME
         _check_framing(request)
-        await send_continue(request)
+        send_continue(request)
         reader = MultipartReader(request.headers, request.content)
         fields, file_part = await self._read(self._fields(reader))
         checked = sigv4_post.verify(
@@ -226,12 +227,12 @@ class FormUploads:
 
     def _answer(
         self,
-        request: web.Request,
+        request: Request,
         fields: dict[str, str],
         bucket: str,
         key: str,
         stored: StoredObject,
-    ) -> web.Response:
+    ) -> Response:
         """S3's answer to a POST that stored the file."""
         etag = stored.etag or ""
         headers = {"Cache-Control": NO_STORE}
@@ -242,27 +243,24 @@ class FormUploads:
             {"bucket": bucket, "key": key, "etag": etag},
         )
         if redirect is not None:
-            return web.Response(status=303, headers={**headers, hdrs.LOCATION: redirect})
+            return Response(303, {**headers, hdrs.LOCATION: redirect})
         location = f"{request.scheme}://{self._host(request)}/{bucket}/{quote(key, safe='/')}"
         headers[hdrs.LOCATION] = location
         status = _STATUSES.get(fields.get("success_action_status", ""), 204)
         if status != 201:
-            return web.Response(status=status, headers=headers)
+            return Response(status, headers)
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f"<PostResponse><Location>{escape(location)}</Location>"
             f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"
             f"<ETag>{escape(etag)}</ETag></PostResponse>"
         )
-        return web.Response(
-            status=201, body=xml.encode(), content_type="application/xml", headers=headers
-        )
+        return Response(201, headers, xml.encode(), content_type="application/xml")
 
-    def _host(self, request: web.Request) -> str:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+    def _host(self, request: Request) -> str:
         headers = request.headers
         host = forwarded_host(
-            peer[0] if peer else None,
+            request.peer,
             headers.get(hdrs.HOST),
             lambda name: headers.getall(name, []),
             self.services.proxies,
@@ -278,7 +276,7 @@ def form_bucket(raw_target: str) -> str | None:
     return None if match is None or raw_query else match[1]
 
 
-def _check_framing(request: web.Request) -> None:
+def _check_framing(request: Request) -> None:
     """What the request's own headers must say before its body is read."""
     if not request.body_exists:
         raise Refused(Refusal.LENGTH_REQUIRED)

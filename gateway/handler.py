@@ -26,8 +26,6 @@ import logging
 import time
 from typing import Final
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDictProxy
 
 from gateway import relay
@@ -35,13 +33,13 @@ from gateway.cache import Cache, CachedBody, FilePart, Fill, FillBody, VersionCh
 from gateway.cache import State as CacheState
 from gateway.cache.tiers import Cached
 from gateway.client_address import client_address, forwarded_host
-from gateway.connections import abort_stalled, send_stalled
 from gateway.cookies import CookieIssuer
 from gateway.errors import Outcome, Refusal, Refused, answer, refusal_for
 from gateway.form_upload import FormUploads
 from gateway.http.cors import is_preflight
 from gateway.http.plan import Plan, is_conditional, object_headers, plan, storage_range
 from gateway.http.ranges import parse_range, unsatisfiable_content_range
+from gateway.http_server import Request, Response, StreamResponse
 from gateway.limits import Admission
 from gateway.observability.access_log import AccessRecord
 from gateway.observability.access_log import lines as access_lines
@@ -93,12 +91,9 @@ class Pipeline:
         self.limits = services.limits
         self.form_uploads = FormUploads(services, self.uploads, self.bucket, self._admitted)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+    async def __call__(self, request: Request) -> StreamResponse | Response:
         proxies = self.proxies
-        client = client_address(
-            peer[0] if peer else None, request.headers.getall(proxies.header, ()), proxies
-        )
+        client = client_address(request.peer, request.headers.getall(proxies.header, ()), proxies)
         raw_path = request.raw_path.partition("?")[0]
         record = AccessRecord(
             request.method, strip_path_token(raw_path), _address_text(client) if client else None
@@ -120,15 +115,15 @@ class Pipeline:
             self._finish(record)
 
     async def _serve(
-        self, request: web.Request, record: AccessRecord, client: IPAddress | None
-    ) -> web.StreamResponse:
+        self, request: Request, record: AccessRecord, client: IPAddress | None
+    ) -> StreamResponse | Response:
         method = request.method
         if is_preflight(method, request.headers):
             posts = self.form_uploads.accepts(request.raw_path)
             allowed = self.cors.preflight(request.headers, (*METHODS, "POST") if posts else METHODS)
             if allowed is None:
                 raise Refused(Refusal.CORS_REFUSED)
-            return _answered(record, web.Response(status=204, headers=allowed), Outcome.PREFLIGHT)
+            return _answered(record, Response(204, allowed), Outcome.PREFLIGHT)
         if method not in METHODS:
             if method == "POST":
                 return await self.form_uploads.post(request, record, client)
@@ -193,17 +188,16 @@ class Pipeline:
         return key
 
     def _link_request(
-        self, request: web.Request, presented: Presented, client: IPAddress | None
+        self, request: Request, presented: Presented, client: IPAddress | None
     ) -> LinkRequest:
         """What another scheme's verifier sees: the target, and the headers it may sign (the
         host the client asked for, as a trusted proxy forwarded it)."""
-        peer = request.transport.get_extra_info("peername") if request.transport else None
         headers = request.headers
 
         def header(name: str) -> list[str]:
             return headers.getall(name, [])
 
-        host = forwarded_host(peer[0] if peer else None, headers.get("Host"), header, self.proxies)
+        host = forwarded_host(request.peer, headers.get("Host"), header, self.proxies)
         return LinkRequest(
             request.method,
             presented.raw_path,
@@ -216,12 +210,12 @@ class Pipeline:
 
     async def _read(
         self,
-        request: web.Request,
+        request: Request,
         key: str,
         record: AccessRecord,
         granted: dict[str, str],
         admission: Admission | None = None,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse | Response:
         """GET or HEAD. A conditional request (or a HEAD) asks storage for metadata first, so
         a 304 or 412 moves no bytes; a plain GET asks for the body at once (one round trip)
         and plans from the metadata that comes with it. A limited plain GET is admitted before
@@ -242,12 +236,12 @@ class Pipeline:
 
     async def _read_uncached(
         self,
-        request: web.Request,
+        request: Request,
         key: str,
         record: AccessRecord,
         granted: dict[str, str],
         admission: Admission | None = None,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse | Response:
         method, headers, store = request.method, request.headers, self.store
         spec = parse_range(headers.get("Range"))
         beyond = spec is not None and spec.beyond_any_object
@@ -274,12 +268,12 @@ class Pipeline:
     async def _read_cached(
         self,
         cache: Cache,
-        request: web.Request,
+        request: Request,
         key: str,
         record: AccessRecord,
         granted: dict[str, str],
         admission: Admission | None = None,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse | Response:
         """GET or HEAD with the cache on: the same plan, from cached metadata when there is a
         fresh entry (a 304 or a HEAD then asks nothing of storage), with the body from the cache
         and whatever slices are missing fetched once, however many requests want them."""
@@ -362,7 +356,7 @@ class Pipeline:
 
     def _without_body(
         self, meta: ObjectMeta, planned: Plan, record: AccessRecord, granted: dict[str, str]
-    ) -> web.Response:
+    ) -> Response:
         """A HEAD, a 304, or the refusal a plan ends in (412, 416)."""
         if planned.status == 412:
             raise Refused(Refusal.PRECONDITION_FAILED)
@@ -373,7 +367,7 @@ class Pipeline:
             )
         headers = self._headers(meta, planned, granted)
         reason = Outcome.NOT_MODIFIED if planned.status == 304 else Outcome.OK
-        return _answered(record, web.Response(status=planned.status, headers=headers), reason)
+        return _answered(record, Response(planned.status, headers), reason)
 
     def _headers(self, meta: ObjectMeta, planned: Plan, granted: dict[str, str]) -> dict[str, str]:
         return object_headers(
@@ -386,14 +380,14 @@ class Pipeline:
 
     async def _send_cached(
         self,
-        request: web.Request,
-        writer: AbstractStreamWriter,
+        request: Request,
+        response: StreamResponse,
         body: CachedBody,
         record: AccessRecord,
     ) -> tuple[bool, bool]:
         """Send a cached body straight to a plain client socket: slice files by sendfile(2),
         bytes still arriving from storage by write(2). Same contract as `_relay`."""
-        client_fd, sent_head = self._flushed_socket(request, writer, record)
+        client_fd, sent_head = self._flushed_socket(request, response, record)
         transport = request.transport
         if client_fd is None or transport is None:
             return False, sent_head
@@ -418,13 +412,13 @@ class Pipeline:
 
     async def _stream(
         self,
-        request: web.Request,
+        request: Request,
         body: ObjectBody,
         planned: Plan,
         record: AccessRecord,
         granted: dict[str, str],
         admission: Admission | None = None,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse | Response:
         length = body.range.length if body.range is not None else body.meta.size
         if admission is not None:
             try:
@@ -437,21 +431,21 @@ class Pipeline:
                 raise
         paced = admission is not None and admission.paced
         headers = self._headers(body.meta, planned, granted)
-        response = _CoalescingResponse(status=planned.status, headers=headers)
+        response = StreamResponse(planned.status, headers)
         record.status, record.reason = planned.status, Outcome.OK
         metrics = self.metrics
         metrics.streams.inc()
         first_byte = metrics.ttfb_histogram(record.method)
         try:
-            writer = await response.prepare(request)
+            response.prepare(request)
             relayed = timed = False
             # A paced body goes chunk by chunk (each booked on the link's schedule): splice(2)
             # and sendfile(2) hand the whole body to the kernel, which cannot be paced.
-            if self.zero_copy and length >= relay.MIN_BYTES and writer is not None and not paced:
+            if self.zero_copy and length >= relay.MIN_BYTES and not paced:
                 if isinstance(body, CachedBody):
-                    relayed, timed = await self._send_cached(request, writer, body, record)
+                    relayed, timed = await self._send_cached(request, response, body, record)
                 else:
-                    relayed, timed = await self._relay(request, writer, body, record)
+                    relayed, timed = await self._relay(request, response, body, record)
             if not relayed:
                 async with contextlib.aclosing(body.chunks()) as chunks:
                     async for chunk in chunks:
@@ -471,7 +465,9 @@ class Pipeline:
             await response.write_eof()
             if not timed:  # an empty body: the head went out just now
                 first_byte.observe(time.perf_counter() - record.started)
-            if send_stalled(request):  # its last write waited, and the connection was aborted
+            if (
+                request.connection.send_timed_out
+            ):  # its last write waited, and the connection was aborted
                 record.reason = Outcome.SEND_TIMEOUT
         except StorageError as exc:
             # Headers are gone: the only honest signal left is to break the connection, so a
@@ -482,7 +478,7 @@ class Pipeline:
             if request.transport is not None:
                 request.transport.abort()
         except ConnectionError as exc:
-            stalled = isinstance(exc, relay.ClientStalled) or send_stalled(request)
+            stalled = isinstance(exc, relay.ClientStalled) or request.connection.send_timed_out
             record.reason = Outcome.SEND_TIMEOUT if stalled else Outcome.CLIENT_DISCONNECTED
         except asyncio.CancelledError:
             # The shutdown deadline cancels the handler (gateway.drain), and so may aiohttp when
@@ -498,8 +494,8 @@ class Pipeline:
 
     async def _relay(
         self,
-        request: web.Request,
-        writer: AbstractStreamWriter,
+        request: Request,
+        response: StreamResponse,
         body: ObjectBody,
         record: AccessRecord,
     ) -> tuple[bool, bool]:
@@ -507,7 +503,7 @@ class Pipeline:
         it did, and whether the head was sent (and timed). The head must be on the wire before
         the relay's bytes, which would overtake it: if it is not (rare: the client's socket is
         full), or anything else rules the relay out, the caller streams chunks instead."""
-        client_fd, sent_head = self._flushed_socket(request, writer, record)
+        client_fd, sent_head = self._flushed_socket(request, response, record)
         transport = request.transport
         if client_fd is None or transport is None:
             return False, sent_head
@@ -535,7 +531,7 @@ class Pipeline:
         return True, True
 
     def _flushed_socket(
-        self, request: web.Request, writer: AbstractStreamWriter, record: AccessRecord
+        self, request: Request, response: StreamResponse, record: AccessRecord
     ) -> tuple[int | None, bool]:
         """The client's plain socket with the response head already on the wire (bytes written
         to the socket directly would overtake a head still buffered), or None; and whether the
@@ -544,7 +540,7 @@ class Pipeline:
         client_fd = relay.plain_socket(transport)
         if client_fd is None or transport is None:
             return None, False
-        writer.send_headers()
+        response.send_headers()
         self.metrics.ttfb_histogram(record.method).observe(time.perf_counter() - record.started)
         if transport.get_write_buffer_size():
             return None, True
@@ -561,28 +557,20 @@ class Pipeline:
             access_lines.write(record)
 
 
-class _CoalescingResponse(web.StreamResponse):
-    """Holds the head back until the first body bytes, so that a small object goes out in one
-    write (one segment, one wake-up of the client) rather than head and body apart. aiohttp's
-    own `web.Response` does this; a StreamResponse sends its head at once unless told not to."""
-
-    _send_headers_immediately = False
-
-
-def _abort(request: web.Request, exc: BaseException) -> None:
+def _abort(request: Request, exc: BaseException) -> None:
     """Abort the connection of a response cut short by `exc` (counted if the client stalled)."""
     if isinstance(exc, relay.ClientStalled):
-        abort_stalled(request)
+        request.connection.send_stalled()
     elif request.transport is not None:
         request.transport.abort()
 
 
-def _cancelled(request: web.Request, cutting: bool) -> Outcome:
+def _cancelled(request: Request, cutting: bool) -> Outcome:
     """Why a stream was cancelled: the shutdown deadline, the send timeout, a client gone, or
     neither."""
     if cutting:
         return Outcome.SHUTDOWN
-    if send_stalled(request):
+    if request.connection.send_timed_out:
         return Outcome.SEND_TIMEOUT
     gone = request.transport is None or request.transport.is_closing()
     return Outcome.CLIENT_DISCONNECTED if gone else Outcome.CANCELLED
@@ -594,7 +582,7 @@ def _address_text(address: IPAddress) -> str:
     return str(address)
 
 
-def _answered(record: AccessRecord, response: web.Response, reason: Outcome) -> web.Response:
+def _answered(record: AccessRecord, response: Response, reason: Outcome) -> Response:
     record.status, record.reason = response.status, reason
     return response
 

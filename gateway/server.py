@@ -22,7 +22,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
@@ -32,7 +32,7 @@ from aiohttp import web
 
 from gateway import connections, heap, workers
 from gateway.admin_api import MAX_BODY, AdminActions, add_admin_api
-from gateway.app import create_admin_app, create_app, runner_options
+from gateway.app import PublicListener, create_admin_app, create_app
 from gateway.cache.purges import FleetPurges, Purge, PurgeResult, Purges
 from gateway.drain import InFlight
 from gateway.limits.backends import open_store as open_limit_store
@@ -66,7 +66,7 @@ async def run(
     """Serve until SIGTERM/SIGINT. The admin app listens on `admin_listen`, or on
     `admin_socket` (a worker of the supervisor)."""
     app = create_app(settings)
-    runner = connections.Runner(app, shutdown_timeout=CLOSE_WAIT, **runner_options(settings))
+    public = PublicListener(app)
     admin_runner = web.AppRunner(
         create_admin_app(app, settings),
         access_log=None,
@@ -74,23 +74,22 @@ async def run(
         shutdown_timeout=CLOSE_WAIT,
     )
     try:
-        await runner.setup()  # opens every resource: failures surface here
+        await public.start()  # opens every resource: failures surface here
         tls = app[SERVICES].tls
-        site = web.TCPSite(
-            runner,
+        listening = public.listen(
             settings.listen.host,
             settings.listen.port,
             reuse_port=True,
             backlog=1024,
             ssl_context=None if tls is None else tls.context,
         )
-        await _bind(site, "GATEWAY_LISTEN", settings.listen)
+        await _bind(listening, "GATEWAY_LISTEN", settings.listen)
         await admin_runner.setup()
         if admin_socket is None:
             admin_site: web.BaseSite = web.TCPSite(
                 admin_runner, settings.admin_listen.host, settings.admin_listen.port
             )
-            await _bind(admin_site, "GATEWAY_ADMIN_LISTEN", settings.admin_listen)
+            await _bind(admin_site.start(), "GATEWAY_ADMIN_LISTEN", settings.admin_listen)
         else:
             await web.UnixSite(admin_runner, str(admin_socket)).start()
         stop = asyncio.Event()
@@ -112,36 +111,32 @@ async def run(
             "stopping: no new connections; in-flight requests get %ss",
             settings.timeouts.shutdown_grace,
         )
-        await drain(runner, app[SERVICES].in_flight, settings.timeouts.shutdown_grace)
+        await drain(public, app[SERVICES].in_flight, settings.timeouts.shutdown_grace)
     finally:
-        await runner.cleanup()  # also after a failed start: closes what was opened
+        await public.cleanup()  # also after a failed start: closes what was opened
         await admin_runner.cleanup()
         access_lines.flush()  # the last turn's lines, if the loop stops before its flush
     log.info("stopped")
 
 
-async def drain(runner: web.BaseRunner, in_flight: InFlight, grace: float) -> None:
+async def drain(public: PublicListener, in_flight: InFlight, grace: float) -> None:
     """Let the requests in flight finish, for at most `grace` seconds, then cut the rest.
 
-    Done before `runner.cleanup()`, never by it: aiohttp's shutdown first marks every
-    connection closed, from which moment incoming bytes are dropped (an upload stalls where it
-    is), then waits its timeout for each handler and, after cancelling one, waits it again.
-    Here the listeners close (new connections are refused), every answer from now on closes
-    its connection, and the connections themselves are left alone until nothing is in flight;
-    `cleanup()` then only closes idle ones.
+    The listener closes (new connections are refused), every answer from now on closes its
+    connection, and the connections themselves are left alone until nothing is in flight, so
+    an upload's body keeps arriving; `cleanup()` then closes what is left.
     """
     in_flight.draining = True
-    for site in list(runner.sites):
-        await site.stop()
+    await public.server.stop_listening()
     if await in_flight.settle(grace):
         return
     cut = await in_flight.cut(CUT_WAIT)
     log.warning("shutdown grace of %ss over: cut %d requests still in flight", grace, cut)
 
 
-async def _bind(site: web.BaseSite, setting: str, address: Listen) -> None:
+async def _bind(listening: Awaitable[None], setting: str, address: Listen) -> None:
     try:
-        await site.start()
+        await listening
     except OSError as exc:
         raise SettingsError(f"{setting}: cannot listen on {address}: {exc.strerror}") from None
 
@@ -282,7 +277,7 @@ class Supervisor:
             runner, self.settings.admin_listen.host, self.settings.admin_listen.port
         )
         try:
-            await _bind(admin_site, "GATEWAY_ADMIN_LISTEN", self.settings.admin_listen)
+            await _bind(admin_site.start(), "GATEWAY_ADMIN_LISTEN", self.settings.admin_listen)
             log.info("supervising %d workers on %s", self.settings.workers, self.settings.listen)
             await self._supervise(stop)
         finally:

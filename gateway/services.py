@@ -129,7 +129,7 @@ def contexts() -> list[Context]:
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
     app[_METRICS] = Metrics()
     app[_READINESS] = Readiness()
-    guard = app.get(CONNECTIONS)  # set by the runner that serves the app
+    guard = app.get(CONNECTIONS)  # set by `create_app`
     if guard is not None:
         _publish_connections(guard, app[_METRICS])
     yield

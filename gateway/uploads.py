@@ -29,13 +29,13 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import hdrs, web
-from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import hdrs
 
 from gateway.cache.purges import Purge, PurgeFailed, Target
 from gateway.errors import NO_STORE, Outcome, Refusal, Refused
 from gateway.http.upload_rules import BodyPlan, upload_plan
+from gateway.http_server import Request, Response
+from gateway.http_server.messages import HTTP_11
 from gateway.leases import Leases
 from gateway.observability.access_log import AccessRecord
 from gateway.revocation import Kind, Revocation
@@ -44,9 +44,6 @@ from gateway.storage import NotFound, ObjectStore, StorageError, StoredObject
 from signer.verify import Verified
 
 log = logging.getLogger("gateway.uploads")
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONTINUED = web.RequestKey("continued", bool)  # the request's 100 Continue went out
 
 
 class Uploads:
@@ -64,8 +61,8 @@ class Uploads:
         self.in_flight = services.in_flight
 
     async def put(
-        self, request: web.Request, verified: Verified, key: str, record: AccessRecord
-    ) -> web.StreamResponse:
+        self, request: Request, verified: Verified, key: str, record: AccessRecord
+    ) -> Response:
         claims = verified.claims
         headers = request.headers
         body_plan = upload_plan(
@@ -111,7 +108,7 @@ class Uploads:
 
     async def receive(
         self,
-        request: web.Request,
+        request: Request,
         key: str,
         chunks: AsyncIterator[bytes],
         *,
@@ -131,7 +128,7 @@ class Uploads:
         except StorageError as exc:
             log.warning("upload failed in storage: %s", exc)
             raise
-        except (ConnectionError, HttpProcessingError):
+        except ConnectionError:
             # The client went away or broke the framing: nobody is left to answer.
             raise Refused(Refusal.CLIENT_DISCONNECTED) from None
         except asyncio.CancelledError:
@@ -153,7 +150,7 @@ class Uploads:
 
     async def _into_storage(
         self,
-        request: web.Request,
+        request: Request,
         key: str,
         chunks: AsyncIterator[bytes],
         content_type: str,
@@ -162,7 +159,7 @@ class Uploads:
     ) -> StoredObject:
         """Send `100 Continue` if asked, then stream the body into an upload that is aborted
         (nothing left behind) unless it completes."""
-        await send_continue(request)
+        send_continue(request)
         sink = await self.store.begin_upload(
             key,
             content_type=content_type,
@@ -179,7 +176,7 @@ class Uploads:
             raise
 
     async def _counted_chunks(
-        self, request: web.Request, body_plan: BodyPlan, record: AccessRecord
+        self, request: Request, body_plan: BodyPlan, record: AccessRecord
     ) -> AsyncIterator[bytes]:
         content = request.content
         while True:
@@ -209,40 +206,21 @@ class Uploads:
             log.error("could not record a used one-time link: %s", type(exc).__name__)
 
 
-async def send_continue(request: web.Request) -> None:
+def send_continue(request: Request) -> None:
     """Send `100 Continue` if the client asked for it, once per request (a POST form sends it
-    before reading its fields, the upload then finds it sent)."""
-    if request.get(_CONTINUED) or not (
-        request.version >= HttpVersion11
+    before reading its fields, the upload then finds it sent). Never before every check has
+    passed, so a refused client never sends its body."""
+    if (
+        request.version >= HTTP_11
         and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
     ):
-        return
-    request[_CONTINUED] = True
-    await request.writer.write(CONTINUE)
-    request.writer.output_size = 0  # the 100 is not part of the response
+        request.send_continue()
 
 
-async def defer_expect(request: web.Request) -> web.Response | None:
-    """The route's `Expect` handler: send no `100 Continue` up front (aiohttp's default would,
-    before the handler runs). An upload sends it once every check has passed, so a refused
-    client never sends its body; any other expectation is refused by the pipeline (417)."""
-    return None
-
-
-def expectation_failed(request: web.Request) -> bool:
+def expectation_failed(request: Request) -> bool:
     """An HTTP/1.1 `Expect` other than `100-continue` (RFC 9110 §10.1.1: 417)."""
     expect = request.headers.get(hdrs.EXPECT)
-    return (
-        expect is not None and request.version >= HttpVersion11 and expect.lower() != "100-continue"
-    )
-
-
-def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
-    """A response sent before the request body was read closes the connection: the body that
-    may still come must not be taken for the next request (RFC 9112 §9.3)."""
-    if request.body_exists and not request.content.is_eof():
-        response.force_close()  # the connection ends after this response...
-        response.headers[hdrs.CONNECTION] = "close"  # ...and the client is told so
+    return expect is not None and request.version >= HTTP_11 and expect.lower() != "100-continue"
 
 
 def _object_lock(key: str) -> str:
@@ -259,13 +237,12 @@ async def _exists(store: ObjectStore, key: str) -> bool:
     return True
 
 
-def _created(record: AccessRecord, path: str, stored: StoredObject) -> web.Response:
+def _created(record: AccessRecord, path: str, stored: StoredObject) -> Response:
     body = {"path": path, "size": stored.size, "etag": stored.etag}
-    response = web.Response(
-        status=201,
-        body=json.dumps(body, ensure_ascii=False).encode() + b"\n",
-        content_type="application/json",
-        headers={"Cache-Control": NO_STORE},
+    response = Response(
+        201,
+        {"Content-Type": "application/json", "Cache-Control": NO_STORE},
+        json.dumps(body, ensure_ascii=False).encode() + b"\n",
     )
     if stored.etag:
         response.headers[hdrs.ETAG] = stored.etag

@@ -12,12 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aiohttp.web_runner import BaseRunner
 from yarl import URL
 
 from gateway import settings as settings_module
-from gateway.app import create_admin_app, create_app, runner_options
-from gateway.connections import Runner
+from gateway.app import PublicListener, create_admin_app, create_app
 from gateway.services import SERVICES, Services
 from gateway.settings import Settings
 from signer import Algorithm, Key, Keyring, Status, new_key, sign_path
@@ -107,16 +105,9 @@ def keyring_file(directory: Path, *keys: Key) -> Path:
     return path
 
 
-class GatewayTestServer(TestServer):
-    """aiohttp's test server, serving through the gateway's own runner (`runner_options`)."""
-
-    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
-        return Runner(self.app, **kwargs)
-
-
 @dataclass
 class RunningGateway:
-    server: TestServer
+    server: PublicListener
     admin: TestServer
     app: web.Application
     session: aiohttp.ClientSession
@@ -158,14 +149,17 @@ class RunningGateway:
 @asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = create_app(settings)
-    server = GatewayTestServer(app, host="127.0.0.1")
-    await server.start_server(**runner_options(settings))
-    admin = TestServer(create_admin_app(app, settings), host="127.0.0.1")
-    await admin.start_server()
-    session = aiohttp.ClientSession(auto_decompress=False)
+    server = PublicListener(app)
     try:
-        yield RunningGateway(server, admin, app, session)
+        await server.start()
+        await server.listen("127.0.0.1", 0)
+        admin = TestServer(create_admin_app(app, settings), host="127.0.0.1")
+        await admin.start_server()
+        session = aiohttp.ClientSession(auto_decompress=False)
+        try:
+            yield RunningGateway(server, admin, app, session)
+        finally:
+            await session.close()
+            await admin.close()
     finally:
-        await session.close()
-        await admin.close()
-        await server.close()
+        await server.cleanup()

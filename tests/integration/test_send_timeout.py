@@ -19,8 +19,7 @@ import pytest
 from aiohttp import web
 
 from gateway import relay
-from gateway.app import create_app, runner_options
-from gateway.connections import Runner
+from gateway.app import PublicListener, create_app
 from gateway.observability.access_log import lines as access_lines
 from gateway.services import SERVICES
 from gateway.settings import Settings
@@ -276,16 +275,15 @@ async def tls_gateway(
         s3_server, keys, monkeypatch, tls_certificate=str(certificate), tls_key=str(key)
     )
     app = create_app(settings)
-    runner = Runner(app, **runner_options(settings))
-    await runner.setup()
+    public = PublicListener(app)
     try:
+        await public.start()
         tls = app[SERVICES].tls
         assert tls is not None
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
-        await site.start()
-        yield TlsGateway(app, runner.addresses[0][1], certificate)
+        await public.listen("127.0.0.1", 0, ssl_context=tls.context)
+        yield TlsGateway(app, public.port, certificate)
     finally:
-        await runner.cleanup()
+        await public.cleanup()
 
 
 async def test_a_tls_client_that_stops_reading_is_closed_after_the_send_timeout(

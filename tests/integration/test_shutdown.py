@@ -158,7 +158,7 @@ async def test_a_stream_cut_by_the_deadline_is_recorded_as_shutdown(
     async with gw.session.get(gw.url(keys.sign("/big.bin"))) as response:
         await response.content.readexactly(1024 * 1024)  # then it stalls
 
-        await drain(gw.server.runner, gw.services.in_flight, grace=0)  # type: ignore[arg-type]
+        await drain(gw.server, gw.services.in_flight, grace=0)
 
     assert gw.metric("gateway_requests_total", method="GET", status="200", reason="shutdown") == 1
     assert gw.metric("gateway_streams_in_flight") == 0
@@ -175,7 +175,7 @@ async def test_an_upload_cut_by_the_deadline_is_recorded_as_shutdown_and_leaves_
         await writer.drain()
         await eventually(lambda: gw.metric("gateway_uploads_in_flight") == 1)
 
-        await drain(gw.server.runner, gw.services.in_flight, grace=0)  # type: ignore[arg-type]
+        await drain(gw.server, gw.services.in_flight, grace=0)
     finally:
         writer.close()
 
@@ -190,7 +190,7 @@ async def test_draining_refuses_new_connections_and_readiness_says_so(
 ) -> None:
     gw, _ = local_gw
 
-    await drain(gw.server.runner, gw.services.in_flight, grace=0)  # type: ignore[arg-type]
+    await drain(gw.server, gw.services.in_flight, grace=0)
 
     assert await gw.admin_get("/readyz") == (503, "draining\n")
     with pytest.raises(ConnectionRefusedError):

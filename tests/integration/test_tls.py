@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from gateway.app import create_app
+from gateway.app import PublicListener, create_app
 from gateway.settings import SettingsError
 from tests.integration.harness import Keys, gateway_settings, make_keys
 from tests.polling import eventually
@@ -154,11 +153,11 @@ async def test_a_certificate_without_its_key_fails_the_start_naming_the_setting(
         keys.gateway_file,
         **{given: str(cert if given == "tls_certificate" else key)},
     )
-    runner = web.AppRunner(create_app(settings))
+    runner = PublicListener(create_app(settings))
     missing = "GATEWAY_TLS_KEY" if given == "tls_certificate" else "GATEWAY_TLS_CERTIFICATE"
     try:
         with pytest.raises(SettingsError, match=rf"^{missing}: "):
-            await runner.setup()
+            await runner.start()
     finally:
         await runner.cleanup()
 
@@ -175,9 +174,9 @@ async def test_a_key_that_does_not_match_fails_the_start_naming_the_setting(
     settings = gateway_settings(
         f"file://{tmp_path}", keys.gateway_file, tls_certificate=str(cert), tls_key=str(other_key)
     )
-    runner = web.AppRunner(create_app(settings))
+    runner = PublicListener(create_app(settings))
     try:
         with pytest.raises(SettingsError, match=r"^GATEWAY_TLS_CERTIFICATE: "):
-            await runner.setup()
+            await runner.start()
     finally:
         await runner.cleanup()

@@ -9,12 +9,13 @@ import sys
 from typing import cast
 
 import pytest
-from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.app import runner_options
-from gateway.connections import Guard, IdleFirst, Limits, Server, _Connection, auto_cap, limits
+from gateway.connections import Closable, Guard, IdleFirst, Limits, auto_cap, limits
+from gateway.drain import InFlight
+from gateway.errors import error_response
+from gateway.http_server import Connection, Request, Response, Server
 from gateway.settings import Settings, SettingsError, load
 
 REQUIRED = {"GATEWAY_ORIGIN": "file:///srv/objects", "GATEWAY_KEYRING": "/etc/gateway/k.json"}
@@ -34,9 +35,9 @@ class FakeConnection:
         self.closed = True
 
 
-def fake_connection() -> tuple[FakeConnection, web.RequestHandler]:
+def fake_connection() -> tuple[FakeConnection, Closable]:
     fake = FakeConnection()
-    return fake, cast(web.RequestHandler, fake)
+    return fake, fake
 
 
 @pytest.mark.parametrize("passed", [False, True], ids=["before", "after"])
@@ -216,18 +217,7 @@ def test_an_open_file_limit_too_low_for_auto_stops_the_start_naming_the_setting(
         limits(settings(), open_files=256)
 
 
-# --- how the app is served -------------------------------------------------------------------
-
-
-def test_the_app_is_served_without_decompressing_bodies_nor_aiohttps_access_log() -> None:
-    options = runner_options(settings(max_connections="50", header_timeout="4"))
-
-    assert options["auto_decompress"] is False
-    assert options["access_log"] is None
-    assert options["limits"] == Limits(4.0, 15.0, 50)
-
-
-# --- the send timeout of aiohttp's own writes ------------------------------------------------
+# --- the send timeout of the connection's own writes ------------------------------------------
 
 
 class FakeSocket:
@@ -253,19 +243,21 @@ class FakeTransport:
         pass
 
 
-async def stalling_connection() -> tuple[Guard, _Connection, FakeTransport]:
-    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+async def stalling_connection() -> tuple[Guard, Connection, FakeTransport]:
+    async def handler(request: Request) -> Response:
         raise AssertionError("no request is made")
 
     guard = Guard(Limits(60, 120, 8, send_timeout=30))
-    connection = Server(handler, guard=guard)()
-    assert isinstance(connection, _Connection)
+    server = Server(
+        handler, guard=guard, in_flight=InFlight(), refuse=lambda s: error_response(s, "x")
+    )
+    connection = server()
     transport = FakeTransport()
     connection.transport = cast(asyncio.Transport, transport)
     return guard, connection, transport
 
 
-def expire(connection: _Connection) -> None:
+def expire(connection: Connection) -> None:
     """Its send timer fires, past the deadline."""
     watch = connection._send_watch
     assert watch is not None

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from gateway import server
 from gateway import settings as settings_module
-from gateway.app import create_app
+from gateway.app import PublicListener, create_app
 from gateway.settings import Settings, SettingsError
 from gateway.storage import StorageError
 from signer import Algorithm, Keyring, KeyringError, Status, new_key
@@ -129,8 +128,8 @@ async def loop_has_listened() -> None:
 async def test_a_started_gateway_holds_its_revocation_db_open(
     keyring_file: Path, db: Path, objects: Path
 ) -> None:
-    runner = web.AppRunner(create_app(load(f"file://{objects}", keyring_file, db)))
-    await runner.setup()
+    runner = PublicListener(create_app(load(f"file://{objects}", keyring_file, db)))
+    await runner.start()
     try:
         assert db_descriptors(db) == 3  # the database, its -wal and its -shm
     finally:
@@ -145,10 +144,10 @@ async def test_a_started_gateway_holds_its_revocation_db_open(
 async def test_no_aws_credentials_fails_start_up_and_closes_the_revocation_db(
     keyring_file: Path, db: Path
 ) -> None:
-    runner = web.AppRunner(create_app(s3_origin(keyring_file, db)))
+    runner = PublicListener(create_app(s3_origin(keyring_file, db)))
     assert db_descriptors(db) == 0
     with pytest.raises(StorageError, match=NO_CREDENTIALS):
-        await runner.setup()
+        await runner.start()
     assert await asyncio.to_thread(db.exists)  # opened before storage failed
     await runner.cleanup()
     assert db_descriptors(db) == 0
@@ -157,10 +156,10 @@ async def test_no_aws_credentials_fails_start_up_and_closes_the_revocation_db(
 
 @pytest.mark.usefixtures("no_aws_credentials")
 async def test_no_aws_credentials_leaves_no_descriptor_open(keyring_file: Path, db: Path) -> None:
-    runner = web.AppRunner(create_app(s3_origin(keyring_file, db)))
+    runner = PublicListener(create_app(s3_origin(keyring_file, db)))
     before = descriptors()
     with pytest.raises(StorageError):
-        await runner.setup()
+        await runner.start()
     await runner.cleanup()
     assert descriptors() == before
 
@@ -176,10 +175,10 @@ def broken_keyring(keyring_file: Path, request: pytest.FixtureRequest) -> Path:
 async def test_a_keyring_that_fails_to_load_fails_start_up_and_leaves_nothing_open(
     broken_keyring: Path, db: Path, objects: Path
 ) -> None:
-    runner = web.AppRunner(create_app(load(f"file://{objects}", broken_keyring, db)))
+    runner = PublicListener(create_app(load(f"file://{objects}", broken_keyring, db)))
     before = descriptors()
     with pytest.raises(KeyringError):
-        await runner.setup()
+        await runner.start()
     await runner.cleanup()
     assert descriptors() == before
     assert db_descriptors(db) == 0

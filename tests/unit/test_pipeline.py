@@ -980,6 +980,7 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
     """Adding a reason (a new label value for dashboards and alerts) must be deliberate."""
     assert sorted(REASONS) == [
         "ambiguous_link",
+        "bad_request",
         "bad_signature",
         "body_timeout",
         "body_too_large",
@@ -990,6 +991,8 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "expectation_failed",
         "expired",
         "form_fields_too_large",
+        "header_fields_too_large",
+        "internal_error",
         "invalid_form",
         "invalid_json",
         "invalid_path",
@@ -1031,6 +1034,7 @@ def test_the_catalogue_of_reasons_is_exactly_this_list() -> None:
         "unsupported_content_encoding",
         "unsupported_media_type",
         "upload_in_progress",
+        "uri_too_long",
         "uses_exhausted",
         "wrong_bucket",
         "wrong_method",

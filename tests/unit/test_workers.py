@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import settings as settings_module
-from gateway.app import create_admin_app, create_app
+from gateway.app import PublicListener, create_admin_app, create_app
 from gateway.observability.metrics import Metrics
 from gateway.workers import Workers, merge
 from signer import Algorithm, Keyring, Status, new_key
@@ -194,8 +194,8 @@ async def worker(directory: Path, index: int) -> AsyncIterator[Path]:
             "GATEWAY_ACCESS_LOG": "false",
         }
     )
-    public = web.AppRunner(create_app(settings))
-    await public.setup()
+    public = PublicListener(create_app(settings))
+    await public.start()
     admin = web.AppRunner(create_admin_app(public.app, settings))
     await admin.setup()
     await web.UnixSite(admin, str(directory / f"worker-{index}.sock")).start()
