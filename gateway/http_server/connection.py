@@ -315,6 +315,12 @@ class Connection(asyncio.Protocol):
                     self._send_whole(request, self._server.refusal(500))
         except ConnectionError:
             pass  # the client went away: nothing is left to answer
+        except Exception:
+            log.exception("an answer could not be written")
+            if not self._head_sent and self.connected:
+                self._send_whole(request, self._server.refusal(500))
+            elif self.transport is not None:
+                self.transport.abort()
         finally:
             self._busy = False
             self._finished(request)
@@ -341,7 +347,6 @@ class Connection(asyncio.Protocol):
     def head(self, request: Request, answer: Answer) -> bytes:
         """The answer's head, and the connection's decision to stay open after it."""
         headers = answer.headers
-        self._head_sent = True
         self._server.before_answer(request, answer)
         status = answer.status
         if isinstance(answer, Response) and "Content-Length" not in headers:
@@ -365,8 +370,10 @@ class Connection(asyncio.Protocol):
         elif request.version == HTTP_10:
             parts.append("Connection: keep-alive\r\n")
         text = "".join(parts)
-        if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
+        lines = len(parts) + 1  # the Date and Server part is two lines
+        if text.count("\n") != lines or text.count("\r") != lines:
             raise ValueError("a header name or value holds a line break")
+        self._head_sent = True
         return status_line(status) + text.encode("utf-8", "surrogateescape") + b"\r\n"
 
     # --- writing -----------------------------------------------------------------------------

@@ -1,0 +1,460 @@
+"""Specification of the public listener's HTTP/1.1 server (`gateway.http_server`): framing,
+limits, keep-alive and the answers' heads, with a small handler in place of the pipeline.
+
+Bytes go into a `Connection` through a fake transport (in any segmentation: hypothesis cuts
+the stream anywhere) and its answers are read back by h11, an independent parser, so a head
+the server gets wrong fails here. tests/integration run the pipeline on it over sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.connections import Guard, Limits
+from gateway.drain import InFlight
+from gateway.errors import HEAD_REFUSALS, error_response
+from gateway.http_server import Request, Response, Server, StreamResponse
+from gateway.http_server.connection import MAX_FIELD, MAX_HEADERS, MAX_TARGET, Connection
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class FakeTransport:
+    """What a connection writes, and whether it closed or aborted."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closed = False
+        self.aborted = False
+        self.reading = True
+
+    def get_extra_info(self, name: str) -> object:
+        return {"peername": ("192.0.2.7", 50000), "sockname": ("127.0.0.1", 8080)}.get(name)
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "a write after close"
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def echo(request: Request) -> Response:
+    """Answers what it was asked: method, target, version, a header, and the body."""
+    body = await request.content.read()
+    seen = {
+        "method": request.method,
+        "target": request.raw_path,
+        "version": list(request.version),
+        "x": request.headers.get("X-Test"),
+        "body": body.decode("latin-1"),
+    }
+    return Response(200, {"Content-Type": "application/json"}, json.dumps(seen).encode())
+
+
+@dataclass
+class Wire:
+    """One connection of a server running `handler`, fed by the test."""
+
+    handler: Handler = echo
+    transport: FakeTransport = field(default_factory=FakeTransport)
+
+    def __post_init__(self) -> None:
+        self.in_flight = InFlight()
+        self.server = Server(
+            self.handler,
+            guard=Guard(Limits(60, 60, 100)),
+            in_flight=self.in_flight,
+            refuse=lambda status: error_response(status, HEAD_REFUSALS[status].code),
+        )
+        self.connection: Connection = self.server()
+        self.connection.connection_made(self.transport)  # type: ignore[arg-type]
+
+    async def send(self, *pieces: bytes) -> None:
+        """Feed `pieces`, and wait until every request they hold has been answered."""
+        for piece in pieces:
+            self.connection.data_received(piece)
+        await self.settled()
+
+    async def settled(self) -> None:
+        assert await self.in_flight.settle(5)
+
+    def answers(self) -> list[tuple[h11.Response, bytes]]:
+        """The answers written so far, as h11 reads them (for GETs)."""
+        return read_answers(bytes(self.transport.written))
+
+
+def read_answers(data: bytes, method: bytes = b"GET") -> list[tuple[h11.Response, bytes]]:
+    client = h11.Connection(h11.CLIENT)
+    answers: list[tuple[h11.Response, bytes]] = []
+    client.receive_data(data)
+    while True:
+        client.send(h11.Request(method=method, target="/", headers=[("Host", "t")]))
+        client.send(h11.EndOfMessage())
+        response = None
+        body = b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return answers if response is None else [*answers, (response, body)]
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert response is not None
+                answers.append((response, body))
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                return answers
+        if client.our_state is h11.MUST_CLOSE or client.their_state is h11.MUST_CLOSE:
+            return answers
+        client.start_next_cycle()
+
+
+def header(response: h11.Response, name: str) -> str | None:
+    values = [v.decode() for n, v in response.headers if n == name.lower().encode()]
+    assert len(values) <= 1, f"{name} repeated"
+    return values[0] if values else None
+
+
+def get(target: str = "/a", *lines: str, version: str = "1.1") -> bytes:
+    head = [f"GET {target} HTTP/{version}", "Host: t", *lines]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+def put(body: bytes, *lines: str) -> bytes:
+    head = ["PUT /up HTTP/1.1", "Host: t", f"Content-Length: {len(body)}", *lines]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+# --- framing -----------------------------------------------------------------------------------
+
+
+PIPELINE = get("/one", "X-Test: 1") + put(b"a body", "X-Test: 2") + get("/three", "X-Test: 3")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, len(PIPELINE)), max_size=8))
+async def test_pipelined_requests_are_answered_in_order_however_the_bytes_are_cut(
+    cuts: list[int],
+) -> None:
+    wire = Wire()
+    points = [0, *sorted(cuts), len(PIPELINE)]
+    await wire.send(*(PIPELINE[a:b] for a, b in itertools.pairwise(points)))
+
+    seen = [json.loads(body) for _, body in wire.answers()]
+    assert [(s["method"], s["target"], s["x"], s["body"]) for s in seen] == [
+        ("GET", "/one", "1", ""),
+        ("PUT", "/up", "2", "a body"),
+        ("GET", "/three", "3", ""),
+    ]
+    assert not wire.transport.closed  # kept alive throughout
+
+
+async def test_a_chunked_body_reaches_the_handler_decoded() -> None:
+    wire = Wire()
+    head = b"PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    await wire.send(head + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+
+    ((_response, body),) = wire.answers()
+    assert json.loads(body)["body"] == "hello world"
+
+
+async def test_the_target_is_passed_as_sent_never_decoded() -> None:
+    wire = Wire()
+    await wire.send(get("/a%2Fb/c%20d?x=%41&y"))
+    ((_, body),) = wire.answers()
+    assert json.loads(body)["target"] == "/a%2Fb/c%20d?x=%41&y"
+
+
+# --- refused heads -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad_request"),
+        (b"GET /a HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400, "bad_request"),
+        (b"GET /a HTTP/1.1\r\nBad Name: v\r\n\r\n", 400, "bad_request"),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
+        (b"PUT /a HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400, "bad_request"),
+        (b"PUT /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "bad_request"),
+        (get("/" + "a" * MAX_TARGET), 414, "uri_too_long"),
+        (get("/a", "X: " + "v" * MAX_FIELD), 431, "header_fields_too_large"),
+        (get("/a", *(f"X-{i}: v" for i in range(MAX_HEADERS + 1))), 431, "header_fields_too_large"),
+    ],
+    ids=[
+        "space-in-target",
+        "control-character",
+        "space-in-name",
+        "no-request-line",
+        "bad-content-length",
+        "two-content-lengths",
+        "target-too-long",
+        "field-too-large",
+        "too-many-fields",
+    ],
+)
+async def test_a_head_the_server_cannot_take_is_refused_and_the_connection_closed(
+    request_bytes: bytes, status: int, code: str
+) -> None:
+    wire = Wire()
+    await wire.send(request_bytes + get("/after"))
+
+    ((response, body),) = wire.answers()  # nothing after it is read
+    assert (response.status_code, json.loads(body)) == (status, {"error": code})
+    assert header(response, "Connection") == "close"
+    assert wire.transport.closed
+
+
+async def test_a_head_that_never_ends_is_refused_past_its_bound() -> None:
+    wire = Wire()
+    await wire.send(b"GET /a HTTP/1.1\r\n")
+    for _ in range(40):  # fields under their own bound, 80 KiB of them, never a blank line
+        await wire.send(b"X-Pad: " + b"p" * 2000 + b"\r\n")
+
+    ((response, _),) = wire.answers()
+    assert response.status_code == 431
+    assert wire.transport.closed
+
+
+async def test_a_refused_head_is_logged_by_its_reason_never_its_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gateway.http")
+    wire = Wire()
+    await wire.send(b"GET /a?Signature=secret-value HTTP/1.1\r\nX: \x01\r\n\r\n")
+    assert "refused a request head" in caplog.text
+    assert "secret-value" not in caplog.text
+
+
+# --- keep-alive and close ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "lines", "kept", "connection"),
+    [
+        ("1.1", (), True, None),
+        ("1.1", ("Connection: close",), False, "close"),
+        ("1.0", (), False, "close"),
+        ("1.0", ("Connection: keep-alive",), True, "keep-alive"),
+    ],
+    ids=["1.1", "1.1-close", "1.0", "1.0-keep-alive"],
+)
+async def test_the_connection_stays_open_as_the_client_asked(
+    version: str, lines: tuple[str, ...], kept: bool, connection: str | None
+) -> None:
+    wire = Wire()
+    await wire.send(get("/a", *lines, version=version))
+
+    response = h11_head(bytes(wire.transport.written))
+    assert header(response, "Connection") == connection
+    assert wire.transport.closed is not kept
+
+
+def h11_head(data: bytes) -> h11.Response:
+    """The status line and headers of the first answer in `data` (any version)."""
+    head, _, _ = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    return h11.Response(
+        status_code=int(status_line.split()[1]),
+        headers=[(name, value) for name, _, value in (line.partition(": ") for line in lines)],
+    )
+
+
+async def test_an_answer_sent_before_its_body_arrived_closes_the_connection() -> None:
+    async def refuse_at_once(request: Request) -> Response:
+        return Response(403, {}, b"no\n")
+
+    wire = Wire(refuse_at_once)
+    await wire.send(b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+
+    ((response, body),) = wire.answers()
+    assert (response.status_code, body, header(response, "Connection")) == (403, b"no\n", "close")
+    assert wire.transport.closed
+
+
+async def test_a_body_that_arrived_whole_but_unread_leaves_the_connection_open() -> None:
+    async def unread(request: Request) -> Response:
+        return Response(403, {}, request.raw_path.encode())
+
+    wire = Wire(unread)
+    await wire.send(put(b"all of it") + get("/next"))
+
+    assert [body for _, body in wire.answers()] == [b"/up", b"/next"]
+    assert not wire.transport.closed
+
+
+async def test_while_draining_every_answer_closes_its_connection() -> None:
+    wire = Wire()
+    wire.in_flight.draining = True
+    await wire.send(get("/a") + get("/b"))
+
+    ((response, _),) = wire.answers()
+    assert header(response, "Connection") == "close"
+    assert wire.transport.closed
+
+
+# --- the answers' heads ----------------------------------------------------------------------
+
+
+async def test_every_answer_says_date_and_the_servers_name_without_a_version() -> None:
+    wire = Wire()
+    await wire.send(get())
+    ((response, _),) = wire.answers()
+    assert header(response, "Server") == "edge-gateway"
+    date = header(response, "Date")
+    assert date is not None
+    assert date.endswith(" GMT")
+
+
+async def test_a_head_answer_has_the_objects_length_and_no_body() -> None:
+    async def head(request: Request) -> Response:
+        return Response(200, {"Content-Length": "1234"})
+
+    wire = Wire(head)
+    await wire.send(b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n" + get("/b"))
+
+    answers = read_answers(bytes(wire.transport.written), method=b"HEAD")
+    assert [(header(r, "Content-Length"), body) for r, body in answers] == [
+        ("1234", b""),
+        ("1234", b""),  # the GET after it was framed apart: its own answer
+    ]
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_an_answer_that_has_no_body_sends_no_length_and_no_body(status: int) -> None:
+    async def empty(request: Request) -> Response:
+        return Response(status, {"Content-Length": "99", "ETag": '"e"'}, b"ignored")
+
+    wire = Wire(empty)
+    await wire.send(get() + get())
+
+    answers = wire.answers()
+    assert [(r.status_code, header(r, "Content-Length"), body) for r, body in answers] == [
+        (status, None, b""),
+        (status, None, b""),
+    ]
+
+
+async def test_a_streamed_answer_sends_its_head_with_its_first_bytes_in_one_write() -> None:
+    writes: list[bytes] = []
+
+    async def stream(request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Length": "10"})
+        response.prepare(request)
+        await response.write(b"01234")
+        writes.append(bytes(wire.transport.written))
+        await response.write_eof(b"56789")
+        return response
+
+    wire = Wire(stream)
+    await wire.send(get())
+
+    assert writes[0].endswith(b"\r\n\r\n01234")  # head and first bytes together
+    ((_response, body),) = wire.answers()
+    assert body == b"0123456789"
+
+
+async def test_a_stream_cut_short_after_its_head_aborts_the_connection() -> None:
+    async def cut(request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Length": "10"})
+        response.prepare(request)
+        await response.write(b"01234")
+        return response  # never finished
+
+    wire = Wire(cut)
+    await wire.send(get())
+    assert wire.transport.aborted
+
+
+async def test_a_handler_that_fails_is_answered_500_never_left_hanging() -> None:
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    wire = Wire(broken)
+    await wire.send(get())
+    ((response, body),) = wire.answers()
+    assert (response.status_code, json.loads(body)) == (500, {"error": "internal_error"})
+
+
+async def test_a_line_break_in_a_header_value_is_never_written() -> None:
+    async def injected(request: Request) -> Response:
+        return Response(200, {"X-Name": "a\r\nSet-Cookie: evil=1"}, b"x")
+
+    wire = Wire(injected)
+    await wire.send(get())
+    assert b"evil" not in wire.transport.written
+    ((response, _),) = wire.answers()
+    assert response.status_code == 500
+
+
+async def test_100_continue_goes_out_only_when_the_handler_asks() -> None:
+    sent = asyncio.Event()
+
+    async def continued(request: Request) -> Response:
+        assert wire.transport.written == b""  # nothing before the handler's checks
+        request.send_continue()
+        request.send_continue()  # once
+        sent.set()
+        return Response(201, {}, await request.content.read())
+
+    wire = Wire(continued)
+    head = b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    wire.connection.data_received(head)
+    await sent.wait()  # the handler has sent its 100 and waits for the body
+    assert wire.transport.written == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await wire.send(b"body")
+
+    ((response, body),) = wire.answers()
+    assert (response.status_code, body) == (201, b"body")
+
+
+async def test_a_large_body_pauses_reading_until_the_handler_reads_it() -> None:
+    released = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await released.wait()
+        return Response(200, {}, str(len(await request.content.read())).encode())
+
+    wire = Wire(slow)
+    size = 1024 * 1024
+    wire.connection.data_received(
+        b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size
+    )
+    half = size // 2
+    wire.connection.data_received(bytes(half))
+    assert not wire.transport.reading  # the body stream holds more than its bound
+    released.set()
+    await wire.send(bytes(size - half))
+    ((_, body),) = wire.answers()
+    assert body == str(size).encode()
+    assert wire.transport.reading
