@@ -415,16 +415,24 @@ class Cache:
                 byte_range.end,
             )
         )
-        memory = cached.body
-        if memory is not None:  # a memory hit: nothing to check, wait for or close
-            self.tiers.hit(cached)
-            self.cache_bytes += end + 1 - start
-            data = memory if byte_range is None else memory[start : end + 1]
-            return MemoryBody(cached.meta, byte_range, data)
+        if cached.body is not None:  # a memory hit: nothing to check, wait for or close
+            return MemoryBody(cached.meta, byte_range, self.memory_bytes(cached, byte_range))
         body = CachedBody(self, store, cached, byte_range, start, end)
         if cached.meta.size:
             await body.check_first()
         return body
+
+    def memory_bytes(self, cached: Cached, byte_range: ByteRange | None) -> bytes:
+        """The bytes of a memory-tier entry (`cached.body` is set) for `byte_range`, counted as
+        a hit."""
+        memory = cached.body
+        assert memory is not None
+        self.tiers.hit(cached)
+        if byte_range is None:
+            self.cache_bytes += len(memory)
+            return memory
+        self.cache_bytes += byte_range.length
+        return memory[byte_range.start : byte_range.end + 1]
 
 
 class MemoryBody:
