@@ -217,11 +217,14 @@ class FormUploads:
 
     async def _read(self, step: Awaitable[T]) -> T:
         """Await one step of reading the form: a form aiohttp cannot parse is invalid_form,
-        silence past the idle timeout body_timeout."""
+        silence past the idle timeout body_timeout, a body cut off (the client gone, or its
+        chunked framing broken) client_disconnected."""
         try:
             return await step
         except TimeoutError:
             raise Refused(Refusal.BODY_TIMEOUT) from None
+        except ConnectionError:
+            raise Refused(Refusal.CLIENT_DISCONNECTED) from None
         except ValueError as exc:  # aiohttp's multipart parser: the form is broken
             raise _invalid(str(exc)[:200]) from None
 

@@ -49,6 +49,24 @@ MAX_FIELD: Final = 8190  # bytes of one header field, name and value
 MAX_HEAD: Final = 64 * 1024  # bytes of a whole request head
 MAX_HEADERS: Final = 128  # header fields in one head
 MAX_QUEUED: Final = 16  # pipelined heads waiting for their turn before reading pauses
+MAX_PIPELINED: Final = 64  # heads queued from one read (which cannot be paused midway): refused
+#: Fields a request may state once (as aiohttp's parser held them): a second value would
+#: let two readers of one head see two requests.
+SINGLETONS: Final = frozenset(
+    (
+        b"authorization",
+        b"content-length",
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"transfer-encoding",
+        b"user-agent",
+    )
+)
 BODY_BUFFER: Final = 2**16  # a body stream's low-water mark (aiohttp's default)
 _EMPTY_BODY_STATUSES: Final = frozenset((204, 304))
 _NO_HEADERS: Final[CIMultiDictProxy[str]] = CIMultiDictProxy(CIMultiDict())
@@ -98,6 +116,7 @@ CLOCK: Final = _Clock()
 
 class Connection(asyncio.Protocol):
     __slots__ = (
+        "_after_chunk",
         "_busy",
         "_closing",
         "_drain_waiter",
@@ -112,6 +131,7 @@ class Connection(asyncio.Protocol):
         "_reading_paused",
         "_send_watch",
         "_server",
+        "_singletons",
         "_target",
         "_writing_paused",
         "connected",
@@ -136,6 +156,8 @@ class Connection(asyncio.Protocol):
         self._target: list[bytes] = []
         self._fields: list[tuple[str, str]] = []
         self._in_head = True  # between requests, or inside a head
+        self._after_chunk = False  # a chunk's size line came, none of its bytes yet
+        self._singletons: set[bytes] = set()  # of the head being read
         self._head_bytes = 0  # received since the head began (while `_in_head`)
         self._parsing: Request | None = None  # whose body is arriving
         self._pending: collections.deque[Request] = collections.deque()
@@ -156,7 +178,9 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else None
         sockname = transport.get_extra_info("sockname")
-        self.local = f"{sockname[0]}:{sockname[1]}" if isinstance(sockname, tuple) else ""
+        if isinstance(sockname, tuple):
+            host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+            self.local = f"{host}:{sockname[1]}"
         self.secure = transport.get_extra_info("sslcontext") is not None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -181,7 +205,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # after a refusal, or once the answer that closes has gone
-        if self._in_head:
+        if self._in_head or self._after_chunk:  # a head, or maybe a chunked body's trailers
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
@@ -200,7 +224,7 @@ class Connection(asyncio.Protocol):
         else:
             # llhttp keeps nothing, but httptools gathers a header field until it ends: a head
             # that never ends is bounded here, at most one read past MAX_HEAD.
-            if self._in_head and self._head_bytes > MAX_HEAD:
+            if (self._in_head or self._after_chunk) and self._head_bytes > MAX_HEAD:
                 self._refuse(Refusal(431, "request head too large"))
 
     def pause_writing(self) -> None:
@@ -234,6 +258,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._target = []
+        self._singletons = set()
         self._fields = []
 
     def on_url(self, url: bytes) -> None:
@@ -246,6 +271,13 @@ class Connection(asyncio.Protocol):
             raise Refusal(431, "header field too large")
         if len(self._fields) >= MAX_HEADERS:
             raise Refusal(431, "too many header fields")
+        if not self._in_head:
+            return  # a chunked body's trailer field: discarded (RFC 9110 §6.5.1), bounded above
+        lower = name.lower()
+        if lower in SINGLETONS:
+            if lower in self._singletons:
+                raise Refusal(400, f"{name.decode('latin-1')} repeated")
+            self._singletons.add(lower)
         self._fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -254,6 +286,12 @@ class Connection(asyncio.Protocol):
         version = parser.get_http_version()
         headers = CIMultiDictProxy(CIMultiDict(self._fields))
         has_body = "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
+        if has_body and parser.should_upgrade():
+            # llhttp would skip the body of a request it takes for an upgrade (or a CONNECT),
+            # and the handler would read an empty one: there is nothing to upgrade to here.
+            raise Refusal(400, "an upgrade or CONNECT with a body")
+        if len(self._pending) >= MAX_PIPELINED:
+            raise Refusal(400, "too many pipelined requests")
         request = Request(
             self,
             parser.get_method().decode("ascii"),
@@ -271,7 +309,17 @@ class Connection(asyncio.Protocol):
             self._pause_transport()
         self._next()
 
+    def on_chunk_header(self) -> None:
+        # Until body bytes follow, what comes may be the last chunk's trailer section, which
+        # httptools gathers until its line ends: bounded like a head.
+        self._after_chunk = True
+        self._head_bytes = 0
+
+    def on_chunk_complete(self) -> None:
+        self._after_chunk = False
+
     def on_body(self, body: bytes) -> None:
+        self._after_chunk = False
         if self._parsing is not None:
             self._parsing.content.feed_data(body)
 
@@ -298,31 +346,42 @@ class Connection(asyncio.Protocol):
         self._server.in_flight.track(request.task)
 
     async def _handle(self, request: Request) -> None:
+        complete = False  # the answer went out whole, and the connection may carry on
         try:
-            answer: Response | StreamResponse | None = await self._server.handler(request)
-        except Exception:
-            log.exception("a request failed with an unexpected error")
-            answer = None
-        try:
+            try:
+                answer: Response | StreamResponse | None = await self._server.handler(request)
+            except ConnectionError:
+                return  # the client went away (or broke its body's framing): nobody to answer
+            except Exception:
+                log.exception("a request failed with an unexpected error")
+                answer = None
             if isinstance(answer, Response):
                 self._send_whole(request, answer)
-            elif answer is None or not answer.finished:
-                # A stream cut short must never pass for a complete one.
-                if self._head_sent:
-                    if self.transport is not None:
-                        self.transport.abort()
-                elif self.connected:
-                    self._send_whole(request, self._server.refusal(500))
+                complete = True
+            elif answer is not None and answer.finished:
+                complete = True
+            elif not self._head_sent and self.connected:  # nothing sent yet: say so
+                self._send_whole(request, self._server.refusal(500))
+                complete = True
+            await self.drain()  # the next answer waits until the client takes this one
         except ConnectionError:
-            pass  # the client went away: nothing is left to answer
+            complete = False  # the client went away: nothing is left to answer
         except Exception:
             log.exception("an answer could not be written")
             if not self._head_sent and self.connected:
-                self._send_whole(request, self._server.refusal(500))
-            elif self.transport is not None:
-                self.transport.abort()
+                with contextlib.suppress(ConnectionError):
+                    self._send_whole(request, self._server.refusal(500))
         finally:
             self._busy = False
+            if not complete:
+                # Cut short (a stream that stopped, a cancelled handler, a client gone): the
+                # connection ends here, so nothing after it can pass for this answer's rest.
+                self._closing = True
+                if self.transport is not None:
+                    if self._head_sent:
+                        self.transport.abort()
+                    else:
+                        self.transport.close()
             self._finished(request)
 
     def _finished(self, request: Request) -> None:
@@ -410,6 +469,11 @@ class Connection(asyncio.Protocol):
     def idle(self) -> bool:
         return not self._busy
 
+    @property
+    def queued(self) -> int:
+        """Pipelined heads waiting for their turn."""
+        return len(self._pending)
+
     def force_close(self) -> None:
         """Close now (an idle connection: the guard's deadlines and cap, a shutdown)."""
         self._closing = True
@@ -442,7 +506,8 @@ class Connection(asyncio.Protocol):
         answer = self._server.refusal(refusal.status)
         answer.force_close()
         unread = Request(self, "GET", "", HTTP_10, _NO_HEADERS, keep_alive=False)
-        self._send_whole(unread, answer)
+        with contextlib.suppress(ConnectionError):
+            self._send_whole(unread, answer)
         self.transport.close()
 
     def _pause_transport(self) -> None:

@@ -24,7 +24,13 @@ from gateway.connections import Guard, Limits
 from gateway.drain import InFlight
 from gateway.errors import HEAD_REFUSALS, error_response
 from gateway.http_server import Request, Response, Server, StreamResponse
-from gateway.http_server.connection import MAX_FIELD, MAX_HEADERS, MAX_TARGET, Connection
+from gateway.http_server.connection import (
+    MAX_FIELD,
+    MAX_HEADERS,
+    MAX_PIPELINED,
+    MAX_TARGET,
+    Connection,
+)
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
@@ -37,6 +43,9 @@ class FakeTransport:
         self.closed = False
         self.aborted = False
         self.reading = True
+        self.protocol: Connection | None = None
+        self.full_after: int | None = None  # bytes past which the buffer is "full"
+        self.filled = asyncio.Event()
 
     def get_extra_info(self, name: str) -> object:
         return {"peername": ("192.0.2.7", 50000), "sockname": ("127.0.0.1", 8080)}.get(name)
@@ -44,6 +53,11 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         assert not self.closed, "a write after close"
         self.written += data
+        if self.full_after is not None and len(self.written) > self.full_after:
+            self.full_after = None
+            assert self.protocol is not None
+            self.protocol.pause_writing()  # as a transport past its high-water mark does
+            self.filled.set()
 
     def is_closing(self) -> bool:
         return self.closed or self.aborted
@@ -93,6 +107,7 @@ class Wire:
             refuse=lambda status: error_response(status, HEAD_REFUSALS[status].code),
         )
         self.connection: Connection = self.server()
+        self.transport.protocol = self.connection
         self.connection.connection_made(self.transport)  # type: ignore[arg-type]
 
     async def send(self, *pieces: bytes) -> None:
@@ -112,6 +127,8 @@ class Wire:
 def read_answers(data: bytes, method: bytes = b"GET") -> list[tuple[h11.Response, bytes]]:
     client = h11.Connection(h11.CLIENT)
     answers: list[tuple[h11.Response, bytes]] = []
+    if not data:
+        return answers  # (an empty read would be the end of the stream to h11)
     client.receive_data(data)
     while True:
         client.send(h11.Request(method=method, target="/", headers=[("Host", "t")]))
@@ -210,6 +227,18 @@ async def test_the_target_is_passed_as_sent_never_decoded() -> None:
         (get("/" + "a" * MAX_TARGET), 414, "uri_too_long"),
         (get("/a", "X: " + "v" * MAX_FIELD), 431, "header_fields_too_large"),
         (get("/a", *(f"X-{i}: v" for i in range(MAX_HEADERS + 1))), 431, "header_fields_too_large"),
+        (get("/a", "Host: other"), 400, "bad_request"),
+        (
+            b"PUT /a HTTP/1.1\r\nHost: t\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (
+            b"PUT /a HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Content-Length: 4\r\n\r\nbody",
+            400,
+            "bad_request",
+        ),
     ],
     ids=[
         "space-in-target",
@@ -221,6 +250,9 @@ async def test_the_target_is_passed_as_sent_never_decoded() -> None:
         "target-too-long",
         "field-too-large",
         "too-many-fields",
+        "two-hosts",
+        "two-content-types",
+        "upgrade-with-a-body",
     ],
 )
 async def test_a_head_the_server_cannot_take_is_refused_and_the_connection_closed(
@@ -229,7 +261,7 @@ async def test_a_head_the_server_cannot_take_is_refused_and_the_connection_close
     wire = Wire()
     await wire.send(request_bytes + get("/after"))
 
-    ((response, body),) = wire.answers()  # nothing after it is read
+    *_, (response, body) = wire.answers()  # nothing after it is read
     assert (response.status_code, json.loads(body)) == (status, {"error": code})
     assert header(response, "Connection") == "close"
     assert wire.transport.closed
@@ -458,3 +490,72 @@ async def test_a_large_body_pauses_reading_until_the_handler_reads_it() -> None:
     ((_, body),) = wire.answers()
     assert body == str(size).encode()
     assert wire.transport.reading
+
+
+# --- what the review of the server found -------------------------------------------------------
+
+
+async def test_the_next_pipelined_request_waits_until_the_client_takes_the_answer() -> None:
+    started: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        started.append(request.raw_path)
+        return Response(200, {}, request.raw_path.encode())
+
+    wire = Wire(answer)
+    wire.transport.full_after = 10  # the first answer fills the buffer
+    wire.connection.data_received(get("/one") + get("/two"))
+    await wire.transport.filled.wait()  # the first answer is written, and waits for the client
+
+    assert wire.connection.queued == 1  # the second not taken up
+    assert (started, [body for _, body in wire.answers()]) == (["/one"], [b"/one"])
+    wire.connection.resume_writing()
+    await wire.settled()
+    assert [body for _, body in wire.answers()] == [b"/one", b"/two"]
+
+
+async def test_more_pipelined_heads_in_one_read_than_the_bound_end_the_connection() -> None:
+    wire = Wire()
+    await wire.send(get() * (MAX_PIPELINED + 2))
+
+    assert len(wire.answers()) == 1  # the one already being handled; nothing queued after it
+    assert wire.transport.closed
+
+
+async def test_a_trailer_section_is_discarded() -> None:
+    wire = Wire()
+    head = b"PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    await wire.send(head + b"2\r\nhi\r\n0\r\nX-Checksum: abc\r\n\r\n" + get("/after"))
+
+    bodies = [json.loads(body) for _, body in wire.answers()]
+    assert [(b["target"], b["body"]) for b in bodies] == [("/up", "hi"), ("/after", "")]
+
+
+async def test_a_trailer_that_never_ends_is_cut_past_the_head_bound() -> None:
+    wire = Wire()
+    head = b"PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pieces = [head + b"2\r\nhi\r\n0\r\nX-Pad: ", *(b"p" * 8192 for _ in range(10))]
+    await wire.send(*pieces)
+
+    assert wire.answers() == []  # the handler found its body cut off: nobody to answer
+    assert wire.transport.closed
+
+
+async def test_a_cancelled_handler_ends_its_connection_and_starts_nothing_after_it() -> None:
+    started: list[str] = []
+    entered = asyncio.Event()
+
+    async def hangs(request: Request) -> Response:
+        started.append(request.raw_path)
+        entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never")
+
+    wire = Wire(hangs)
+    wire.connection.data_received(get("/one") + get("/two"))
+    await entered.wait()
+    assert await wire.in_flight.cut(5) == 1  # the shutdown deadline
+
+    assert started == ["/one"]
+    assert wire.transport.closed
+    assert wire.answers() == []
