@@ -8,7 +8,6 @@ message) and closed after in-flight requests have drained. The admin app reads t
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -49,7 +48,8 @@ def create_app(settings: Settings) -> web.Application:
 class PublicListener:
     """The public app served by the gateway's own server (`gateway.http_server`): `start`
     opens its services (a failure stops the start, with what was opened closed again by
-    `cleanup`), `listen` binds, `cleanup` closes the connections and then the services."""
+    `cleanup`) and makes the server, which `server.listen` binds; `cleanup` closes the
+    connections and then the services."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
@@ -79,19 +79,6 @@ class PublicListener:
             refuse=_refusals(services.metrics),
             before_answer=_cors(services) if services.settings.cors.origins else None,
             name=SERVER,
-        )
-
-    async def listen(
-        self,
-        host: str,
-        port: int,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        reuse_port: bool = False,
-        backlog: int = 1024,
-    ) -> None:
-        await self.server.listen(
-            host, port, ssl_context=ssl_context, reuse_port=reuse_port, backlog=backlog
         )
 
     async def cleanup(self) -> None:

@@ -76,7 +76,7 @@ async def run(
     try:
         await public.start()  # opens every resource: failures surface here
         tls = app[SERVICES].tls
-        listening = public.listen(
+        listening = public.server.listen(
             settings.listen.host,
             settings.listen.port,
             reuse_port=True,

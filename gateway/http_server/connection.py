@@ -369,8 +369,10 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("an answer could not be written")
             if not self._head_sent and self.connected:
+                self._closing = True  # closed once the 500 is out
                 with contextlib.suppress(ConnectionError):
                     self._send_whole(request, self._server.refusal(500))
+                    complete = True
         finally:
             self._busy = False
             if not complete:

@@ -149,17 +149,17 @@ class RunningGateway:
 @asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = create_app(settings)
-    server = PublicListener(app)
+    public = PublicListener(app)
     try:
-        await server.start()
-        await server.listen("127.0.0.1", 0)
+        await public.start()
+        await public.server.listen("127.0.0.1", 0)
         admin = TestServer(create_admin_app(app, settings), host="127.0.0.1")
         await admin.start_server()
         session = aiohttp.ClientSession(auto_decompress=False)
         try:
-            yield RunningGateway(server, admin, app, session)
+            yield RunningGateway(public, admin, app, session)
         finally:
             await session.close()
             await admin.close()
     finally:
-        await server.cleanup()
+        await public.cleanup()

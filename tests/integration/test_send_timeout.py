@@ -280,7 +280,7 @@ async def tls_gateway(
         await public.start()
         tls = app[SERVICES].tls
         assert tls is not None
-        await public.listen("127.0.0.1", 0, ssl_context=tls.context)
+        await public.server.listen("127.0.0.1", 0, ssl_context=tls.context)
         yield TlsGateway(app, public.port, certificate)
     finally:
         await public.cleanup()

@@ -447,6 +447,7 @@ async def test_a_line_break_in_a_header_value_is_never_written() -> None:
     assert b"evil" not in wire.transport.written
     ((response, _),) = wire.answers()
     assert response.status_code == 500
+    assert (wire.transport.closed, wire.transport.aborted) == (True, False)  # the 500 goes out
 
 
 async def test_100_continue_goes_out_only_when_the_handler_asks() -> None:
