@@ -135,7 +135,6 @@ class Connection(asyncio.Protocol):
         "_target",
         "_writing_paused",
         "connected",
-        "local",
         "loop",
         "peer",
         "secure",
@@ -149,7 +148,6 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.connected = False
         self.peer: str | None = None
-        self.local = ""
         self.secure = False
         self.send_timed_out = False
         self._parser = httptools.HttpRequestParser(self)
@@ -177,10 +175,6 @@ class Connection(asyncio.Protocol):
         self.connected = True
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else None
-        sockname = transport.get_extra_info("sockname")
-        if isinstance(sockname, tuple):
-            host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
-            self.local = f"{host}:{sockname[1]}"
         self.secure = transport.get_extra_info("sslcontext") is not None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -468,8 +462,13 @@ class Connection(asyncio.Protocol):
     # --- closing -------------------------------------------------------------------------
 
     @property
-    def idle(self) -> bool:
-        return not self._busy
+    def local(self) -> str:
+        """This listener's address as a `Host` value ("[::1]:8080"), or "" if unknown."""
+        sockname = None if self.transport is None else self.transport.get_extra_info("sockname")
+        if not isinstance(sockname, tuple):
+            return ""
+        host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+        return f"{host}:{sockname[1]}"
 
     @property
     def queued(self) -> int:
