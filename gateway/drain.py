@@ -25,7 +25,7 @@ class InFlight:
         return len(self._tasks)
 
     def track(self, task: asyncio.Task[Any] | None = None) -> None:
-        """Count `task` (aiohttp's task for one request, `request.task`; by default the current
+        """Count `task` (the task of one request, `request.task`; by default the current
         one) until it is done: that includes writing the response after the handler returned
         it."""
         if task is None:

@@ -29,6 +29,7 @@ import http
 import logging
 import socket
 import time
+from collections.abc import Awaitable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Final, cast
 
@@ -132,6 +133,7 @@ class Connection(asyncio.Protocol):
         "_send_watch",
         "_server",
         "_singletons",
+        "_stepping",
         "_target",
         "_writing_paused",
         "connected",
@@ -160,6 +162,7 @@ class Connection(asyncio.Protocol):
         self._parsing: Request | None = None  # whose body is arriving
         self._pending: collections.deque[Request] = collections.deque()
         self._busy = False  # a request is being handled
+        self._stepping = False  # inside `_next`
         self._head_sent = False  # of the request being handled
         self._closing = False  # no more requests: close once the current answer is out
         self._reading_paused = False  # by its body stream's flow control
@@ -280,7 +283,8 @@ class Connection(asyncio.Protocol):
         version = parser.get_http_version()
         headers = CIMultiDictProxy(CIMultiDict(self._fields))
         has_body = "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
-        if has_body and parser.should_upgrade():
+        upgrade = parser.should_upgrade()  # answered as it is, and the connection ends after it
+        if has_body and upgrade:
             # llhttp would skip the body of a request it takes for an upgrade (or a CONNECT),
             # and the handler would read an empty one: there is nothing to upgrade to here.
             raise Refusal(400, "an upgrade or CONNECT with a body")
@@ -292,7 +296,7 @@ class Connection(asyncio.Protocol):
             b"".join(self._target).decode("utf-8", "surrogateescape"),
             HTTP_10 if version == "1.0" else (int(version[0]), int(version[-1])),
             headers,
-            parser.should_keep_alive(),
+            parser.should_keep_alive() and not upgrade,
         )
         if has_body:
             request.content = StreamReader(self, BODY_BUFFER, loop=self.loop)  # type: ignore[arg-type]
@@ -327,58 +331,109 @@ class Connection(asyncio.Protocol):
     # --- handling ----------------------------------------------------------------------------
 
     def _next(self) -> None:
-        if self._busy or not self._pending or not self.connected:
-            return
-        request = self._pending.popleft()
-        self._head_sent = False
-        if self._held and len(self._pending) <= MAX_QUEUED // 2:
-            self._held = False
-            self._resume_transport()
-        self._busy = True
-        self._server.guard.started(self)
-        request.task = self.loop.create_task(self._handle(request))
-        self._server.in_flight.track(request.task)
+        """Handle the queued requests in turn while each is answered at once; the first that
+        must wait gets a task of its own, whose end comes back here. A loop rather than a
+        recursion: a read may hold 64 pipelined heads."""
+        if self._stepping:
+            return  # an answer given at once, inside the loop below
+        self._stepping = True
+        try:
+            while not self._busy and self._pending and self.connected and not self._closing:
+                request = self._pending.popleft()
+                self._head_sent = False
+                if self._held and len(self._pending) <= MAX_QUEUED // 2:
+                    self._held = False
+                    self._resume_transport()
+                self._busy = True
+                self._server.guard.started(self)
+                try:
+                    result = self._server.handler(request)
+                except ConnectionError:
+                    self._end(request, complete=False)  # the client went away
+                    continue
+                except Exception:
+                    log.exception("a request failed with an unexpected error")
+                    result = None
+                if result is None or isinstance(result, Response):
+                    self._answer_now(request, result)
+                else:
+                    request.task = self.loop.create_task(self._handle(request, result))
+                    self._server.in_flight.track(request.task)
+        finally:
+            self._stepping = False
 
-    async def _handle(self, request: Request) -> None:
+    def _answer_now(self, request: Request, answer: Response | None) -> None:
+        complete = self._deliver(request, answer)
+        if complete and self._writing_paused:  # the next answer waits until the client takes this
+            request.task = self.loop.create_task(self._drained(request))
+            self._server.in_flight.track(request.task)
+        else:
+            self._end(request, complete)
+
+    async def _drained(self, request: Request) -> None:
+        complete = True
+        try:
+            await self.drain()
+        except ConnectionError:
+            complete = False
+        finally:
+            self._end(request, complete)
+
+    async def _handle(
+        self, request: Request, pending: Awaitable[Response | StreamResponse]
+    ) -> None:
         complete = False  # the answer went out whole, and the connection may carry on
         try:
             try:
-                answer: Response | StreamResponse | None = await self._server.handler(request)
+                answer: Response | StreamResponse | None = await pending
             except ConnectionError:
                 return  # the client went away (or broke its body's framing): nobody to answer
             except Exception:
                 log.exception("a request failed with an unexpected error")
                 answer = None
-            if isinstance(answer, Response):
-                self._send_whole(request, answer)
-                complete = True
-            elif answer is not None and answer.finished:
-                complete = True
-            elif not self._head_sent and self.connected:  # nothing sent yet: say so
-                self._send_whole(request, self._server.refusal(500))
-                complete = True
-            await self.drain()  # the next answer waits until the client takes this one
+            complete = self._deliver(request, answer)
+            if complete:
+                await self.drain()  # the next answer waits until the client takes this one
         except ConnectionError:
             complete = False  # the client went away: nothing is left to answer
+        finally:
+            self._end(request, complete)
+
+    def _deliver(self, request: Request, answer: Response | StreamResponse | None) -> bool:
+        """Send what is left of `answer` (None: the handler failed); whether it went out whole
+        and the connection may carry on."""
+        try:
+            if isinstance(answer, Response):
+                self._send_whole(request, answer)
+                return True
+            if answer is not None and answer.finished:
+                return True
+            if not self._head_sent and self.connected:  # nothing sent yet: say so
+                self._send_whole(request, self._server.refusal(500))
+                return True
+        except ConnectionError:
+            pass  # the client went away: nothing is left to answer
         except Exception:
             log.exception("an answer could not be written")
             if not self._head_sent and self.connected:
                 self._closing = True  # closed once the 500 is out
                 with contextlib.suppress(ConnectionError):
                     self._send_whole(request, self._server.refusal(500))
-                    complete = True
-        finally:
-            self._busy = False
-            if not complete:
-                # Cut short (a stream that stopped, a cancelled handler, a client gone): the
-                # connection ends here, so nothing after it can pass for this answer's rest.
-                self._closing = True
-                if self.transport is not None:
-                    if self._head_sent:
-                        self.transport.abort()
-                    else:
-                        self.transport.close()
-            self._finished(request)
+                    return True
+        return False
+
+    def _end(self, request: Request, complete: bool) -> None:
+        self._busy = False
+        if not complete:
+            # Cut short (a stream that stopped, a cancelled handler, a client gone): the
+            # connection ends here, so nothing after it can pass for this answer's rest.
+            self._closing = True
+            if self.transport is not None:
+                if self._head_sent:
+                    self.transport.abort()
+                else:
+                    self.transport.close()
+        self._finished(request)
 
     def _finished(self, request: Request) -> None:
         if not self.connected:

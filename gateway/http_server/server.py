@@ -17,7 +17,9 @@ from gateway.drain import InFlight
 from gateway.http_server.connection import Connection
 from gateway.http_server.messages import Answer, Request, Response, StreamResponse
 
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+#: A handler answers at once (a `Response`, written before the next request is read: no task)
+#: or returns what answers once awaited (run as the request's task).
+Handler = Callable[[Request], Response | Awaitable[Response | StreamResponse]]
 
 
 class Server:

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import h11
@@ -31,8 +31,7 @@ from gateway.http_server.connection import (
     MAX_TARGET,
     Connection,
 )
-
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+from gateway.http_server.server import Handler
 
 
 class FakeTransport:
@@ -560,3 +559,75 @@ async def test_a_cancelled_handler_ends_its_connection_and_starts_nothing_after_
     assert started == ["/one"]
     assert wire.transport.closed
     assert wire.answers() == []
+
+
+# --- answers given at once -----------------------------------------------------------------------
+
+
+def at_once(request: Request) -> Response:
+    """A handler with its answer at hand (a cached object): no task, no wait."""
+    return Response(200, {}, request.raw_path.encode())
+
+
+async def test_an_answer_at_hand_is_written_before_the_next_bytes_are_read() -> None:
+    wire = Wire(at_once)
+    wire.connection.data_received(get("/one"))
+
+    assert [body for _, body in wire.answers()] == [b"/one"]  # no loop turn in between
+    assert len(wire.in_flight) == 0  # nor a task
+
+
+async def test_answers_at_once_and_awaited_keep_the_order_of_their_requests() -> None:
+    def mixed(request: Request) -> Response | Awaitable[Response]:
+        if request.raw_path.startswith("/later"):
+            return echo(request)
+        return at_once(request)
+
+    wire = Wire(mixed)
+    await wire.send(get("/now1") + get("/later") + get("/now2") + get("/now3"))
+
+    bodies = [body for _, body in wire.answers()]
+    assert bodies[0] == b"/now1"
+    assert json.loads(bodies[1])["target"] == "/later"
+    assert bodies[2:] == [b"/now2", b"/now3"]
+
+
+async def test_many_pipelined_answers_at_once_in_one_read_are_all_given() -> None:
+    wire = Wire(at_once)
+    count = 5 * MAX_PIPELINED  # none queues, so the pipelining bound is not reached
+    await wire.send(b"".join(get(f"/{i}") for i in range(count)))
+
+    assert [body for _, body in wire.answers()] == [f"/{i}".encode() for i in range(count)]
+    assert not wire.transport.closed
+
+
+async def test_a_handler_that_fails_at_once_is_answered_500() -> None:
+    def broken(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    wire = Wire(broken)
+    await wire.send(get() + get())
+    assert [r.status_code for r, _ in wire.answers()] == [500, 500]
+
+
+async def test_after_an_answer_at_once_fills_the_buffer_the_next_waits_for_the_client() -> None:
+    wire = Wire(at_once)
+    wire.transport.full_after = 10
+    wire.connection.data_received(get("/one") + get("/two"))
+
+    assert (wire.connection.queued, [body for _, body in wire.answers()]) == (1, [b"/one"])
+    wire.connection.resume_writing()
+    await wire.settled()
+    assert [body for _, body in wire.answers()] == [b"/one", b"/two"]
+
+
+@pytest.mark.parametrize("handler", [at_once, echo], ids=["at-once", "awaited"])
+async def test_an_upgrade_request_is_answered_as_it_is_and_its_connection_closed(
+    handler: Handler,
+) -> None:
+    wire = Wire(handler)
+    await wire.send(get("/a", "Connection: Upgrade", "Upgrade: h2c") + get("/after"))
+
+    ((response, _),) = wire.answers()
+    assert (response.status_code, header(response, "Connection")) == (200, "close")
+    assert wire.transport.closed
