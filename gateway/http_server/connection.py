@@ -282,6 +282,8 @@ class Connection(asyncio.Protocol):
         parser = self._parser
         version = parser.get_http_version()
         headers = CIMultiDictProxy(CIMultiDict(self._fields))
+        if version == "1.1" and "Host" not in headers:
+            raise Refusal(400, "no Host")  # RFC 9112 §3.2: an HTTP/1.1 request MUST state one
         has_body = "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
         upgrade = parser.should_upgrade()  # answered as it is, and the connection ends after it
         if has_body and upgrade:

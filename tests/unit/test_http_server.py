@@ -227,6 +227,7 @@ async def test_the_target_is_passed_as_sent_never_decoded() -> None:
         (get("/a", "X: " + "v" * MAX_FIELD), 431, "header_fields_too_large"),
         (get("/a", *(f"X-{i}: v" for i in range(MAX_HEADERS + 1))), 431, "header_fields_too_large"),
         (get("/a", "Host: other"), 400, "bad_request"),
+        (b"GET /a HTTP/1.1\r\nX: v\r\n\r\n", 400, "bad_request"),
         (
             b"PUT /a HTTP/1.1\r\nHost: t\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
             400,
@@ -250,6 +251,7 @@ async def test_the_target_is_passed_as_sent_never_decoded() -> None:
         "field-too-large",
         "too-many-fields",
         "two-hosts",
+        "http-1.1-without-host",
         "two-content-types",
         "upgrade-with-a-body",
     ],
@@ -264,6 +266,16 @@ async def test_a_head_the_server_cannot_take_is_refused_and_the_connection_close
     assert (response.status_code, json.loads(body)) == (status, {"error": code})
     assert header(response, "Connection") == "close"
     assert wire.transport.closed
+
+
+async def test_an_http_1_0_request_without_host_gets_the_listeners_address_as_its_host() -> None:
+    def host(request: Request) -> Response:
+        return Response(200, {}, request.host.encode())
+
+    wire = Wire(host)
+    await wire.send(b"GET /a HTTP/1.0\r\n\r\n")
+    ((response, body),) = wire.answers()
+    assert (response.status_code, body) == (200, b"127.0.0.1:8080")
 
 
 async def test_a_head_that_never_ends_is_refused_past_its_bound() -> None:
