@@ -80,6 +80,9 @@ class CountingForwarder:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._silent = False
+        self._hold_at: int | None = None
+        self._released = asyncio.Event()
+        self._holding = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -94,6 +97,18 @@ class CountingForwarder:
     def requests_for(self, path: str, method: str = "GET") -> list[SeenRequest]:
         """The requests seen for one object path (as sent to storage, percent-encoded)."""
         return [r for r in self.requests if r.path == path and r.method == method]
+
+    def hold_at(self, count: int) -> asyncio.Event:
+        """Pass on bytes from the target until `count` have been in all, then hold the rest
+        until `release()`; returns an event set once the hold began."""
+        self._hold_at = count
+        self._released.clear()
+        self._holding.clear()
+        return self._holding
+
+    def release(self) -> None:
+        self._hold_at = None
+        self._released.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, 0)
@@ -156,6 +171,15 @@ class CountingForwarder:
     ) -> None:
         try:
             while data := await source.read(65536):
+                hold = self._hold_at if counted else None
+                if hold is not None and self.from_target + len(data) > hold:
+                    passed = max(0, hold - self.from_target)
+                    self.from_target += passed
+                    sink.write(data[:passed])
+                    await sink.drain()
+                    self._holding.set()
+                    await self._released.wait()
+                    data = data[passed:]
                 if counted:
                     self.from_target += len(data)
                 if requests is not None and not requests.lost:

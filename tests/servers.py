@@ -468,6 +468,12 @@ class GatewayProcess:
         _end(self.process, signal.SIGTERM, grace)
         atexit.unregister(self.stop)
 
+    def kill(self) -> None:
+        """SIGKILL to it and its workers at once, as a crash; returns once it has exited."""
+        _signal_group(self.process, signal.SIGKILL)
+        self.process.wait()
+        atexit.unregister(self.stop)
+
 
 def _launch_gateway(
     workdir: Path, settings: Mapping[str, str], env: Mapping[str, str], name: str

@@ -447,6 +447,9 @@ class MemoryBody:
         if self._data:
             yield self._data
 
+    def arrived(self) -> bytes:
+        return self._data
+
     def socket_body(self) -> SocketBody | None:
         return None
 
@@ -510,6 +513,9 @@ class FillBody:
                 raise VersionChanged("the object changed while it was being sent")
             async for chunk in rest.chunks():
                 yield chunk
+
+    def arrived(self) -> None:
+        return None  # arriving from a fill, and maybe from storage after it
 
     def socket_body(self) -> SocketBody | None:
         return None
@@ -631,6 +637,9 @@ class CachedBody:
                             yield data
                 else:
                     yield part
+
+    def arrived(self) -> None:
+        return None  # slice files (sent by sendfile) and bytes still arriving
 
     def socket_body(self) -> SocketBody | None:
         return None

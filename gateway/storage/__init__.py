@@ -106,6 +106,11 @@ class ObjectBody(Protocol):
 
     def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
+    def arrived(self) -> bytes | None:
+        """The whole body if it is at hand already (a small object comes with its head; a
+        memory-tier hit), else None and nothing taken: then `chunks()` streams it."""
+        ...
+
     def socket_body(self) -> SocketBody | None:
         """The body as a socket (see `SocketBody`), or None where there is no plain socket to
         hand over (TLS, local files). Once it returned a SocketBody, `chunks()` is not used."""

@@ -168,6 +168,9 @@ class LocalBody:
             self._remaining -= len(chunk)
             yield chunk
 
+    def arrived(self) -> None:
+        return None  # read from its file in a thread, as it streams
+
     def socket_body(self) -> None:
         return None  # a file, not a socket (and the demo store needs no zero-copy path)
 

@@ -148,6 +148,11 @@ class _Connection(asyncio.Protocol):
             await self._wait(idle)
         return self._take(limit)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not taken yet."""
+        return self._buffered
+
     def take_buffered(self, limit: int) -> bytes:
         """What was received already, at most `limit` bytes, without waiting; b"" if nothing."""
         return self._take(limit) if self._chunks else b""
@@ -237,6 +242,19 @@ class OriginResponse:
         chunk = self._connection.take_buffered(min(size, remaining))
         self._remaining = remaining - len(chunk)
         return chunk
+
+    def read_arrived(self) -> bytes | None:
+        """The rest of the body if all of it has arrived, else None (and nothing is taken)."""
+        remaining = self._remaining
+        if remaining is None or self._connection.buffered < remaining:
+            return None
+        parts = []
+        while remaining:
+            chunk = self._connection.take_buffered(remaining)
+            parts.append(chunk)
+            remaining -= len(chunk)
+        self._remaining = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def read_chunk(self, size: int, idle: float | None = None) -> bytes:
         """Up to `size` bytes of the body; b"" at its end. Raises OriginProtocolError if the

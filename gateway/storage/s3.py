@@ -324,6 +324,17 @@ class S3Body:
             raise OriginError(f"storage stream ended after {received} of {self._expected} bytes")
         self._complete = True
 
+    def arrived(self) -> bytes | None:
+        if self._complete:
+            return None
+        data = self._response.read_arrived()
+        if data is None:
+            return None
+        if len(data) != self._expected:  # storage's framing disagrees with its Content-Length
+            raise OriginError(f"storage sent {len(data)} of {self._expected} bytes")
+        self._complete = True
+        return data
+
     def socket_body(self) -> SocketBody | None:
         handed = self._response.lend_socket()
         if handed is None:

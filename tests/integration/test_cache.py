@@ -36,7 +36,7 @@ from tests.integration.harness import (
     running_gateway,
     use_credentials,
 )
-from tests.servers import S3Server
+from tests.servers import S3Server, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -434,6 +434,29 @@ async def test_concurrent_clients_on_a_cold_object_fetch_each_slice_once(edge: E
     assert collapsed > 0
 
 
+async def test_a_cold_objects_first_bytes_reach_every_client_before_its_slice_is_complete(
+    edge: Edge,
+) -> None:
+    """The first bytes go out as they arrive from storage, to the request that started the
+    fill and to one that joined it, while storage still holds the rest of the first slice."""
+    edge.put("obj.bin", SLICED)
+    held = edge.storage.hold_at(edge.storage.from_target + SLICE // 2)
+    async with edge.gateway() as gw:
+        first = await gw.session.get(gw.url(edge.link("obj.bin")))
+        async with asyncio.timeout(30):
+            await held.wait()
+            early = [await first.content.readexactly(1000)]
+            joined = await gw.session.get(gw.url(edge.link("obj.bin")))
+            early.append(await joined.content.readexactly(1000))
+        assert edge.storage.from_target <= SLICE // 2 + 1  # storage still holds the rest
+        edge.storage.release()
+        bodies = [e + await r.read() for e, r in zip(early, (first, joined), strict=True)]
+        collapsed = gw.metric("gateway_cache_collapsed_total")
+    assert bodies == [SLICED, SLICED]
+    assert collapsed >= 1
+    assert edge.fetched("obj.bin") == slice_ranges(len(SLICED))  # each slice once
+
+
 async def test_a_lone_request_collapses_with_nothing(edge: Edge) -> None:
     """Its own fills (the first slice, each slice read ahead) are not counted as collapsed."""
     edge.put("obj.bin", SLICED)
@@ -494,6 +517,48 @@ async def test_a_gateway_restarted_with_a_smaller_disk_tier_keeps_within_it(
     assert on_disk == held
     assert again is not None
     assert again.body == SLICED
+
+
+async def test_a_gateway_killed_mid_fill_serves_the_right_bytes_after_a_restart(
+    edge: Edge, tmp_path: Path
+) -> None:
+    edge.put("obj.bin", SLICED)
+    held = edge.storage.hold_at(edge.storage.from_target + 2 * SLICE + SLICE // 2)
+    settings = {
+        "origin": f"s3://{BUCKET}/{ROOT}",
+        "keyring": str(edge.keys.gateway_file),
+        "cache": "true",
+        "cache_dir": str(edge.cache_dir),
+        "cache_slice_bytes": str(SLICE),
+        "s3_endpoint_url": edge.storage.url,
+    }
+    # (in a thread: the forwarder between it and storage runs on this loop)
+    crashed = await asyncio.to_thread(
+        start_gateway, tmp_path, settings, env=edge.s3.env(), name="crashed"
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(crashed.url(edge.link("obj.bin")))
+            assert response.status == 200
+            async with asyncio.timeout(30):
+                await held.wait()  # two and a half slices sent by storage, the rest held
+            crashed.kill()  # mid-fill, with no chance to tidy up
+            response.close()
+    finally:
+        await asyncio.to_thread(crashed.stop)
+        edge.storage.release()
+    async with edge.gateway() as restarted:
+        whole = await fetch(restarted, edge.link("obj.bin"))
+        across = await fetch(
+            restarted, edge.link("obj.bin"), {"Range": f"bytes={SLICE - 5}-{3 * SLICE + 4}"}
+        )
+        again = await fetch(restarted, edge.link("obj.bin"))
+    assert whole is not None
+    assert across is not None
+    assert again is not None
+    assert (whole.status, whole.body) == (200, SLICED)
+    assert (across.status, across.body) == (206, SLICED[SLICE - 5 : 3 * SLICE + 5])
+    assert (again.status, again.body) == (200, SLICED)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Range": f"bytes={SLICE - 5}-{SLICE + 4}"}])

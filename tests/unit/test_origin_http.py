@@ -4,13 +4,21 @@ unusable. A scripted asyncio server plays storage."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.storage.origin_http import ConnectionPool, OriginProtocolError
+from gateway.storage.origin_http import (
+    ConnectionPool,
+    OriginProtocolError,
+    OriginResponse,
+    _Connection,
+)
 
 
 class Storage:
@@ -423,3 +431,40 @@ async def test_a_buffered_read_takes_what_arrived_and_stops_at_the_body_end(
     assert response.read_buffered(100) == b""  # never past the body's end
     response.close()
     await pool.close()
+
+
+@given(
+    body=st.binary(min_size=1, max_size=64),
+    after=st.binary(max_size=16),
+    cuts=st.lists(st.integers(0, 80), max_size=4),
+    received=st.integers(0, 80),
+)
+async def test_a_body_is_taken_whole_only_once_all_of_it_arrived_and_never_past_its_end(
+    body: bytes, after: bytes, cuts: list[int], received: int
+) -> None:
+    wire = (body + after)[:received]  # what storage sent so far, in reads cut anywhere
+    connection = _Connection(2**16, asyncio.get_running_loop())
+    points = [0, *sorted(c for c in cuts if c < len(wire)), len(wire)]
+    for start, end in itertools.pairwise(points):
+        if end > start:
+            connection.data_received(wire[start:end])
+    pool = ConnectionPool("127.0.0.1", 9, tls=False, size=1, connect_timeout=1)
+    response = OriginResponse(pool, connection, 200, {}, len(body), reusable=True)
+
+    whole = response.read_arrived()
+
+    if len(wire) >= len(body):
+        assert whole == body
+        assert (response.unread, connection.buffered) == (False, len(wire) - len(body))
+    else:
+        assert whole is None
+        left = b"".join(iter(lambda: response.read_buffered(100), b""))
+        assert left == wire  # nothing was taken
+
+
+async def test_a_body_of_unknown_length_is_never_taken_whole() -> None:
+    connection = _Connection(2**16, asyncio.get_running_loop())
+    connection.data_received(b"abc")
+    pool = ConnectionPool("127.0.0.1", 9, tls=False, size=1, connect_timeout=1)
+    response = OriginResponse(pool, connection, 200, {}, None, reusable=False)
+    assert response.read_arrived() is None
