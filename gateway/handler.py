@@ -108,9 +108,10 @@ class Pipeline:
             request.method, strip_path_token(raw_path), _address_text(client) if client else None
         )
         try:
-            step = self._front(request, record, client)
-        except (Refused, Rejected, StorageError) as exc:
-            step = self._refused(record, exc)
+            try:
+                step = self._front(request, record, client)
+            except (Refused, Rejected, StorageError) as exc:
+                step = self._refused(record, exc)
         except BaseException:
             self._finish(record)
             raise

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import http
 import logging
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Final, cast
 
@@ -50,7 +51,7 @@ MAX_FIELD: Final = 8190  # bytes of one header field, name and value
 MAX_HEAD: Final = 64 * 1024  # bytes of a whole request head
 MAX_HEADERS: Final = 128  # header fields in one head
 MAX_QUEUED: Final = 16  # pipelined heads waiting for their turn before reading pauses
-MAX_PIPELINED: Final = 64  # heads queued from one read (which cannot be paused midway): refused
+MAX_PIPELINED: Final = 64  # heads in one read (which cannot be paused midway); more: refused
 #: Fields a request may state once (as aiohttp's parser held them): a second value would
 #: let two readers of one head see two requests.
 SINGLETONS: Final = frozenset(
@@ -124,6 +125,7 @@ class Connection(asyncio.Protocol):
         "_fields",
         "_head_bytes",
         "_head_sent",
+        "_heads_read",
         "_held",
         "_in_head",
         "_parser",
@@ -159,6 +161,7 @@ class Connection(asyncio.Protocol):
         self._after_chunk = False  # a chunk's size line came, none of its bytes yet
         self._singletons: set[bytes] = set()  # of the head being read
         self._head_bytes = 0  # received since the head began (while `_in_head`)
+        self._heads_read = 0  # heads in the read being parsed
         self._parsing: Request | None = None  # whose body is arriving
         self._pending: collections.deque[Request] = collections.deque()
         self._busy = False  # a request is being handled
@@ -204,6 +207,7 @@ class Connection(asyncio.Protocol):
             return  # after a refusal, or once the answer that closes has gone
         if self._in_head or self._after_chunk:  # a head, or maybe a chunked body's trailers
             self._head_bytes += len(data)
+        self._heads_read = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -290,7 +294,8 @@ class Connection(asyncio.Protocol):
             # llhttp would skip the body of a request it takes for an upgrade (or a CONNECT),
             # and the handler would read an empty one: there is nothing to upgrade to here.
             raise Refusal(400, "an upgrade or CONNECT with a body")
-        if len(self._pending) >= MAX_PIPELINED:
+        self._heads_read += 1
+        if self._heads_read > MAX_PIPELINED:  # answered at once or queued: one read's work
             raise Refusal(400, "too many pipelined requests")
         request = Request(
             self,
@@ -348,6 +353,11 @@ class Connection(asyncio.Protocol):
                     self._resume_transport()
                 self._busy = True
                 self._server.guard.started(self)
+                if request.body_exists:
+                    # Its body may still be in this read: the handler runs once it is parsed
+                    # (an answer given now would find the body unread, and close).
+                    self._start(request, self._handle(request, None))
+                    continue
                 try:
                     result = self._server.handler(request)
                 except ConnectionError:
@@ -359,20 +369,43 @@ class Connection(asyncio.Protocol):
                 if result is None or isinstance(result, Response):
                     self._answer_now(request, result)
                 else:
-                    request.task = self.loop.create_task(self._handle(request, result))
-                    self._server.in_flight.track(request.task)
+                    self._start(request, self._handle(request, result), result)
         finally:
             self._stepping = False
+
+    def _start(
+        self,
+        request: Request,
+        handling: Coroutine[None, None, None],
+        pending: Awaitable[Response | StreamResponse] | None = None,
+    ) -> None:
+        task = request.task = self.loop.create_task(handling)
+        self._server.in_flight.track(task)
+        task.add_done_callback(functools.partial(self._unstarted, request, pending))
+
+    def _unstarted(
+        self,
+        request: Request,
+        pending: Awaitable[Response | StreamResponse] | None,
+        task: asyncio.Task[None],
+    ) -> None:
+        """A task cancelled before its first step (a shutdown's cut in the loop turn that made
+        it) ran none of its code: the request ends here, with what its handler returned closed
+        unawaited."""
+        if task.cancelled() and not request.handled:
+            if isinstance(pending, Coroutine):
+                pending.close()
+            self._end(request, complete=False)
 
     def _answer_now(self, request: Request, answer: Response | None) -> None:
         complete = self._deliver(request, answer)
         if complete and self._writing_paused:  # the next answer waits until the client takes this
-            request.task = self.loop.create_task(self._drained(request))
-            self._server.in_flight.track(request.task)
+            self._start(request, self._drained(request))
         else:
             self._end(request, complete)
 
     async def _drained(self, request: Request) -> None:
+        request.handled = True
         complete = True
         try:
             await self.drain()
@@ -382,12 +415,22 @@ class Connection(asyncio.Protocol):
             self._end(request, complete)
 
     async def _handle(
-        self, request: Request, pending: Awaitable[Response | StreamResponse]
+        self, request: Request, pending: Awaitable[Response | StreamResponse] | None
     ) -> None:
+        """Handle `request` in its task: await `pending`, what its handler returned, or (None)
+        call the handler first."""
+        request.handled = True
         complete = False  # the answer went out whole, and the connection may carry on
         try:
             try:
-                answer: Response | StreamResponse | None = await pending
+                if pending is None:
+                    result = self._server.handler(request)
+                    pending = None if isinstance(result, Response) else result
+                    answer: Response | StreamResponse | None = (
+                        result if isinstance(result, Response) else None
+                    )
+                if pending is not None:
+                    answer = await pending
             except ConnectionError:
                 return  # the client went away (or broke its body's framing): nobody to answer
             except Exception:
@@ -403,7 +446,7 @@ class Connection(asyncio.Protocol):
 
     def _deliver(self, request: Request, answer: Response | StreamResponse | None) -> bool:
         """Send what is left of `answer` (None: the handler failed); whether it went out whole
-        and the connection may carry on."""
+        and the connection may carry on. Never raises: it runs inside the parser's callbacks."""
         try:
             if isinstance(answer, Response):
                 self._send_whole(request, answer)
@@ -419,9 +462,11 @@ class Connection(asyncio.Protocol):
             log.exception("an answer could not be written")
             if not self._head_sent and self.connected:
                 self._closing = True  # closed once the 500 is out
-                with contextlib.suppress(ConnectionError):
+                try:
                     self._send_whole(request, self._server.refusal(500))
                     return True
+                except Exception:  # noqa: S110 - logged above; nothing more can be said
+                    pass
         return False
 
     def _end(self, request: Request, complete: bool) -> None:
@@ -553,6 +598,11 @@ class Connection(asyncio.Protocol):
         """A head the parser refused: answered (unless a request is being handled, whose
         answer then closes), logged by its reason only (never the bytes, which may carry a
         token), and nothing more read."""
+        if self._closing:
+            # An answer has ended the connection already (llhttp parses the rest of a read
+            # regardless): nothing more is read, so nothing is refused, counted or logged.
+            self._pending.clear()
+            return
         log.info("refused a request head: %s (%d)", refusal.reason, refusal.status)
         self._closing = True
         self._pending.clear()

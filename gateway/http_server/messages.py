@@ -29,6 +29,7 @@ class Request:
         "connection",
         "content",
         "continued",
+        "handled",
         "headers",
         "keep_alive",
         "method",
@@ -54,7 +55,8 @@ class Request:
         self.headers = headers
         self.keep_alive = keep_alive  # what the client asked for; the answer may still close
         self.content = content  # EMPTY_PAYLOAD when the request has no body
-        self.task: asyncio.Task[None] | None = None  # the task handling it, once started
+        self.task: asyncio.Task[None] | None = None  # the task handling it, if it has one
+        self.handled = False  # its task has begun
         self.continued = False  # its `100 Continue` went out
 
     @property

@@ -604,13 +604,67 @@ async def test_answers_at_once_and_awaited_keep_the_order_of_their_requests() ->
     assert bodies[2:] == [b"/now2", b"/now3"]
 
 
-async def test_many_pipelined_answers_at_once_in_one_read_are_all_given() -> None:
+async def test_many_pipelined_answers_at_once_in_one_read_are_given_in_order() -> None:
     wire = Wire(at_once)
-    count = 5 * MAX_PIPELINED  # none queues, so the pipelining bound is not reached
-    await wire.send(b"".join(get(f"/{i}") for i in range(count)))
+    await wire.send(b"".join(get(f"/{i}") for i in range(MAX_PIPELINED)))
 
-    assert [body for _, body in wire.answers()] == [f"/{i}".encode() for i in range(count)]
+    assert [body for _, body in wire.answers()] == [f"/{i}".encode() for i in range(MAX_PIPELINED)]
     assert not wire.transport.closed
+
+
+async def test_more_heads_in_one_read_than_the_bound_are_refused_even_when_answered_at_once() -> (
+    None
+):
+    wire = Wire(at_once)
+    await wire.send(b"".join(get(f"/{i}") for i in range(MAX_PIPELINED + 1)))
+
+    *given, (refused, _) = wire.answers()  # one read's work is bounded, however cheap
+    assert [body for _, body in given] == [f"/{i}".encode() for i in range(MAX_PIPELINED)]
+    assert (refused.status_code, wire.transport.closed) == (400, True)
+
+
+async def test_a_request_with_a_body_is_answered_once_its_body_is_read() -> None:
+    """Even an answer the handler has at hand (a refused upload): given at once, the body
+    would be unread and the connection would have to close."""
+    wire = Wire(at_once)
+    await wire.send(put(b"tiny") + get("/next"))
+
+    assert [body for _, body in wire.answers()] == [b"/up", b"/next"]
+    assert not wire.transport.closed
+
+
+async def test_bytes_after_an_answer_that_closed_are_neither_refused_nor_counted() -> None:
+    refusals: list[int] = []
+    wire = Wire(at_once)
+    refuse = wire.server._refuse
+
+    def counted(status: int) -> Response:
+        refusals.append(status)
+        return refuse(status)
+
+    wire.server._refuse = counted
+    await wire.send(get("/one", "Connection: close") + b"BAD\x01 / HTTP/1.1\r\n\r\n")
+
+    assert [body for _, body in wire.answers()] == [b"/one"]
+    assert (refusals, wire.transport.closed) == ([], True)
+
+
+async def test_a_task_cut_before_its_first_step_ends_its_request_and_closes_its_handler() -> None:
+    opened: list[str] = []
+
+    async def later(request: Request) -> Response:
+        opened.append(request.raw_path)
+        return Response(200, {}, b"never")
+
+    def handler(request: Request) -> Awaitable[Response]:
+        return later(request)
+
+    wire = Wire(handler)
+    wire.connection.data_received(get("/one"))
+    assert await wire.in_flight.cut(5) == 1  # in the loop turn that made its task
+
+    assert (opened, wire.answers(), wire.transport.closed) == ([], [], True)
+    assert not wire.connection._busy
 
 
 async def test_a_handler_that_fails_at_once_is_answered_500() -> None:
