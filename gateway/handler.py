@@ -479,6 +479,7 @@ class Pipeline:
                     if isinstance(part, FilePart):
                         with part.handle:
                             await sender.sendfile(part.handle.fileno(), part.offset, part.count)
+                        self.metrics.sendfile_bytes.inc(part.count)
                     else:
                         await sender.write(part)
         except BaseException as exc:

@@ -76,6 +76,12 @@ class Metrics:
             "(splice), never copied through the gateway.",
             registry=r,
         )
+        self.sendfile_bytes = Counter(
+            "gateway_sendfile_bytes_total",
+            "Of the body bytes sent, those sent from the cache's slice files by sendfile(2), "
+            "never copied through the gateway.",
+            registry=r,
+        )
         self.streams = Gauge(
             "gateway_streams_in_flight",
             "Object bodies being streamed to clients now.",

@@ -11,6 +11,7 @@ slice files on disk.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import os
 import secrets
@@ -79,7 +80,7 @@ class Edge:
     def key(self, name: str) -> str:
         return f"{ROOT}/{self.folder}/{name}"
 
-    def put(self, name: str, body: bytes, **extra: str) -> str:
+    def put(self, name: str, body: bytes, **extra: object) -> str:
         """Store (or replace) an object; returns its ETag."""
         client = self.s3.client()
         client.put_object(Bucket=BUCKET, Key=self.key(name), Body=body, **extra)
@@ -576,6 +577,30 @@ async def test_an_object_larger_than_the_disk_tier_streams_through_uncached(
     assert held == 0
 
 
+@pytest.mark.parametrize(
+    ("zero_copy", "by_sendfile"), [("true", True), ("false", False)], ids=["sendfile", "copied"]
+)
+async def test_a_disk_hit_is_sent_from_its_slice_files_by_sendfile(
+    edge: Edge, zero_copy: str, by_sendfile: bool
+) -> None:
+    big = os.urandom(20 * SLICE + 7)  # past the zero-copy threshold (1 MiB)
+    first, last = SLICE - 5, 18 * SLICE + 4  # across slices, from and to their middles
+    edge.put("big.bin", big)
+    async with edge.gateway(zero_copy=zero_copy) as gw:
+        cold = await fetch(gw, edge.link("big.bin"))
+        before = gw.metric("gateway_sendfile_bytes_total")
+        whole = await fetch(gw, edge.link("big.bin"))
+        part = await fetch(gw, edge.link("big.bin"), {"Range": f"bytes={first}-{last}"})
+        sent = gw.metric("gateway_sendfile_bytes_total") - before
+        served = hits(gw)
+    assert cold is not None
+    assert whole is not None
+    assert part is not None
+    assert (cold.body, whole.body, part.body) == (big, big, big[first : last + 1])
+    assert served == 2
+    assert sent == (len(big) + last + 1 - first if by_sendfile else 0)
+
+
 def slice_file(cache_dir: Path, index: int) -> Path:
     [found] = cache_dir.glob(f"??/*.{index}.*")
     return found
@@ -677,6 +702,79 @@ async def test_an_unusable_cache_directory_is_bypassed(
     assert [(a.status, a.body) for a in answers if a is not None] == [(200, SLICED)] * 2
     assert bypasses >= 2
     assert served == 0
+
+
+# --- freshness from the object's own metadata in the bucket -----------------------------------
+
+
+@pytest.mark.parametrize("tier", list(BODIES))
+async def test_an_object_stored_with_no_store_is_never_kept(edge: Edge, tier: str) -> None:
+    body = BODIES[tier]
+    edge.put("obj.bin", body, CacheControl="no-store")
+    async with edge.gateway() as gw:
+        answers = [await fetch(gw, edge.link("obj.bin")) for _ in range(2)]
+        bypassed = gw.metric("gateway_cache_requests_total", state="bypass")
+        held = len(gw.services.cache.tiers.objects) if gw.services.cache else None
+    assert [a.body for a in answers if a is not None] == [body, body]
+    assert (bypassed, held) == (2, 0)
+
+
+def expires_in(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(time.time() + seconds, tz=datetime.UTC)
+
+
+Stored = Callable[[], dict[str, object]]  # put_object's metadata, made when the test runs
+FRESH_BEYOND_TTL: dict[str, Stored] = {
+    "max-age": lambda: {"CacheControl": "max-age=3600"},
+    "expires": lambda: {"Expires": expires_in(3600)},
+}
+
+
+@pytest.mark.parametrize("tier", list(BODIES))
+@pytest.mark.parametrize("stored", list(FRESH_BEYOND_TTL))
+async def test_an_object_fresh_by_its_own_metadata_outlives_the_default_ttl(
+    edge: Edge, tier: str, stored: str
+) -> None:
+    body = BODIES[tier]
+    edge.put("obj.bin", body, **FRESH_BEYOND_TTL[stored]())
+    async with edge.gateway(cache_ttl="10") as gw:
+        cold = await fetch(gw, edge.link("obj.bin"))
+        age(gw, edge.key("obj.bin"), 600)  # far past the TTL, well within the object's own
+        asked = edge.asked("obj.bin")
+        warm = await fetch(gw, edge.link("obj.bin"))
+        served = hits(gw)
+    assert cold is not None
+    assert warm is not None
+    assert (cold.body, warm.body) == (body, body)
+    assert served == 1
+    assert edge.asked("obj.bin") == asked  # storage was not asked again
+
+
+STALE_AT_ONCE: dict[str, Stored] = {
+    "max-age=0": lambda: {"CacheControl": "max-age=0"},
+    "expires-past": lambda: {"Expires": expires_in(-3600)},
+}
+
+
+@pytest.mark.parametrize("tier", list(BODIES))
+@pytest.mark.parametrize("stored", list(STALE_AT_ONCE))
+async def test_a_stale_object_is_revalidated_with_storage_by_its_etag_without_moving_its_bytes(
+    edge: Edge, tier: str, stored: str
+) -> None:
+    body = BODIES[tier]
+    etag = edge.put("obj.bin", body, **STALE_AT_ONCE[stored]())
+    async with edge.gateway(cache_ttl="3600") as gw:
+        cold = await fetch(gw, edge.link("obj.bin"))
+        moved = edge.storage.from_target
+        again = await fetch(gw, edge.link("obj.bin"))
+        revalidated = gw.metric("gateway_cache_requests_total", state="revalidated")
+    asked = edge.storage.requests_for(f"/{BUCKET}/{edge.key('obj.bin')}", method="HEAD")
+    assert cold is not None
+    assert again is not None
+    assert (cold.body, again.body) == (body, body)
+    assert revalidated == 1
+    assert asked[-1].headers.get("if-none-match") == etag  # SeaweedFS answered it 304:
+    assert edge.storage.from_target - moved < 1000  # a head, not the object again
 
 
 # --- stale-if-error ------------------------------------------------------------------------

@@ -27,24 +27,31 @@ BODY = bytes(range(256)) * 4  # 1000 bytes would do; 1024 keeps slices out of it
 KEY = "huge-ranges/object.bin"
 
 
-@pytest.fixture(params=["s3", "file"])
+@pytest.fixture(params=["s3", "file", "s3-cache-cold", "s3-cache-warm"])
 async def gw(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[RunningGateway, Keys]]:
+    """The same answers from S3 and from a directory, and with the cache on, empty or holding
+    the object."""
     keys = make_keys(tmp_path)
-    if request.param == "s3":
+    store, _, cache = request.param.partition("-cache-")
+    extra = {"cache": "true", "cache_dir": str(tmp_path / "cache")} if cache else {}
+    if store == "s3":
         s3_server.client().put_object(Bucket=PRIVATE_BUCKET, Key=KEY, Body=BODY)
         settings = s3_gateway_settings(
-            monkeypatch, s3_server, f"s3://{PRIVATE_BUCKET}/", keys.gateway_file
+            monkeypatch, s3_server, f"s3://{PRIVATE_BUCKET}/", keys.gateway_file, **extra
         )
     else:
         (tmp_path / "objects" / "huge-ranges").mkdir(parents=True)
         (tmp_path / "objects" / KEY).write_bytes(BODY)
         settings = gateway_settings(f"file://{tmp_path / 'objects'}", keys.gateway_file)
     async with running_gateway(settings) as gateway:
+        if cache == "warm":
+            response, body = await gateway.request("GET", keys.sign("/" + KEY))
+            assert (response.status, body) == (200, BODY)
         yield gateway, keys
 
 

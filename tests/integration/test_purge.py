@@ -1,8 +1,9 @@
 """Cache purges across a fleet on a real Redis-protocol server (Valkey), and through a supervisor.
 
-The gateways serve a local directory with the cache on and a TTL of an hour, so a copy they hold
-is served as a hit until a purge drops it: replacing the object in the directory shows, by the
-bytes each gateway answers, whether that gateway has applied the purge.
+The gateways serve a local directory (and, for the fleet's purge, a folder of the tests'
+SeaweedFS bucket too) with the cache on and a TTL of an hour, so a copy they hold is served as a
+hit until a purge drops it: replacing the object in storage shows, by the bytes each gateway
+answers, whether that gateway has applied the purge.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -20,24 +23,27 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main as gateway_main
+from tests.integration.conftest import PRIVATE_BUCKET
 from tests.integration.harness import (
     Keys,
     RunningGateway,
     gateway_settings,
     make_keys,
     running_gateway,
+    use_credentials,
 )
 from tests.integration.test_process import Served, admin_get, gateway_exe, serve, stop
 from tests.polling import eventually
 from tests.redis_server import RedisServer, redis_server
+from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
 ADMIN_TOKEN = "purge-test-bearer"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-# Seconds by which every gateway of the fleet has applied a purge. The product's bound is 1 s
-# (measured: 16-23 ms to three gateways); the deadline here is wider so that a machine busy
-# with other work does not fail the test: a purge that never arrives still does.
+# Seconds by which every gateway of the fleet has applied a purge. The product's bound is 1 s,
+# measured by `python -m benchmarks.revocation` (3); the deadline here is wider so that a
+# machine busy with other work does not fail the test: a purge that never arrives still does.
 PROPAGATION_BOUND = 10.0
 
 
@@ -50,6 +56,39 @@ def objects(tmp_path: Path) -> Path:
     (root / "videos" / "ep10" / "a.ts").write_bytes(b"episode 10, old cut")
     (root / "doc.txt").write_bytes(b"document, old")
     return root
+
+
+@dataclass
+class Origin:
+    """Where the fleet's objects are, and how a test replaces one."""
+
+    url: str
+    put: Callable[[str, bytes], object]
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def directory(cls, objects: Path) -> Origin:
+        return cls(f"file://{objects}", lambda name, data: (objects / name).write_bytes(data))
+
+
+@pytest.fixture(params=["file", "s3"])
+def origin(
+    request: pytest.FixtureRequest, objects: Path, monkeypatch: pytest.MonkeyPatch
+) -> Origin:
+    """The `objects` directory as it is, or copied to a folder of the SeaweedFS bucket."""
+    if request.param == "file":
+        return Origin.directory(objects)
+    s3: S3Server = request.getfixturevalue("s3_server")
+    client, folder = s3.client(), f"purge-{secrets.token_hex(4)}"
+
+    def put(name: str, data: bytes) -> None:
+        client.put_object(Bucket=PRIVATE_BUCKET, Key=f"{folder}/{name}", Body=data)
+
+    for path in objects.rglob("*"):
+        if path.is_file():
+            put(path.relative_to(objects).as_posix(), path.read_bytes())
+    use_credentials(monkeypatch, s3)
+    return Origin(f"s3://{PRIVATE_BUCKET}/{folder}", put, {"s3_endpoint_url": s3.endpoint_url})
 
 
 @pytest.fixture
@@ -65,14 +104,16 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @contextlib.asynccontextmanager
 async def fleet(
-    count: int, tmp_path: Path, objects: Path, keys: Keys, redis_url: str
+    count: int, tmp_path: Path, objects: Path | Origin, keys: Keys, redis_url: str
 ) -> AsyncIterator[list[RunningGateway]]:
+    origin = objects if isinstance(objects, Origin) else Origin.directory(objects)
     async with contextlib.AsyncExitStack() as stack:
         gateways = []
         for index in range(count):
             settings = gateway_settings(
-                f"file://{objects}",
+                origin.url,
                 keys.gateway_file,
+                **origin.settings,
                 redis_url=redis_url,
                 admin_token=ADMIN_TOKEN,
                 cache="true",
@@ -120,13 +161,13 @@ async def serves(gateway: RunningGateway, link: str, expected: bytes, deadline: 
         await asyncio.sleep(0.001)
 
 
-async def test_a_purge_on_one_gateway_reaches_all_three_within_a_second(
-    tmp_path: Path, objects: Path, keys: Keys, redis: RedisServer
+async def test_a_purge_on_one_gateway_reaches_all_three(
+    tmp_path: Path, origin: Origin, keys: Keys, redis: RedisServer
 ) -> None:
     link = keys.sign("/doc.txt", expires_in=600)
-    async with fleet(3, tmp_path, objects, keys, redis.url) as gateways:
+    async with fleet(3, tmp_path, origin, keys, redis.url) as gateways:
         await warm(gateways, link, b"document, old")
-        (objects / "doc.txt").write_bytes(b"document, new")
+        origin.put("doc.txt", b"document, new")
         for gateway in gateways:  # a fresh copy is served as it is, without asking storage
             assert await body(gateway, link) == b"document, old"
         misses = [g.metric("gateway_cache_requests_total", state="miss") for g in gateways]
@@ -179,12 +220,12 @@ async def test_a_prefix_purge_through_the_command_reaches_the_fleet_on_a_segment
             assert await body(gateway, ep10) == b"episode 10, old cut"
 
 
-async def test_an_upload_through_one_gateway_is_served_by_the_whole_fleet_within_a_second(
-    tmp_path: Path, objects: Path, keys: Keys, redis: RedisServer
+async def test_an_upload_through_one_gateway_is_served_by_the_whole_fleet(
+    tmp_path: Path, origin: Origin, keys: Keys, redis: RedisServer
 ) -> None:
     link = keys.sign("/doc.txt", expires_in=600)
     upload = keys.sign("/doc.txt", expires_in=600, method="PUT")
-    async with fleet(2, tmp_path, objects, keys, redis.url) as gateways:
+    async with fleet(2, tmp_path, origin, keys, redis.url) as gateways:
         await warm(gateways, link, b"document, old")
         started = time.monotonic()
 

@@ -42,6 +42,7 @@ from tests.integration.test_s3_presigned import (
     LINK_ID,
     OLD,
     OLD_SECRET,
+    presign,
     presigner,
     secret,
 )
@@ -746,3 +747,23 @@ async def test_a_file_past_the_range_is_cut_mid_stream_and_the_gateway_never_hol
     assert await bucket.head("big/big.bin") is None
     assert await bucket.pending_uploads() == []
     assert peak - before < 4 * PART < 32 * MIB
+
+
+async def test_a_form_upload_drops_the_cached_copy_of_its_key(
+    make_gateway: Callable[..., Any], tmp_path: Path
+) -> None:
+    newer = PHOTO[:8] + bytes(reversed(PHOTO[8:]))
+    async with make_gateway(cache="true", cache_dir=str(tmp_path / "cache")) as gw:
+        path, fields = presign_post(gw, key="uploads/cached.png")
+        link = presign(gw, key="uploads/cached.png")
+        assert (await post(gw, path, form(fields)))[0] == 204
+        before = [await gw.request("GET", link) for _ in range(2)]  # a miss, then a hit
+        assert (await post(gw, path, form(fields, data=newer)))[0] == 204
+        after = await gw.request("GET", link)
+        states = {
+            state: gw.metric("gateway_cache_requests_total", state=state)
+            for state in ("miss", "hit")
+        }
+    assert [(r.status, body) for r, body in before] == [(200, PHOTO)] * 2
+    assert (after[0].status, after[1]) == (200, newer)
+    assert states == {"miss": 2, "hit": 1}
