@@ -9,7 +9,8 @@ another one. Each tier is bounded by bytes and evicts with S3-FIFO (`policy`).
 
 Disk layout, under `cache_dir`:
 
-    tmp/                                    slices being written (emptied at start-up)
+    tmp/                                    slices being written, or dropped and being
+                                            deleted (`REAPER`); emptied at start-up
     ab/abcdef...-<version>.meta             the object's key, metadata and freshness (JSON)
     ab/abcdef...-<version>.<slice>.<crc32>  one slice: exactly its bytes
 
@@ -34,6 +35,8 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -189,7 +192,7 @@ class Tiers:
             self.memory.remove(key)
         for index, piece in cached.slices.items():
             self.disk.remove((key, index))
-            _unlink(piece.path)
+            self._discard(piece.path)
         cached.slices.clear()  # a response still streaming it fetches the rest from storage
         if self.directory is not None:
             _unlink(self._meta_path(cached))
@@ -268,7 +271,7 @@ class Tiers:
         self._disk_failing = False
         old = cached.slices.get(index)
         if old is not None and old.path != final:
-            _unlink(old.path)
+            self._discard(old.path)
         cached.slices[index] = Slice(final, length, crc, written)
         self.bare.pop(cached.key, None)
         for evicted_key, evicted_index in self.disk.admit((cached.key, index), max(length, 1)):
@@ -291,10 +294,24 @@ class Tiers:
             return
         piece = cached.slices.pop(index, None)
         if piece is not None:
-            _unlink(piece.path)
+            self._discard(piece.path)
         if not cached.slices and cached.body is None and self.directory is not None:
             self.objects.pop(key, None)
             _unlink(self._meta_path(cached))
+
+    def _discard(self, path: str) -> None:
+        """Delete a slice file without the event loop waiting for the filesystem to free its
+        blocks (measured on ext4: 2.8 ms for a 4 MiB slice once written back, 0.2 ms before):
+        it is renamed into tmp/ at once, which frees its name for a new slice, and deleted by
+        `REAPER`'s thread (tmp/ is emptied at start-up, should the process end first)."""
+        assert self.directory is not None
+        aside = self.directory / "tmp" / f"{os.getpid()}-{time.monotonic_ns()}.gone"
+        try:
+            os.rename(path, aside)
+        except OSError:
+            _unlink(path)  # gone already, or tmp/ unusable: deleted here, as before
+            return
+        REAPER.delete(str(aside))
 
     def _meta_path(self, cached: Cached) -> Path:
         assert self.directory is not None
@@ -599,3 +616,34 @@ def _parse_meta(document: Any, slice_bytes: int) -> Cached | None:
 def _unlink(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+class _Reaper:
+    """One daemon thread, started on first use, deleting the files it is given in order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def delete(self, path: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cache-reaper", daemon=True)
+                self._thread.start()
+        self._queue.put(path)
+
+    def wait(self) -> None:
+        """Until every file given so far is deleted (for tests and shutdown)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            path = self._queue.get()
+            try:
+                _unlink(path)
+            finally:
+                self._queue.task_done()
+
+
+REAPER: Final = _Reaper()

@@ -80,6 +80,8 @@ def held(tiers: Tiers, key: str) -> dict[int, bytes]:
 
 
 def files(directory: Path) -> set[str]:
+    """Every file under `directory`, once the files dropped so far are deleted."""
+    tiers_module.REAPER.wait()
     return {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
 
 
@@ -207,10 +209,32 @@ def test_a_smaller_disk_bound_takes_effect_at_start_up(tmp_path: Path, bound: in
 
     units, used = after.stats()["disk"]
     assert used <= bound
+    tiers_module.REAPER.wait()
     indexed = {piece.path for cached in after.objects.values() for piece in cached.slices.values()}
     assert {str(p) for p in tmp_path.glob("*/*") if p.suffix != ".meta"} == indexed
     assert sum(os.path.getsize(path) for path in indexed) == used
     assert units == len(indexed)
+
+
+def test_a_dropped_slice_frees_its_name_at_once_and_is_deleted_off_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiers = tiers_in(tmp_path)
+    paths = [piece.path for piece in put(tiers, KEY, FILM).slices.values()]
+    deleted: list[tuple[str, str]] = []
+    unlink = os.unlink
+
+    def recorded(path: str) -> None:
+        deleted.append((threading.current_thread().name, Path(path).suffix))
+        unlink(path)
+
+    monkeypatch.setattr(os, "unlink", recorded)
+    tiers.drop(KEY)
+
+    assert not any(os.path.exists(path) for path in paths)  # the names are free at once
+    tiers_module.REAPER.wait()
+    assert sorted(deleted) == [("MainThread", ".meta")] + [("cache-reaper", ".gone")] * 3
+    assert files(tmp_path) == set()
 
 
 def test_the_disk_tier_evicts_to_stay_within_its_bytes_and_deletes_what_it_evicts(
@@ -222,6 +246,7 @@ def test_the_disk_tier_evicts_to_stay_within_its_bytes_and_deletes_what_it_evict
 
     assert tiers.stats()["disk"] == (3, 3 * SLICE)
     assert tiers.evictions["disk"] == 2
+    tiers_module.REAPER.wait()
     assert len([p for p in tmp_path.glob("*/*") if p.suffix != ".meta"]) == 3
     assert len(list(tmp_path.glob("*/*.meta"))) == len(tiers.objects) == 3
 
