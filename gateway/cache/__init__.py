@@ -318,16 +318,16 @@ class Cache:
                 if temporary is None:
                     self.bypassed += 1
             crc = 0
-            chunks = body.chunks()
-            try:
-                async for chunk in chunks:
-                    fill.append(chunk)
-                    self.storage_bytes += len(chunk)
-                    if temporary is not None:
-                        crc = zlib.crc32(chunk, crc)
-                        temporary = self._write(temporary, chunk)
-            finally:
-                await chunks.aclose()  # not `contextlib.aclosing`: two coroutines fewer a miss
+            whole = body.arrived()  # a small object, with storage's head: no stream to run
+            if whole is not None:
+                temporary, crc = self._took(fill, whole, temporary, crc)
+            else:
+                chunks = body.chunks()
+                try:
+                    async for chunk in chunks:
+                        temporary, crc = self._took(fill, chunk, temporary, crc)
+                finally:
+                    await chunks.aclose()  # not `contextlib.aclosing`: two coroutines fewer
             fill.finish()
             self._keep(key, index, fill, meta, temporary, crc)
             temporary = None
@@ -344,6 +344,17 @@ class Cache:
                     os.unlink(temporary[1])
             self._forget(key, index, fill)
             await body.release()
+
+    def _took(
+        self, fill: Fill, chunk: bytes, temporary: tuple[int, str] | None, crc: int
+    ) -> tuple[tuple[int, str] | None, int]:
+        """A chunk from storage: to the fill's readers, and to the slice file being written
+        (and its CRC-32) while that can be written."""
+        fill.append(chunk)
+        self.storage_bytes += len(chunk)
+        if temporary is None:
+            return None, crc
+        return self._write(temporary, chunk), zlib.crc32(chunk, crc)
 
     def _write(self, temporary: tuple[int, str], chunk: bytes) -> tuple[int, str] | None:
         fd, path = temporary
