@@ -62,6 +62,10 @@ log = logging.getLogger("gateway.handler")
 _STREAMED: Final = frozenset((200, 206))
 #: Reads of one request: storage answering with another version each time gives up (502).
 _READ_ATTEMPTS: Final = 3
+#: The largest body from storage answered whole when it came with the head: one that a stream
+#: would also have put in the transport's buffer at once (its high-water mark, 64 KiB), so the
+#: access record says the same either way; larger ones stream (and splice, past 1 MiB).
+_WHOLE_MAX: Final = 64 * 1024
 #: What is left of a request once it must wait (for storage, a body, a limit).
 Later = Callable[[], Awaitable[StreamResponse | Response]]
 
@@ -379,7 +383,7 @@ class Pipeline:
         if not streamed:
             self._count_cache(record, state)
             return self._without_body(cached.meta, planned, record, granted)
-        if cached.body is not None and admission is None:
+        if cached.body is not None and admission is None and request.connection.connected:
             self._count_cache(record, state)
             data = cache.memory_bytes(cached, planned.range)
             return self._whole(cached.meta, planned, data, record, granted)
@@ -499,11 +503,11 @@ class Pipeline:
         granted: dict[str, str],
         admission: Admission | None = None,
     ) -> StreamResponse | Response:
-        if admission is None:
+        length = body.range.length if body.range is not None else body.meta.size
+        if admission is None and length <= _WHOLE_MAX and request.connection.connected:
             data = body.arrived()
             if data is not None:
                 return self._whole(body.meta, planned, data, record, granted)
-        length = body.range.length if body.range is not None else body.meta.size
         if admission is not None:
             try:
                 await admission.admit(

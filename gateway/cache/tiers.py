@@ -634,7 +634,8 @@ class _Reaper:
         self._queue.put(path)
 
     def wait(self) -> None:
-        """Until every file given so far is deleted (for tests and shutdown)."""
+        """Until every file given so far is deleted (for tests: what is left when a process
+        ends is deleted at the next start-up, with the rest of tmp/)."""
         self._queue.join()
 
     def _run(self) -> None:

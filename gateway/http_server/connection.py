@@ -124,6 +124,7 @@ class Connection(asyncio.Protocol):
         "_busy",
         "_closing",
         "_drain_waiter",
+        "_due",
         "_fields",
         "_head_bytes",
         "_head_sent",
@@ -174,6 +175,7 @@ class Connection(asyncio.Protocol):
         self._held = False  # by too many pipelined heads
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._due: Refusal | None = None  # a head refused while an answer was under way
         self._send_watch: SendWatch | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -490,6 +492,9 @@ class Connection(asyncio.Protocol):
         if self._closing or not request.keep_alive:
             self._closing = True
             assert self.transport is not None
+            due, self._due = self._due, None
+            if due is not None and request.keep_alive:  # the answer promised a next one
+                self._answer_refusal(due)
             self.transport.close()  # after what is buffered
             return
         self._server.guard.finished(self)
@@ -597,9 +602,9 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _refuse(self, refusal: Refusal) -> None:
-        """A head the parser refused: answered (unless a request is being handled, whose
-        answer then closes), logged by its reason only (never the bytes, which may carry a
-        token), and nothing more read."""
+        """A head the parser refused: answered (after the answer under way, if that one still
+        leaves the connection open), logged by its reason only (never the bytes, which may
+        carry a token), and nothing more read."""
         if self._closing:
             # An answer has ended the connection already (llhttp parses the rest of a read
             # regardless): nothing more is read, so nothing is refused, counted or logged.
@@ -608,17 +613,25 @@ class Connection(asyncio.Protocol):
         log.info("refused a request head: %s (%d)", refusal.reason, refusal.status)
         self._closing = True
         self._pending.clear()
+        in_a_body = self._parsing is not None
         if self._parsing is not None:
             self._parsing.content.set_exception(ConnectionResetError("the request was malformed"))
             self._parsing = None
-        if self._busy or self.transport is None:
+        if self._busy:
+            if not in_a_body:  # a head after the one being answered: its turn comes after it
+                self._due = refusal
             return
+        if self.transport is not None:
+            self._answer_refusal(refusal)
+            self.transport.close()
+
+    def _answer_refusal(self, refusal: Refusal) -> None:
+        assert self.transport is not None
         answer = self._server.refusal(refusal.status)
         answer.force_close()
         unread = Request(self, "GET", "", HTTP_10, _NO_HEADERS, keep_alive=False)
         with contextlib.suppress(ConnectionError):
             self._send_whole(unread, answer)
-        self.transport.close()
 
     def _pause_transport(self) -> None:
         if self.transport is not None:

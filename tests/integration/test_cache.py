@@ -37,6 +37,7 @@ from tests.integration.harness import (
     running_gateway,
     use_credentials,
 )
+from tests.polling import eventually
 from tests.servers import S3Server, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -443,8 +444,8 @@ async def test_a_cold_objects_first_bytes_reach_every_client_before_its_slice_is
     edge.put("obj.bin", SLICED)
     held = edge.storage.hold_at(edge.storage.from_target + SLICE // 2)
     async with edge.gateway() as gw:
-        first = await gw.session.get(gw.url(edge.link("obj.bin")))
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(30):  # rather than wait for the whole slice
+            first = await gw.session.get(gw.url(edge.link("obj.bin")))
             await held.wait()
             early = [await first.content.readexactly(1000)]
             joined = await gw.session.get(gw.url(edge.link("obj.bin")))
@@ -467,6 +468,32 @@ async def test_a_lone_request_collapses_with_nothing(edge: Edge) -> None:
     assert answer is not None
     assert answer.body == SLICED
     assert collapsed == 0
+
+
+@pytest.mark.parametrize("cache", ["false", "true"], ids=["cache_off", "cache_cold"])
+async def test_a_client_gone_before_storage_answered_is_recorded_gone_with_nothing_sent(
+    edge: Edge, cache: str
+) -> None:
+    """A small object is answered whole once storage's answer is in: not for a client that
+    left meanwhile, whose request is recorded as such."""
+    edge.put("obj.bin", SMALL)
+    held = edge.storage.hold_at(edge.storage.from_target)  # storage's answer waits
+    async with edge.gateway(cache=cache) as gw:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+        writer.write(f"GET {edge.link('obj.bin')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(30):
+            await held.wait()
+        writer.close()
+        await eventually(lambda: not gw.server.server.connections)  # the gateway saw it go
+        edge.storage.release()
+
+        def recorded(reason: str) -> float:
+            return gw.metric("gateway_requests_total", method="GET", status="200", reason=reason)
+
+        await eventually(lambda: recorded("client_disconnected") == 1)
+        ok, sent = recorded("ok"), gw.metric("gateway_sent_bytes_total")
+    assert (ok, sent) == (0, 0)
 
 
 # --- the disk tier across restarts, and damage ------------------------------------------------

@@ -53,6 +53,10 @@ async def gw(
             response, body = await gateway.request("GET", keys.sign("/" + KEY))
             assert (response.status, body) == (200, BODY)
         yield gateway, keys
+        if cache:  # the answers the test judged were the cache's
+            states = ("hit", "miss") if cache == "warm" else ("miss",)
+            asked = [gateway.metric("gateway_cache_requests_total", state=s) for s in states]
+            assert all(asked), dict(zip(states, asked, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ the server gets wrong fails here. tests/integration run the pipeline on it over 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 
 import h11
@@ -651,13 +652,15 @@ async def test_bytes_after_an_answer_that_closed_are_neither_refused_nor_counted
 
 async def test_a_task_cut_before_its_first_step_ends_its_request_and_closes_its_handler() -> None:
     opened: list[str] = []
+    returned: list[Coroutine[None, None, Response]] = []
 
     async def later(request: Request) -> Response:
         opened.append(request.raw_path)
         return Response(200, {}, b"never")
 
     def handler(request: Request) -> Awaitable[Response]:
-        return later(request)
+        returned.append(later(request))
+        return returned[-1]
 
     wire = Wire(handler)
     wire.connection.data_received(get("/one"))
@@ -665,6 +668,52 @@ async def test_a_task_cut_before_its_first_step_ends_its_request_and_closes_its_
 
     assert (opened, wire.answers(), wire.transport.closed) == ([], [], True)
     assert not wire.connection._busy
+    assert inspect.getcoroutinestate(returned[0]) == inspect.CORO_CLOSED  # never left unawaited
+
+
+async def test_a_head_refused_after_an_answers_head_went_out_is_answered_after_it() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def streamed(request: Request) -> StreamResponse:
+        response = StreamResponse(200, {"Content-Length": "5"})
+        response.prepare(request)
+        await response.write(b"01")  # its head says the connection stays open
+        started.set()
+        await release.wait()
+        await response.write_eof(b"234")
+        return response
+
+    wire = Wire(streamed)
+    wire.connection.data_received(get("/a"))
+    await started.wait()
+    wire.connection.data_received(b"BAD\x01 / HTTP/1.1\r\n\r\n")
+    release.set()
+    await wire.settled()
+
+    (first, body), (refused, _) = wire.answers()
+    assert (first.status_code, body, refused.status_code) == (200, b"01234", 400)
+    assert wire.transport.closed
+
+
+async def test_a_head_refused_before_the_answers_head_is_answered_by_its_closing() -> None:
+    wire = Wire()  # echo: its answer is written after the whole read is parsed
+    await wire.send(get("/a") + b"BAD\x01 / HTTP/1.1\r\n\r\n")
+
+    ((first, _),) = wire.answers()
+    assert (first.status_code, header(first, "Connection")) == (200, "close")
+    assert wire.transport.closed
+
+
+async def test_a_head_refused_while_an_answer_waits_for_the_client_is_answered_after_it() -> None:
+    wire = Wire(at_once)
+    wire.transport.full_after = 10
+    wire.connection.data_received(get("/a") + b"BAD\x01 / HTTP/1.1\r\n\r\n")
+    wire.connection.resume_writing()
+    await wire.settled()
+
+    (first, body), (refused, _) = wire.answers()
+    assert (first.status_code, body, refused.status_code) == (200, b"/a", 400)
+    assert wire.transport.closed
 
 
 async def test_a_handler_that_fails_at_once_is_answered_500() -> None:
