@@ -29,7 +29,7 @@ import tempfile
 import time
 import timeit
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -84,87 +84,93 @@ def fleet(
         ]
 
 
-async def until_status(session: aiohttp.ClientSession, url: str, expected: int) -> float:
-    """Ask back to back until `expected`; returns the monotonic time it was first seen."""
+async def until(
+    session: aiohttp.ClientSession, url: str, seen: Callable[[int, bytes], bool]
+) -> float:
+    """Ask back to back until `seen(status, body)`; returns the monotonic time it first was."""
     async with asyncio.timeout(10):
         while True:
             async with session.get(url) as response:
-                await response.read()
-                if response.status == expected:
+                if seen(response.status, await response.read()):
                     return time.monotonic()
+
+
+def status(expected: int) -> Callable[[int, bytes], bool]:
+    return lambda answered, _: answered == expected
+
+
+def body(expected: bytes) -> Callable[[int, bytes], bool]:
+    return lambda _, answered: answered == expected
+
+
+@contextlib.contextmanager
+def bench_keyring(prefix: str) -> Iterator[tuple[Keyring, Path, Path]]:
+    """A signing keyring, a working directory, and the gateways' keyring file in it."""
+    keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        exported = workdir / "gateway-keyring.json"
+        keyring.public_export().save(exported, public_only=True)
+        yield keyring, workdir, exported
 
 
 async def propagation(count: int) -> list[float]:
-    keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
-    with tempfile.TemporaryDirectory(prefix="revocation-bench-") as tmp:
-        workdir = Path(tmp)
-        exported = workdir / "gateway-keyring.json"
-        keyring.public_export().save(exported, public_only=True)
-        with redis_server(workdir) as redis, fleet(workdir, redis.url, exported) as processes:
-            gateways = [gateway.url("") for gateway in processes]
-            writer = RedisStore(redis.url)
-            sessions = [aiohttp.ClientSession() for _ in gateways]
-            delays = []
-            try:
-                for index in range(count):
-                    # a distinct link each time (same second, same claims: same signature)
-                    target = sign_path("/a.txt", keyring, expires_in=600, sub=f"b{index}")
-                    urls = [base + target for base in gateways]
-                    for session, url in zip(sessions, urls, strict=True):
-                        await until_status(session, url, 200)
-                    entry = for_url(target, skew=30)
-                    await writer.add(entry)
-                    returned = time.monotonic()
-                    seen = await asyncio.gather(
-                        *(until_status(s, u, 403) for s, u in zip(sessions, urls, strict=True))
-                    )
-                    delays.append(max(seen) - returned)
-            finally:
-                for session in sessions:
-                    await session.close()
-                await writer.close()
+    with (
+        bench_keyring("revocation-bench-") as (keyring, workdir, exported),
+        redis_server(workdir) as redis,
+        fleet(workdir, redis.url, exported) as processes,
+    ):
+        gateways = [gateway.url("") for gateway in processes]
+        writer = RedisStore(redis.url)
+        sessions = [aiohttp.ClientSession() for _ in gateways]
+        delays = []
+        try:
+            for index in range(count):
+                # a distinct link each time (same second, same claims: same signature)
+                target = sign_path("/a.txt", keyring, expires_in=600, sub=f"b{index}")
+                urls = [base + target for base in gateways]
+                for session, url in zip(sessions, urls, strict=True):
+                    await until(session, url, status(200))
+                entry = for_url(target, skew=30)
+                await writer.add(entry)
+                returned = time.monotonic()
+                seen = await asyncio.gather(
+                    *(until(s, u, status(403)) for s, u in zip(sessions, urls, strict=True))
+                )
+                delays.append(max(seen) - returned)
+        finally:
+            for session in sessions:
+                await session.close()
+            await writer.close()
     return delays
 
 
-async def until_body(session: aiohttp.ClientSession, url: str, expected: bytes) -> float:
-    """Ask back to back until the body is `expected`; the monotonic time it first was."""
-    async with asyncio.timeout(10):
-        while True:
-            async with session.get(url) as response:
-                if await response.read() == expected:
-                    return time.monotonic()
-
-
 async def purge_propagation(count: int) -> list[float]:
-    keyring = Keyring([new_key("bench", Algorithm.HMAC_SHA256, Status.ACTIVE)])
-    with tempfile.TemporaryDirectory(prefix="purge-bench-") as tmp:
-        workdir = Path(tmp)
-        exported = workdir / "gateway-keyring.json"
-        keyring.public_export().save(exported, public_only=True)
-        with (
-            redis_server(workdir) as redis,
-            fleet(workdir, redis.url, exported, cache=True) as processes,
-        ):
-            target = sign_path("/a.txt", keyring, expires_in=3600)
-            urls = [gateway.url(target) for gateway in processes]
-            purge_url = processes[0].admin_url("/admin/purge")
-            auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            stored = workdir / "objects" / "a.txt"
-            delays = []
-            async with aiohttp.ClientSession() as session:
-                version = stored.read_bytes()
-                for url in urls:  # each gateway holds it from here on
-                    await until_body(session, url, version)
-                for index in range(count):
-                    version = b"version %d\n" % index
-                    stored.write_bytes(version)
-                    async with session.post(purge_url, json={"key": "/a.txt"}, headers=auth) as r:
-                        answer = await r.json()
-                        if r.status != 200 or not answer.get("published"):
-                            raise RuntimeError(f"the purge was not published: {r.status} {answer}")
-                    returned = time.monotonic()
-                    seen = await asyncio.gather(*(until_body(session, u, version) for u in urls))
-                    delays.append(max(seen) - returned)
+    with (
+        bench_keyring("purge-bench-") as (keyring, workdir, exported),
+        redis_server(workdir) as redis,
+        fleet(workdir, redis.url, exported, cache=True) as processes,
+    ):
+        target = sign_path("/a.txt", keyring, expires_in=3600)
+        urls = [gateway.url(target) for gateway in processes]
+        purge_url = processes[0].admin_url("/admin/purge")
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        stored = workdir / "objects" / "a.txt"
+        delays = []
+        async with aiohttp.ClientSession() as session:
+            version = stored.read_bytes()
+            for url in urls:  # each gateway holds it from here on
+                await until(session, url, body(version))
+            for index in range(count):
+                version = b"version %d\n" % index
+                stored.write_bytes(version)
+                async with session.post(purge_url, json={"key": "/a.txt"}, headers=auth) as r:
+                    answer = await r.json()
+                    if r.status != 200 or not answer.get("published"):
+                        raise RuntimeError(f"the purge was not published: {r.status} {answer}")
+                returned = time.monotonic()
+                seen = await asyncio.gather(*(until(session, u, body(version)) for u in urls))
+                delays.append(max(seen) - returned)
     return delays
 
 
